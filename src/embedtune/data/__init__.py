@@ -1,0 +1,1 @@
+"""Data formats, validation, splits and preparation."""

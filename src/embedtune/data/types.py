@@ -1,0 +1,56 @@
+"""In-memory forms of the data embedtune reads: retrieval sets and training examples."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+Qrels = dict[str, dict[str, int]]
+"""Graded relevance judgements: query id -> document id -> relevance (int, > 0 means relevant)."""
+
+
+@dataclass
+class RetrievalSet:
+    """A corpus, its queries and relevance judgements per split (the BEIR layout, in memory).
+
+    Attributes:
+        corpus: Document id -> document text (BEIR ``title`` and ``text`` joined by a space when a title exists).
+        queries: Query id -> query text.
+        qrels: Split name (``"train"``, ``"dev"``, ``"test"``) -> :data:`Qrels` for that split.
+        source: Folder the set was read from, or ``None`` when built in memory.
+    """
+
+    corpus: dict[str, str]
+    queries: dict[str, str]
+    qrels: dict[str, Qrels]
+    source: Path | None = None
+
+    def split_queries(self, split: str) -> dict[str, str]:
+        """Return the queries judged in ``split``: query id -> text.
+
+        Raises:
+            KeyError: if the set has no qrels for ``split``.
+        """
+        return {qid: self.queries[qid] for qid in self.qrels[split]}
+
+
+@dataclass(frozen=True)
+class TrainingExample:
+    """One FlagEmbedding-style training record: a query, its positives and optional weighted hard negatives.
+
+    Attributes:
+        query: Query text.
+        pos: Positive passages (at least one).
+        neg: Hard-negative passages (may be empty).
+        neg_weights: One weight per entry of ``neg`` (finite, > 0); it multiplies ``exp(sim)`` of that negative in
+            the InfoNCE denominator. Defaults to all ones.
+    """
+
+    query: str
+    pos: tuple[str, ...]
+    neg: tuple[str, ...] = ()
+    neg_weights: tuple[float, ...] = field(default=())
+
+    def __post_init__(self) -> None:
+        if not self.neg_weights and self.neg:
+            object.__setattr__(self, "neg_weights", tuple(1.0 for _ in self.neg))

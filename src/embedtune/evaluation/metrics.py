@@ -1,0 +1,172 @@
+"""Retrieval metrics (nDCG, MAP, recall, precision, MRR at a cut-off) computed by ``pytrec_eval``.
+
+The maths is trec_eval's, reached through :class:`pytrec_eval.RelevanceEvaluator`; this module only maps metric
+names, truncates runs for MRR@k, and averages over queries the way ``trec_eval -c`` does.
+
+Conventions:
+    * A query counts when it has at least one relevant document in the qrels (relevance > 0). Queries without any
+      relevant document are left out of every mean.
+    * A judged query missing from the run, or with an empty ranking, scores 0 on every metric (``trec_eval -c``).
+    * Documents are ranked as trec_eval ranks them: score descending, ties broken by document id descending
+      (byte-wise string comparison), whatever order the run dict holds them in.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping, Sequence
+
+import pytrec_eval
+
+from embedtune.data.types import Qrels
+
+DEFAULT_METRICS: tuple[str, ...] = ("ndcg@10", "map@100", "recall@10", "recall@100", "mrr@10")
+"""Metrics reported when none are asked for."""
+
+Run = dict[str, dict[str, float]]
+"""Retrieval results: query id -> document id -> score (higher ranks first)."""
+
+_TREC_MEASURES: dict[str, str] = {"ndcg": "ndcg_cut", "map": "map_cut", "recall": "recall", "precision": "P"}
+"""Metric family -> trec_eval measure taking the cut-off as its parameter (``ndcg_cut.7`` -> ``ndcg_cut_7``)."""
+
+_METRIC_PATTERN = re.compile(r"^(ndcg|map|recall|precision|mrr)@([1-9][0-9]*)$")
+_ACCEPTED_FORMS = "ndcg@k, map@k, recall@k, precision@k, mrr@k (k a positive integer, case-insensitive)"
+
+
+def parse_metric(name: str) -> tuple[str, int]:
+    """Split a metric name such as ``"nDCG@10"`` into its family and cut-off.
+
+    Args:
+        name: ``<family>@<k>`` with family one of ndcg, map, recall, precision, mrr (any case) and k >= 1.
+
+    Returns:
+        ``(family, k)`` with the family lower-cased, e.g. ``("ndcg", 10)``.
+
+    Raises:
+        ValueError: if ``name`` is not one of the accepted forms.
+    """
+    match = _METRIC_PATTERN.match(name.strip().lower())
+    if match is None:
+        raise ValueError(f"unsupported metric {name!r}; accepted forms: {_ACCEPTED_FORMS}")
+    return match.group(1), int(match.group(2))
+
+
+def evaluate_run(qrels: Qrels, run: Run, metrics: Sequence[str] = DEFAULT_METRICS) -> dict[str, float]:
+    """Score a run against qrels: the mean of each metric over the queries that have a relevant document.
+
+    A query of ``qrels`` with no document of relevance > 0 is excluded from the mean. A query that has one but is
+    missing from ``run`` (or has an empty ranking) counts as 0 for every metric, as with ``trec_eval -c``. Queries
+    of ``run`` absent from ``qrels`` are ignored.
+
+    Args:
+        qrels: Query id -> document id -> graded relevance.
+        run: Query id -> document id -> score.
+        metrics: Metric names accepted by :func:`parse_metric`.
+
+    Returns:
+        Metric name as given, stripped and lower-cased (e.g. ``"ndcg@10"``) -> mean value in [0, 1].
+
+    Raises:
+        ValueError: if a metric name is not supported, or no query of ``qrels`` has a relevant document.
+    """
+    per_query = evaluate_run_per_query(qrels, run, metrics)
+    if not per_query:
+        raise ValueError("no query in qrels has a relevant document (relevance > 0); nothing to average")
+    keys = _metric_keys(metrics)
+    return {key: sum(values[key] for values in per_query.values()) / len(per_query) for key in keys}
+
+
+def evaluate_run_per_query(
+    qrels: Qrels, run: Run, metrics: Sequence[str] = DEFAULT_METRICS
+) -> dict[str, dict[str, float]]:
+    """Score a run per query, for the queries of ``qrels`` that have a relevant document.
+
+    Args:
+        qrels: Query id -> document id -> graded relevance.
+        run: Query id -> document id -> score.
+        metrics: Metric names accepted by :func:`parse_metric`.
+
+    Returns:
+        Query id -> metric name (stripped, lower-cased) -> value. Every query of ``qrels`` with a document of
+        relevance > 0 is present; one missing from ``run`` has 0.0 for every metric.
+
+    Raises:
+        ValueError: if a metric name is not supported.
+    """
+    parsed = {key: parse_metric(key) for key in _metric_keys(metrics)}
+    judged = _queries_with_relevant_docs(qrels)
+    clean_qrels = {qid: {doc: int(rel) for doc, rel in qrels[qid].items()} for qid in judged}
+    clean_run = _clean_run(run, judged)
+    results: dict[str, dict[str, float]] = {qid: dict.fromkeys(parsed, 0.0) for qid in judged}
+    _fill_trec_measures(results, clean_qrels, clean_run, parsed)
+    _fill_mrr(results, clean_qrels, clean_run, parsed)
+    return results
+
+
+def trec_ranking(scores: Mapping[str, float]) -> list[str]:
+    """Order document ids as trec_eval does: score descending, ties by document id descending.
+
+    Args:
+        scores: Document id -> score for one query.
+
+    Returns:
+        Document ids, best first.
+    """
+    by_doc_descending = sorted(scores, reverse=True)
+    return sorted(by_doc_descending, key=lambda doc: -scores[doc])
+
+
+def truncate_run(run: Run, k: int) -> Run:
+    """Keep each query's top ``k`` documents, ranked as trec_eval ranks them (see :func:`trec_ranking`).
+
+    Args:
+        run: Query id -> document id -> score.
+        k: Number of documents to keep per query (>= 1).
+
+    Returns:
+        A new run with at most ``k`` documents per query.
+    """
+    return {qid: {doc: scores[doc] for doc in trec_ranking(scores)[:k]} for qid, scores in run.items()}
+
+
+def _metric_keys(metrics: Iterable[str]) -> list[str]:
+    """Normalise metric names (strip, lower-case) and drop duplicates, keeping the first occurrence's order."""
+    return list(dict.fromkeys(name.strip().lower() for name in metrics))
+
+
+def _queries_with_relevant_docs(qrels: Qrels) -> list[str]:
+    """Ids of the queries with at least one document of relevance > 0."""
+    return [qid for qid, docs in qrels.items() if any(rel > 0 for rel in docs.values())]
+
+
+def _clean_run(run: Run, query_ids: Iterable[str]) -> Run:
+    """Restrict ``run`` to ``query_ids`` with plain ``float`` scores (pytrec_eval rejects numpy scalars)."""
+    return {qid: {doc: float(score) for doc, score in run[qid].items()} for qid in query_ids if run.get(qid)}
+
+
+def _fill_trec_measures(
+    results: dict[str, dict[str, float]], qrels: Qrels, run: Run, parsed: Mapping[str, tuple[str, int]]
+) -> None:
+    """Write the nDCG/MAP/recall/precision values that pytrec_eval computes into ``results`` (in place)."""
+    wanted = {key: (_TREC_MEASURES[family], k) for key, (family, k) in parsed.items() if family != "mrr"}
+    if not wanted or not run:
+        return
+    measures = {f"{measure}.{k}" for measure, k in wanted.values()}
+    evaluated = pytrec_eval.RelevanceEvaluator(qrels, measures).evaluate(run)
+    for qid, values in evaluated.items():
+        for key, (measure, k) in wanted.items():
+            results[qid][key] = values[f"{measure}_{k}"]
+
+
+def _fill_mrr(
+    results: dict[str, dict[str, float]], qrels: Qrels, run: Run, parsed: Mapping[str, tuple[str, int]]
+) -> None:
+    """Write MRR@k values into ``results`` (in place): trec_eval's ``recip_rank`` on the run cut to its top k."""
+    if not run:
+        return
+    evaluator = pytrec_eval.RelevanceEvaluator(qrels, {"recip_rank"})
+    for key, (family, k) in parsed.items():
+        if family != "mrr":
+            continue
+        for qid, values in evaluator.evaluate(truncate_run(run, k)).items():
+            results[qid][key] = values["recip_rank"]

@@ -1,0 +1,92 @@
+"""A sentence-transformers evaluator that ranks a corpus and scores the run with trec_eval's metrics."""
+
+from __future__ import annotations
+
+import random
+
+from sentence_transformers import SentenceTransformer
+from sentence_transformers.base.evaluation.evaluator import BaseEvaluator
+
+from embedtune.data.types import Qrels
+from embedtune.evaluation.metrics import DEFAULT_METRICS, evaluate_run, parse_metric
+from embedtune.search.retrieve import retrieve
+
+
+class RetrievalEvaluator(BaseEvaluator):
+    """Rank ``corpus`` for each judged query and compute nDCG@k, MAP@k, Recall@k, MRR@k with pytrec_eval.
+
+    Used by ``SentenceTransformerTrainer`` for dev evaluation (the trainer logs ``eval_<name>_<metric>``) and
+    directly for the final base vs fine-tuned comparison.
+
+    Args:
+        corpus: Document id -> text.
+        queries: Query id -> text (only ids present in ``qrels`` are evaluated).
+        qrels: Query id -> document id -> graded relevance.
+        name: Prefix of the returned metric names, e.g. ``"dev"`` gives ``"dev_ndcg@10"``.
+        metrics: Metric names, see :func:`embedtune.evaluation.metrics.parse_metric`.
+        primary_metric: The metric that selects checkpoints.
+        query_prefix: Prepended to every query.
+        passage_prefix: Prepended to every document.
+        batch_size: Texts per forward pass.
+    """
+
+    def __init__(
+        self,
+        corpus: dict[str, str],
+        queries: dict[str, str],
+        qrels: Qrels,
+        name: str = "",
+        metrics: tuple[str, ...] | list[str] = DEFAULT_METRICS,
+        primary_metric: str = "ndcg@10",
+        query_prefix: str = "",
+        passage_prefix: str = "",
+        batch_size: int = 64,
+    ) -> None:
+        super().__init__()
+        self.corpus = corpus
+        self.queries = {qid: queries[qid] for qid in qrels}
+        self.qrels = qrels
+        self.name = name
+        self.metrics = [m.lower() for m in metrics]
+        self.primary_metric = primary_metric.lower()
+        self.query_prefix = query_prefix
+        self.passage_prefix = passage_prefix
+        self.batch_size = batch_size
+        self.top_k = max(parse_metric(m)[1] for m in self.metrics)
+
+    def __call__(
+        self, model: SentenceTransformer, output_path: str | None = None, epoch: int = -1, steps: int = -1
+    ) -> dict[str, float]:
+        """Evaluate ``model``; returns metric name (prefixed with ``name``) -> mean value over judged queries."""
+        run = retrieve(
+            model,
+            self.corpus,
+            self.queries,
+            top_k=self.top_k,
+            query_prefix=self.query_prefix,
+            passage_prefix=self.passage_prefix,
+            batch_size=self.batch_size,
+        )
+        return self.prefix_name_to_metrics(evaluate_run(self.qrels, run, self.metrics), self.name)
+
+
+def subsample_corpus(corpus: dict[str, str], qrels: Qrels, max_docs: int | None, seed: int = 0) -> dict[str, str]:
+    """Keep every judged document of ``qrels`` plus a seeded random sample of the rest, ``max_docs`` in all.
+
+    Used to make dev evaluation during training affordable on a CPU; the final test evaluation never subsamples.
+
+    Args:
+        corpus: Document id -> text.
+        qrels: Judgements whose documents must stay.
+        max_docs: Size of the result; ``None`` or a size >= ``len(corpus)`` returns ``corpus`` unchanged.
+        seed: Seed of the sample.
+
+    Returns:
+        Document id -> text, in the original corpus order.
+    """
+    if max_docs is None or max_docs >= len(corpus):
+        return corpus
+    judged = {doc_id for judgements in qrels.values() for doc_id in judgements if doc_id in corpus}
+    others = sorted(set(corpus) - judged)
+    keep = judged | set(random.Random(seed).sample(others, max(0, min(len(others), max_docs - len(judged)))))
+    return {doc_id: text for doc_id, text in corpus.items() if doc_id in keep}

@@ -1,0 +1,1 @@
+"""Model loading: names, local folders, prefixes."""

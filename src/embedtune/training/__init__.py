@@ -1,0 +1,1 @@
+"""Training loop, configuration and run folders."""

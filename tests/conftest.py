@@ -1,0 +1,81 @@
+"""Shared fixtures: a tiny randomly initialised BERT sentence-transformer and a tiny BEIR folder (no downloads)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+WORDS = (
+    "apple banana cherry grape lemon mango orange peach pear plum red green yellow blue sweet sour fruit tree "
+    "juice seed car bus train plane road wheel engine fuel fast slow city river mountain sea lake forest "
+    "what which is the a of and color taste grows on in"
+).split()
+
+SHARED_SCIFACT = Path(__file__).resolve().parents[1].parent / "shared" / "datasets" / "scifact"
+
+
+def build_tiny_model(folder: Path) -> Path:
+    """Write a randomly initialised 2-layer BERT with mean pooling as a sentence-transformers folder."""
+    from sentence_transformers import SentenceTransformer, models
+    from transformers import BertConfig, BertModel, BertTokenizerFast
+
+    folder.mkdir(parents=True, exist_ok=True)
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *WORDS]
+    (folder / "vocab.txt").write_text("\n".join(vocab) + "\n")
+    tokenizer = BertTokenizerFast(vocab_file=str(folder / "vocab.txt"), do_lower_case=True)
+    config = BertConfig(
+        vocab_size=len(vocab),
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=64,
+    )
+    import torch
+
+    torch.manual_seed(0)
+    hf_dir = folder / "hf"
+    BertModel(config).save_pretrained(hf_dir)
+    tokenizer.save_pretrained(hf_dir)
+    transformer = models.Transformer(str(hf_dir), max_seq_length=32)
+    pooling = models.Pooling(transformer.get_word_embedding_dimension(), pooling_mode="mean")
+    model = SentenceTransformer(modules=[transformer, pooling], device="cpu")
+    model_dir = folder / "st"
+    model.save(str(model_dir))
+    return model_dir
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_tiny_model(tmp_path_factory.mktemp("tiny-bert"))
+
+
+FRUITS = ["apple", "banana", "cherry", "grape", "lemon", "mango", "orange", "peach", "pear", "plum"]
+VEHICLES = ["car", "bus", "train", "plane"]
+
+
+def write_tiny_beir(folder: Path) -> Path:
+    """Write a 14-document BEIR folder with train/test qrels (dev is carved from train)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    docs = [{"_id": f"d{i}", "title": name, "text": f"the {name} is sweet fruit on a tree"} for i, name in
+            enumerate(FRUITS)]
+    docs += [{"_id": f"v{i}", "title": name, "text": f"the {name} is fast on the road"} for i, name in
+             enumerate(VEHICLES)]
+    queries = [{"_id": f"q{i}", "text": f"what color is the {name}"} for i, name in enumerate(FRUITS + VEHICLES)]
+    (folder / "corpus.jsonl").write_text("".join(json.dumps(d) + "\n" for d in docs))
+    (folder / "queries.jsonl").write_text("".join(json.dumps(q) + "\n" for q in queries))
+    (folder / "qrels").mkdir(exist_ok=True)
+    doc_ids = [d["_id"] for d in docs]
+    train = [(f"q{i}", doc_ids[i]) for i in range(10)]
+    test = [(f"q{i}", doc_ids[i]) for i in range(10, 14)]
+    for split, rows in (("train", train), ("test", test)):
+        lines = ["query-id\tcorpus-id\tscore"] + [f"{q}\t{d}\t1" for q, d in rows]
+        (folder / "qrels" / f"{split}.tsv").write_text("\n".join(lines) + "\n")
+    return folder
+
+
+@pytest.fixture()
+def tiny_beir(tmp_path: Path) -> Path:
+    return write_tiny_beir(tmp_path / "beir")
