@@ -23,8 +23,7 @@ def build_tiny_model(folder: Path) -> Path:
 
     folder.mkdir(parents=True, exist_ok=True)
     vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *WORDS]
-    (folder / "vocab.txt").write_text("\n".join(vocab) + "\n")
-    tokenizer = BertTokenizerFast(vocab_file=str(folder / "vocab.txt"), do_lower_case=True)
+    tokenizer = BertTokenizerFast(vocab={token: index for index, token in enumerate(vocab)}, do_lower_case=True)
     config = BertConfig(
         vocab_size=len(vocab),
         hidden_size=32,
@@ -42,6 +41,7 @@ def build_tiny_model(folder: Path) -> Path:
     transformer = models.Transformer(str(hf_dir), max_seq_length=32)
     pooling = models.Pooling(transformer.get_word_embedding_dimension(), pooling_mode="mean")
     model = SentenceTransformer(modules=[transformer, pooling], device="cpu")
+    assert "[UNK]" not in model.tokenizer.tokenize("what color is the apple"), "tiny tokenizer lost its vocabulary"
     model_dir = folder / "st"
     model.save(str(model_dir))
     return model_dir

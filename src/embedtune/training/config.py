@@ -74,7 +74,7 @@ class LossConfig:
     """InfoNCE settings (see :class:`embedtune.losses.info_nce.InfoNCELoss`)."""
 
     scale: float = _setting(20.0, "Inverse temperature: 20 means temperature 0.05.")
-    symmetric: bool = _setting(False, "Add the passage-to-query InfoNCE term.")
+    symmetric: bool = _setting(True, "Add the passage-to-query InfoNCE term.")
 
     def __post_init__(self) -> None:
         _require(self.scale > 0 and math.isfinite(self.scale), "loss.scale", "must be a positive number")
@@ -84,7 +84,7 @@ class LossConfig:
 class TrainConfig:
     """Optimisation and checkpoint selection."""
 
-    epochs: float = _setting(3.0, "Passes over the training pairs (ignored when max_steps > 0).")
+    epochs: float = _setting(4.0, "Passes over the training pairs (ignored when max_steps > 0).")
     max_steps: int = _setting(-1, "Stop after this many optimiser steps; -1 uses epochs.")
     batch_size: int = _setting(32, "Pairs per batch; every other pair's passage is an in-batch negative.")
     learning_rate: float = _setting(2e-5, "Peak AdamW learning rate.")

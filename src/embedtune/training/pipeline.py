@@ -73,7 +73,7 @@ def run_training(config: ExperimentConfig, echo: bool = True) -> RunResult:
         logger.info("Run folder %s", folder)
         write_json_atomic(folder / "training_config.json", _run_record(config, data))
         train_started = time.time()
-        dev_history, best = _fine_tune(config, data, folder)
+        dev_history, best, loss_history = _fine_tune(config, data, folder)
         train_time = time.time() - train_started
         comparison = evaluate_base_and_fine_tuned(config, data, folder / "model")
         metrics = {
@@ -81,6 +81,7 @@ def run_training(config: ExperimentConfig, echo: bool = True) -> RunResult:
             "eval_split": data.eval_split,
             "test": comparison,
             "dev_history": dev_history,
+            "loss_history": loss_history,
             "best_checkpoint": best,
             "wall_time_s": round(time.time() - started, 1),
             "train_time_s": round(train_time, 1),
@@ -122,7 +123,9 @@ def peak_memory_mb() -> float:
     return round(peak, 1)
 
 
-def _fine_tune(config: ExperimentConfig, data: PreparedData, folder: Path) -> tuple[list[dict], dict | None]:
+def _fine_tune(
+    config: ExperimentConfig, data: PreparedData, folder: Path
+) -> tuple[list[dict], dict | None, list[dict]]:
     model = load_model(config.model.name_or_path, config.model.max_seq_length)
     train_dataset = build_train_dataset(data.train_examples, config.data.max_hard_negatives)
     logger.info("Training rows: %d, columns: %s", len(train_dataset), train_dataset.column_names)
@@ -142,7 +145,8 @@ def _fine_tune(config: ExperimentConfig, data: PreparedData, folder: Path) -> tu
     best = _best_checkpoint(trainer, dev_history, config.train.primary_metric.lower())
     _save_model_atomic(trainer.model, folder / "model")
     shutil.rmtree(folder / "checkpoints", ignore_errors=True)
-    return dev_history, best
+    losses = [{"step": e["step"], "loss": e["loss"]} for e in trainer.state.log_history if "loss" in e]
+    return dev_history, best, losses
 
 
 def _training_arguments(
