@@ -32,9 +32,7 @@ def run_embedtune(overrides: list[str], runs_dir: Path) -> dict:
     from embedtune.training.config import build_config
     from embedtune.training.pipeline import run_training
 
-    config = build_config(
-        overrides=[f"data.path={SCIFACT}", "name=scifact-bench", f"runs_dir={runs_dir}", *overrides]
-    )
+    config = build_config(overrides=[f"data.path={SCIFACT}", "name=scifact-bench", f"runs_dir={runs_dir}", *overrides])
     result = run_training(config, echo=False)
     metrics = result.metrics
     return {
@@ -128,8 +126,11 @@ def append_markdown(results: dict[str, dict]) -> None:
             "peak MiB |\n|---|---|---|---|---|---|---|---|---|---|---|\n"
         )
     commit = (git_commit(ROOT) or "unknown")[:12]
-    rows = [f"| {date.today()} | {commit} | scifact | base all-MiniLM-L6-v2 | zero-shot | "
-            + " | ".join(f"{base[m]:.4f}" for m in METRICS) + " | | | |"]
+    rows = [
+        f"| {date.today()} | {commit} | scifact | base all-MiniLM-L6-v2 | zero-shot | "
+        + " | ".join(f"{base[m]:.4f}" for m in METRICS)
+        + " | | | |"
+    ]
     for label, result in results.items():
         figures = " | ".join(f"{result['fine_tuned'][m]:.4f}" for m in METRICS)
         rows.append(

@@ -59,10 +59,13 @@ VEHICLES = ["car", "bus", "train", "plane"]
 def write_tiny_beir(folder: Path) -> Path:
     """Write a 14-document BEIR folder with train/test qrels (dev is carved from train)."""
     folder.mkdir(parents=True, exist_ok=True)
-    docs = [{"_id": f"d{i}", "title": name, "text": f"the {name} is sweet fruit on a tree"} for i, name in
-            enumerate(FRUITS)]
-    docs += [{"_id": f"v{i}", "title": name, "text": f"the {name} is fast on the road"} for i, name in
-             enumerate(VEHICLES)]
+    docs = [
+        {"_id": f"d{i}", "title": name, "text": f"the {name} is sweet fruit on a tree"}
+        for i, name in enumerate(FRUITS)
+    ]
+    docs += [
+        {"_id": f"v{i}", "title": name, "text": f"the {name} is fast on the road"} for i, name in enumerate(VEHICLES)
+    ]
     queries = [{"_id": f"q{i}", "text": f"what color is the {name}"} for i, name in enumerate(FRUITS + VEHICLES)]
     (folder / "corpus.jsonl").write_text("".join(json.dumps(d) + "\n" for d in docs))
     (folder / "queries.jsonl").write_text("".join(json.dumps(q) + "\n" for q in queries))

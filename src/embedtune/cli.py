@@ -61,7 +61,9 @@ def _add_train(commands: argparse._SubParsersAction) -> None:
     train.add_argument("--max-steps", type=int, help="Stop after this many steps.")
     train.add_argument("--batch-size", type=int, help="Pairs per batch.")
     train.add_argument("--lr", type=float, help="Peak learning rate.")
-    train.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="Any setting, e.g. loss.scale=30.")
+    train.add_argument(
+        "--set", action="append", default=[], metavar="KEY=VALUE", help="Any setting, e.g. loss.scale=30."
+    )
     train.set_defaults(handler=_train)
 
 

@@ -119,8 +119,12 @@ def test_bad_data_fails_before_any_model_is_loaded(tiny_beir, tmp_path, monkeypa
 
 def test_jsonl_training_file_with_weighted_hard_negatives(tiny_model_dir, tiny_beir, tmp_path):
     rows = [
-        {"query": f"what color is the {fruit}", "pos": [f"the {fruit} is sweet fruit"], "neg": ["the car is fast"],
-         "neg_weights": [0.5]}
+        {
+            "query": f"what color is the {fruit}",
+            "pos": [f"the {fruit} is sweet fruit"],
+            "neg": ["the car is fast"],
+            "neg_weights": [0.5],
+        }
         for fruit in ["apple", "banana", "cherry", "grape", "lemon", "mango"]
     ]
     rows.append({"query": "what color is the bus", "pos": ["the bus is fast on the road"]})

@@ -54,5 +54,5 @@ def retrieve(
     hits = semantic_search(query_embeddings, doc_embeddings, top_k=top_k, score_function=model.similarity)
     return {
         query_id: {doc_ids[hit["corpus_id"]]: float(hit["score"]) for hit in query_hits}
-        for query_id, query_hits in zip(query_ids, hits)
+        for query_id, query_hits in zip(query_ids, hits, strict=True)
     }

@@ -58,7 +58,7 @@ class DataConfig:
     eval_split: str = _setting("test", "Split reported at the end, base vs fine-tuned (never used for selection).")
     max_hard_negatives: int = _setting(3, "Hard negatives per query used in training (the first n of 'neg').")
     dev_max_corpus: int | None = _setting(
-        3000,
+        2000,
         "Dev evaluation during training ranks the dev queries' relevant documents plus a seeded random sample of "
         "the rest, up to this many documents (speed); None uses the whole corpus. Test always uses the whole corpus.",
     )
