@@ -24,7 +24,7 @@ def main(argv: list[str] | None = None) -> int:
     """Run the command line; returns the process exit code (0 success, 2 bad input or settings)."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")
+    configure_console_logging(verbose=args.verbose, quiet=args.quiet)
     try:
         return args.handler(args)
     except (DataError, ConfigError, ValueError, FileNotFoundError, FileExistsError) as error:
@@ -32,10 +32,33 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
 
+def configure_console_logging(verbose: bool = False, quiet: bool = False) -> None:
+    """Show embedtune's progress (INFO) and everyone's warnings on stderr; ``verbose`` adds the libraries' INFO.
+
+    The root logger is set to INFO so that a run's ``train.log`` receives every library's messages either way.
+    """
+
+    def visible(record: logging.LogRecord) -> bool:
+        if record.levelno >= logging.WARNING or verbose:
+            return True
+        return record.name.startswith("embedtune") and not quiet
+
+    root = logging.getLogger()
+    for existing in [h for h in root.handlers if h.get_name() == "embedtune-console"]:
+        root.removeHandler(existing)
+    handler = logging.StreamHandler()
+    handler.set_name("embedtune-console")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%H:%M:%S"))
+    handler.addFilter(visible)
+    root.addHandler(handler)
+    root.setLevel(logging.INFO)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Build the argument parser with every sub-command (each has ``--help``)."""
     parser = argparse.ArgumentParser(prog="embedtune", description="Fine-tune and evaluate text-embedding models.")
-    parser.add_argument("-v", "--verbose", action="store_true", help="Log progress to stderr.")
+    parser.add_argument("-v", "--verbose", action="store_true", help="Also log the libraries' progress.")
+    parser.add_argument("-q", "--quiet", action="store_true", help="Log only warnings and errors.")
     commands = parser.add_subparsers(dest="command", required=True)
     _add_train(commands)
     _add_eval(commands)

@@ -289,3 +289,14 @@ def test_bad_config_files_are_rejected(tmp_path):
     listing.write_text("- a\n- b\n")
     with pytest.raises(ConfigError, match="mapping"):
         load_config_file(listing)
+
+
+def test_example_config_in_the_repository_is_valid():
+    from pathlib import Path
+
+    from embedtune.training.config import build_config
+
+    example = Path(__file__).resolve().parents[2] / "examples" / "scifact.yaml"
+    config = build_config(example)
+    assert config.data.path == "../shared/datasets/scifact"
+    assert config.train.learning_rate == 2e-5 and config.loss.symmetric is True
