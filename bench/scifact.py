@@ -125,7 +125,8 @@ def append_markdown(results: dict[str, dict]) -> None:
             "| date | commit | bench | recipe | settings | nDCG@10 | MRR@10 | Recall@100 | train s | wall s | "
             "peak MiB |\n|---|---|---|---|---|---|---|---|---|---|---|\n"
         )
-    commit = (git_commit(ROOT) or "unknown")[:12]
+    full_commit = git_commit(ROOT) or "unknown"
+    commit = full_commit[:12] + ("+dirty" if full_commit.endswith("+dirty") else "")
     rows = [
         f"| {date.today()} | {commit} | scifact | base all-MiniLM-L6-v2 | zero-shot | "
         + " | ".join(f"{base[m]:.4f}" for m in METRICS)
