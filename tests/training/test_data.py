@@ -56,3 +56,23 @@ def test_dev_carved_from_examples_shares_no_query_with_train():
     for qid, judgements in retrieval_set.qrels["dev"].items():
         (doc_id,) = judgements
         assert retrieval_set.corpus[doc_id] == retrieval_set.queries[qid].replace("query", "pos")
+
+
+def test_missing_explicit_eval_split_is_an_error_and_missing_test_falls_back_to_dev(tmp_path):
+    import pytest
+
+    from embedtune.data.beir import write_beir
+    from embedtune.training.config import DataConfig
+    from embedtune.training.data import prepare_data
+
+    retrieval_set = RetrievalSet(
+        corpus={f"d{i}": f"doc {i}" for i in range(10)},
+        queries={f"q{i}": f"query {i}" for i in range(10)},
+        qrels={"train": {f"q{i}": {f"d{i}": 1} for i in range(10)}},
+    )
+    folder = write_beir(retrieval_set, tmp_path / "beir")
+    with pytest.raises(ValueError, match="data.eval_split 'heldout' not found"):
+        prepare_data(DataConfig(path=str(folder), eval_split="heldout"))
+    prepared = prepare_data(DataConfig(path=str(folder)))
+    assert prepared.eval_split == "dev"
+    assert len(prepared.retrieval_set.qrels["dev"]) == 1 and len(prepared.train_examples) == 9

@@ -67,7 +67,7 @@ def prepare_data(config: DataConfig) -> PreparedData:
         examples, retrieval_set = carve_dev_from_examples(examples, config.dev_fraction, config.split_seed)
     eval_split = config.eval_split
     if eval_split not in retrieval_set.qrels:
-        if config.eval_split != "test" or config.path is not None and config.train_file is None:
+        if eval_split != "test":
             raise ValueError(f"data.eval_split '{eval_split}' not found; splits are {sorted(retrieval_set.qrels)}")
         logger.warning("No '%s' split: the final base vs fine-tuned comparison is reported on dev.", eval_split)
         eval_split = DEV_SPLIT
