@@ -29,7 +29,7 @@ METRICS = ("ndcg@10", "mrr@10", "recall@100")
 
 
 def run_embedtune(overrides: list[str], runs_dir: Path) -> dict:
-    from embedtune.training.config import build_config
+    from embedtune.config import build_config
     from embedtune.training.pipeline import run_training
 
     config = build_config(overrides=[f"data.path={SCIFACT}", "name=scifact-bench", f"runs_dir={runs_dir}", *overrides])
@@ -115,7 +115,7 @@ def format_table(results: dict[str, dict]) -> str:
 
 
 def append_markdown(results: dict[str, dict]) -> None:
-    from embedtune.training.run_folder import git_commit
+    from embedtune.runs.folder import git_commit
 
     base = next(result["base"] for result in results.values() if "base" in result)
     if not BENCHMARKS_MD.exists():

@@ -7,9 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from embedtune.data.beir import dataset_files, file_sha256, load_beir, write_beir
+from embedtune.data.beir import dataset_files, load_beir, write_beir
 from embedtune.data.errors import DataError
 from embedtune.data.types import RetrievalSet
+from embedtune.io import file_sha256
 
 SCIFACT = Path(__file__).resolve().parents[2] / ".." / "shared" / "datasets" / "scifact"
 

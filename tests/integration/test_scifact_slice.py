@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 from sentence_transformers import SentenceTransformer
 
+from embedtune.config import build_config
 from embedtune.data.beir import load_beir, write_beir
 from embedtune.data.types import RetrievalSet
-from embedtune.training.config import build_config
 from embedtune.training.pipeline import run_training
 
 SCIFACT = Path(__file__).resolve().parents[2].parent / "shared" / "datasets" / "scifact"

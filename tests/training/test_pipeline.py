@@ -5,9 +5,9 @@ import numpy as np
 import pytest
 from sentence_transformers import SentenceTransformer
 
+from embedtune.config import build_config
 from embedtune.data.errors import DataError
 from embedtune.training import pipeline
-from embedtune.training.config import build_config
 from embedtune.training.pipeline import run_training
 
 
@@ -92,7 +92,7 @@ def test_fine_tuning_lowers_the_training_loss_and_changes_the_weights(tiny_model
 def test_existing_run_folder_is_never_overwritten(tiny_model_dir, tiny_beir, tmp_path, monkeypatch):
     from datetime import datetime
 
-    from embedtune.training import run_folder
+    from embedtune.runs import folder as run_folder
 
     fixed = datetime(2026, 1, 2, 3, 4, 5)
     first = run_folder.create_run_folder(tmp_path, "same", now=fixed)

@@ -7,17 +7,14 @@ raised as a :class:`~embedtune.data.errors.DataError` that names the file, the 1
 
 from __future__ import annotations
 
-import hashlib
-import json
-import os
 import re
-import tempfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
 from embedtune.data.errors import DataError
 from embedtune.data.types import Qrels, RetrievalSet
+from embedtune.io import iter_jsonl_objects, iter_text_lines, json_type_name, jsonl_line, write_lines_atomic
 
 CORPUS_FILE = "corpus.jsonl"
 QUERIES_FILE = "queries.jsonl"
@@ -26,82 +23,6 @@ QRELS_HEADER = ("query-id", "corpus-id", "score")
 
 _INTEGER = re.compile(r"-?[0-9]+")
 _SPLIT_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")
-_HASH_CHUNK_BYTES = 1 << 20
-
-
-# --------------------------------------------------------------------------------------------------------------------
-# Line and JSONL reading shared by the loaders
-# --------------------------------------------------------------------------------------------------------------------
-
-
-def iter_text_lines(path: Path) -> Iterator[tuple[int, str]]:
-    """Yield the non-blank lines of a UTF-8 text file with their 1-based line numbers.
-
-    Line endings (LF or CRLF) and a leading byte-order mark are removed; lines holding only whitespace are
-    skipped.
-
-    Args:
-        path: File to read.
-
-    Yields:
-        ``(line_number, line_text)`` pairs.
-
-    Raises:
-        DataError: if the file does not exist or a line is not valid UTF-8.
-    """
-    if not path.is_file():
-        raise DataError(path, None, None, "file not found")
-    with path.open("rb") as handle:
-        for line_number, raw in enumerate(handle, start=1):
-            try:
-                text = raw.decode("utf-8")
-            except UnicodeDecodeError as error:
-                raise DataError(path, line_number, None, f"not valid UTF-8 ({error.reason})") from None
-            if line_number == 1:
-                text = text.removeprefix("\ufeff")
-            text = text.rstrip("\r\n")
-            if text.strip():
-                yield line_number, text
-
-
-def iter_jsonl_objects(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
-    """Yield the JSON objects of a JSONL file with their 1-based line numbers, skipping blank lines.
-
-    Args:
-        path: JSONL file to read.
-
-    Yields:
-        ``(line_number, record)`` pairs, one per non-blank line.
-
-    Raises:
-        DataError: if the file does not exist, a line is not valid JSON (``field`` is ``None``) or a line holds a JSON
-            value that is not an object.
-    """
-    for line_number, text in iter_text_lines(path):
-        try:
-            record = json.loads(text)
-        except json.JSONDecodeError as error:
-            raise DataError(path, line_number, None, f"malformed JSON: {error.msg} (column {error.colno})") from None
-        except ValueError as error:  # e.g. an integer literal longer than Python's digit limit
-            raise DataError(path, line_number, None, f"malformed JSON: {error}") from None
-        if not isinstance(record, dict):
-            raise DataError(path, line_number, None, f"expected a JSON object, got {_json_type_name(record)}")
-        yield line_number, record
-
-
-def _json_type_name(value: object) -> str:
-    """Name a decoded JSON value's type in JSON terms (``string``, ``number``, ``array``...)."""
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "boolean"
-    if isinstance(value, (int, float)):
-        return "number"
-    if isinstance(value, str):
-        return "string"
-    if isinstance(value, list):
-        return "array"
-    return "object"
 
 
 def _required_string(record: dict[str, Any], field: str, path: Path, line: int) -> str:
@@ -110,7 +31,7 @@ def _required_string(record: dict[str, Any], field: str, path: Path, line: int) 
         raise DataError(path, line, field, "missing required field")
     value = record[field]
     if not isinstance(value, str):
-        raise DataError(path, line, field, f"expected a string, got {_json_type_name(value)}")
+        raise DataError(path, line, field, f"expected a string, got {json_type_name(value)}")
     return value
 
 
@@ -152,7 +73,7 @@ def load_corpus(path: Path) -> dict[str, str]:
         text = _required_string(record, "text", path, line)
         title = record.get("title", "")
         if not isinstance(title, str):
-            raise DataError(path, line, "title", f"expected a string, got {_json_type_name(title)}")
+            raise DataError(path, line, "title", f"expected a string, got {json_type_name(title)}")
         if not text.strip() and not title.strip():
             raise DataError(path, line, "text", "empty text and empty title")
         corpus[doc_id] = f"{title} {text}".strip() if title.strip() else text
@@ -306,27 +227,6 @@ def load_beir(folder: str | Path, splits: Iterable[str] | None = None) -> Retrie
 # --------------------------------------------------------------------------------------------------------------------
 
 
-def _write_atomically(path: Path, lines: Iterable[str]) -> None:
-    """Write ``lines`` (each ending in a newline) to a temp file next to ``path``, then rename it onto ``path``."""
-    handle = tempfile.NamedTemporaryFile(
-        "w", encoding="utf-8", newline="\n", dir=path.parent, prefix=f".{path.name}.", suffix=".tmp", delete=False
-    )
-    try:
-        with handle:
-            handle.writelines(lines)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(handle.name, path)
-    except BaseException:
-        Path(handle.name).unlink(missing_ok=True)
-        raise
-
-
-def _jsonl_line(record: dict[str, str]) -> str:
-    """Serialise one record as a JSONL line."""
-    return json.dumps(record) + "\n"
-
-
 def _qrels_lines(qrels: Qrels) -> Iterator[str]:
     """Yield the header and rows of a qrels TSV file."""
     yield "\t".join(QRELS_HEADER) + "\n"
@@ -360,36 +260,12 @@ def write_beir(retrieval_set: RetrievalSet, folder: str | Path) -> Path:
     qrels_dir = folder / QRELS_DIR
     qrels_dir.mkdir(parents=True, exist_ok=True)
     corpus = retrieval_set.corpus.items()
-    _write_atomically(folder / CORPUS_FILE, (_jsonl_line({"_id": i, "title": "", "text": t}) for i, t in corpus))
+    write_lines_atomic(folder / CORPUS_FILE, (jsonl_line({"_id": i, "title": "", "text": t}) for i, t in corpus))
     queries = retrieval_set.queries.items()
-    _write_atomically(folder / QUERIES_FILE, (_jsonl_line({"_id": i, "text": t}) for i, t in queries))
+    write_lines_atomic(folder / QUERIES_FILE, (jsonl_line({"_id": i, "text": t}) for i, t in queries))
     for split, qrels in retrieval_set.qrels.items():
-        _write_atomically(qrels_dir / f"{split}.tsv", _qrels_lines(qrels))
+        write_lines_atomic(qrels_dir / f"{split}.tsv", _qrels_lines(qrels))
     return folder
-
-
-# --------------------------------------------------------------------------------------------------------------------
-# Hashing, for recording which data a run used
-# --------------------------------------------------------------------------------------------------------------------
-
-
-def file_sha256(path: str | Path) -> str:
-    """Return the SHA-256 of a file's bytes, reading it in 1 MiB chunks.
-
-    Args:
-        path: File to hash.
-
-    Returns:
-        The hex digest (64 lowercase hex characters).
-
-    Raises:
-        FileNotFoundError: if ``path`` does not exist.
-    """
-    digest = hashlib.sha256()
-    with Path(path).open("rb") as handle:
-        while chunk := handle.read(_HASH_CHUNK_BYTES):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def dataset_files(folder: str | Path) -> list[Path]:

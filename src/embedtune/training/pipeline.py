@@ -20,15 +20,16 @@ from torch.utils.tensorboard import SummaryWriter
 from transformers import TrainerCallback
 from transformers.integrations import TensorBoardCallback
 
-from embedtune.data.beir import file_sha256
+from embedtune.config import ExperimentConfig
+from embedtune.data.prepare import PreparedData, prepare_data
 from embedtune.data.splits import DEV_SPLIT
 from embedtune.evaluation.report import format_comparison
 from embedtune.evaluation.retrieval_evaluator import RetrievalEvaluator, subsample_corpus
+from embedtune.io import file_sha256, write_json_atomic
 from embedtune.losses.info_nce import InfoNCELoss
 from embedtune.models.loading import load_model
-from embedtune.training.config import ExperimentConfig
-from embedtune.training.data import PreparedData, build_train_dataset, prepare_data
-from embedtune.training.run_folder import create_run_folder, git_commit, library_versions, write_json_atomic
+from embedtune.runs.folder import create_run_folder, git_commit, library_versions
+from embedtune.training.dataset import build_train_dataset
 
 logger = logging.getLogger(__name__)
 

@@ -7,8 +7,8 @@ import logging
 import sys
 from pathlib import Path
 
+from embedtune.config import ConfigError
 from embedtune.data.errors import DataError
-from embedtune.training.config import ConfigError
 
 DEMO_DATA_DIR = Path("demo-data")
 DEMO_SETTINGS = (
@@ -91,7 +91,7 @@ def _add_train(commands: argparse._SubParsersAction) -> None:
 
 
 def _train(args: argparse.Namespace) -> int:
-    from embedtune.training.config import build_config
+    from embedtune.config import build_config
     from embedtune.training.pipeline import run_training
 
     flags = {
@@ -167,7 +167,7 @@ def _add_runs(commands: argparse._SubParsersAction) -> None:
 
 
 def _runs(args: argparse.Namespace) -> int:
-    from embedtune import runs
+    from embedtune.runs import format as runs
 
     if args.runs_command == "list":
         print(runs.format_run_list(runs.find_runs(args.runs_dir)))
@@ -196,7 +196,7 @@ def _add_demo(commands: argparse._SubParsersAction) -> None:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from embedtune.training.config import build_config
+    from embedtune.config import build_config
     from embedtune.training.pipeline import run_training
 
     data_dir = prepare_demo_data(args.data_dir)
@@ -212,7 +212,7 @@ def prepare_demo_data(parent: Path) -> Path:
         The BEIR folder.
     """
     from embedtune.data.beir import write_beir
-    from embedtune.data.stdlib_code import build_stdlib_retrieval_set
+    from embedtune.data.builders.stdlib_code import build_stdlib_retrieval_set
 
     folder = parent / f"stdlib-py{sys.version_info.major}.{sys.version_info.minor}"
     if not (folder / "corpus.jsonl").is_file():

@@ -7,8 +7,7 @@ import json
 import pytest
 import yaml
 
-from embedtune.evaluation.metrics import DEFAULT_METRICS
-from embedtune.training.config import (
+from embedtune.config import (
     ConfigError,
     ExperimentConfig,
     TrainConfig,
@@ -17,6 +16,7 @@ from embedtune.training.config import (
     config_from_dict,
     load_config_file,
 )
+from embedtune.evaluation.metrics import DEFAULT_METRICS
 
 DATA = {"data": {"path": "beir/scifact"}}
 
@@ -294,9 +294,9 @@ def test_bad_config_files_are_rejected(tmp_path):
 def test_example_config_in_the_repository_is_valid():
     from pathlib import Path
 
-    from embedtune.training.config import build_config
+    from embedtune.config import build_config
 
-    example = Path(__file__).resolve().parents[2] / "examples" / "scifact.yaml"
+    example = Path(__file__).resolve().parents[1] / "examples" / "scifact.yaml"
     config = build_config(example)
     assert config.data.path == "../shared/datasets/scifact"
     assert config.train.learning_rate == 2e-5 and config.loss.symmetric is True

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from embedtune.runs import (
+from embedtune.runs.format import (
     MISSING,
     RunInfo,
     config_diff,

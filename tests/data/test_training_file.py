@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 from embedtune.data.errors import DataError
-from embedtune.data.triplets import load_triplets
+from embedtune.data.training_file import load_triplets
 from embedtune.data.types import TrainingExample
 
 GOOD = '{"query": "q0", "pos": ["p0"]}'

@@ -1,10 +1,10 @@
-from embedtune.data.types import RetrievalSet, TrainingExample
-from embedtune.training.data import (
-    build_train_dataset,
+from embedtune.data.prepare import (
     carve_dev_from_examples,
     drop_held_out_queries,
     examples_from_qrels,
 )
+from embedtune.data.types import RetrievalSet, TrainingExample
+from embedtune.training.dataset import build_train_dataset
 
 
 def test_train_dataset_pads_missing_negatives_with_zero_weight():
@@ -61,9 +61,9 @@ def test_dev_carved_from_examples_shares_no_query_with_train():
 def test_missing_explicit_eval_split_is_an_error_and_missing_test_falls_back_to_dev(tmp_path):
     import pytest
 
+    from embedtune.config import DataConfig
     from embedtune.data.beir import write_beir
-    from embedtune.training.config import DataConfig
-    from embedtune.training.data import prepare_data
+    from embedtune.data.prepare import prepare_data
 
     retrieval_set = RetrievalSet(
         corpus={f"d{i}": f"doc {i}" for i in range(10)},

@@ -10,9 +10,9 @@ import math
 from pathlib import Path
 from typing import Any
 
-from embedtune.data.beir import iter_jsonl_objects
 from embedtune.data.errors import DataError
 from embedtune.data.types import TrainingExample
+from embedtune.io import iter_jsonl_objects
 
 
 def load_triplets(path: str | Path) -> list[TrainingExample]:

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from embedtune.data.stdlib_code import (
+from embedtune.data.builders.stdlib_code import (
     SPLITS,
     CodeFunction,
     assign_split,

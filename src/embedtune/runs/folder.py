@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import importlib.metadata
-import json
 import os
 import platform
 import subprocess
-import tempfile
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -39,15 +37,6 @@ def create_run_folder(runs_dir: str | Path, name: str, now: datetime | None = No
             continue
         return folder
     raise FileExistsError(f"could not create a fresh run folder for {stem} in {runs_dir}")
-
-
-def write_json_atomic(path: str | Path, data: Any) -> None:
-    """Write ``data`` as indented JSON to ``path`` via a temporary file and ``os.replace`` (no torn files)."""
-    path = Path(path)
-    with tempfile.NamedTemporaryFile("w", dir=path.parent, prefix=f".{path.name}.", delete=False) as handle:
-        json.dump(data, handle, indent=2, sort_keys=False)
-        handle.write("\n")
-    os.replace(handle.name, path)
 
 
 def library_versions() -> dict[str, str]:

@@ -1,0 +1,1 @@
+"""Builders that turn what users hold (code, documents, QA files) into retrieval sets."""
