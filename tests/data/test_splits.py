@@ -1,11 +1,21 @@
 from __future__ import annotations
 
 import random
+from pathlib import Path
 
 import pytest
 
-from embedtune.data.splits import assert_disjoint_splits, split_dev_queries, with_dev_split
-from embedtune.data.types import RetrievalSet
+from embedtune.data.errors import DataError
+from embedtune.data.splits import (
+    carve_queries,
+    check_disjoint_splits,
+    group_by_hash_split,
+    group_by_normalized_text,
+    hash_split,
+    normalize_query,
+    seeded_sample,
+    split_dev_queries,
+)
 
 IDS = [f"q{i}" for i in range(100)]
 
@@ -77,68 +87,78 @@ def test_too_few_ids(ids: list[str]) -> None:
         split_dev_queries(ids)
 
 
-def make_set(qrels: dict[str, dict[str, dict[str, int]]]) -> RetrievalSet:
-    query_ids = {qid for split in qrels.values() for qid in split}
-    return RetrievalSet(
-        corpus={"d1": "doc one", "d2": "doc two"},
-        queries={qid: f"text of {qid}" for qid in sorted(query_ids)},
-        qrels=qrels,
-    )
+def test_carve_queries_is_split_dev_queries_with_any_setting_name() -> None:
+    assert carve_queries(IDS, 0.2, seed=4) == split_dev_queries(IDS, dev_fraction=0.2, seed=4)
+    rest, carved = carve_queries(IDS, 0.05, seed=4)
+    assert len(carved) == 5 and len(rest) == 95 and not set(rest) & set(carved)
+    with pytest.raises(ValueError, match="test_fraction must be strictly between 0 and 1"):
+        carve_queries(IDS, 0.0, seed=1, setting="test_fraction")
+    with pytest.raises(ValueError, match=r"at least 2 .*\(test_fraction\)"):
+        carve_queries(["only"], 0.5, seed=1, setting="test_fraction")
 
 
-def test_with_dev_split_carves_dev_out_of_train() -> None:
-    train = {f"t{i}": {"d1": 1, "d2": i % 3} for i in range(20)}
-    test = {"x1": {"d2": 1}}
-    original = make_set({"train": train, "test": test})
-
-    result = with_dev_split(original, dev_fraction=0.2, seed=3)
-
-    train_ids, dev_ids = split_dev_queries(train, dev_fraction=0.2, seed=3)
-    assert sorted(result.qrels) == ["dev", "test", "train"]
-    assert sorted(result.qrels["dev"]) == dev_ids
-    assert sorted(result.qrels["train"]) == train_ids
-    assert len(result.qrels["dev"]) == 4
-    assert len(result.qrels["train"]) == 16
-    for qid, docs in {**result.qrels["train"], **result.qrels["dev"]}.items():
-        assert docs == train[qid]
-    assert result.qrels["test"] == {"x1": {"d2": 1}}
-    assert result.corpus == original.corpus
-    assert result.queries == original.queries
-    # the input is not modified
-    assert sorted(original.qrels) == ["test", "train"]
-    assert len(original.qrels["train"]) == 20
+@pytest.mark.parametrize(
+    ("text", "normalized"),
+    [("What is X?", "what is x?"), ("  what\tis \n x? ", "what is x?"), ("STRASSE", "strasse"), ("Straße", "strasse")],
+)
+def test_normalize_query(text: str, normalized: str) -> None:
+    assert normalize_query(text) == normalized
 
 
-def test_with_dev_split_is_deterministic() -> None:
-    original = make_set({"train": {f"t{i}": {"d1": 1} for i in range(30)}})
-    assert with_dev_split(original, seed=9).qrels == with_dev_split(original, seed=9).qrels
+def test_group_by_normalized_text() -> None:
+    groups = group_by_normalized_text({"b": "Apple pie", "a": "apple  PIE", "c": "pear"})
+    assert groups == {"apple pie": ["a", "b"], "pear": ["c"]}
+    assert list(groups) == ["apple pie", "pear"]
 
 
-def test_with_dev_split_keeps_an_existing_dev_split() -> None:
-    original = make_set({"train": {"a": {"d1": 1}, "b": {"d1": 1}}, "dev": {"c": {"d2": 1}}})
-    assert with_dev_split(original) is original
+def test_check_disjoint_splits_passes_for_disjoint_splits(tmp_path: Path) -> None:
+    qrels = {"train": {"a": {"d1": 1}}, "dev": {"b": {"d1": 1}}, "test": {"c": {"d1": 1}}}
+    check_disjoint_splits(qrels, {split: tmp_path / f"{split}.tsv" for split in qrels})
 
 
-def test_with_dev_split_without_train_fails() -> None:
-    with pytest.raises(ValueError, match="no 'train' qrels"):
-        with_dev_split(make_set({"test": {"a": {"d1": 1}}}))
+def test_check_disjoint_splits_names_both_files_and_an_example(tmp_path: Path) -> None:
+    qrels = {"train": {"a": {"d1": 1}, "z": {"d1": 1}}, "test": {"z": {"d2": 1}, "c": {"d1": 1}}}
+    files = {split: tmp_path / f"{split}.tsv" for split in qrels}
+    with pytest.raises(DataError) as err:
+        check_disjoint_splits(qrels, files)
+    assert err.value.path == files["test"] and err.value.field == "query-id"
+    assert str(files["train"]) in err.value.message
+    assert "shares 1 query id(s)" in err.value.message and "'z'" in err.value.message
 
 
-def test_with_dev_split_rejects_overlapping_train_and_test() -> None:
-    original = make_set({"train": {"a": {"d1": 1}, "b": {"d1": 1}, "c": {"d1": 1}}, "test": {"b": {"d2": 1}}})
-    with pytest.raises(ValueError, match="share 1 query id"):
-        with_dev_split(original)
+def test_check_disjoint_splits_shortens_a_huge_id(tmp_path: Path) -> None:
+    huge = "x" * 1_000_000
+    qrels = {"dev": {huge: {"d": 1}}, "train": {huge: {"d": 1}}}
+    with pytest.raises(DataError) as err:
+        check_disjoint_splits(qrels, {split: tmp_path / f"{split}.tsv" for split in qrels})
+    assert len(str(err.value)) < 300 + 2 * len(str(tmp_path))
 
 
-def test_assert_disjoint_splits_passes_for_disjoint_splits() -> None:
-    assert_disjoint_splits(make_set({"train": {"a": {"d1": 1}}, "dev": {"b": {"d1": 1}}, "test": {"c": {"d1": 1}}}))
+def test_hash_split_is_stable_and_validates_fractions() -> None:
+    names = ("train", "dev", "test")
+    # fixed by SHA-256 of the key: these values must never change, or the demo data set would change
+    assert hash_split("email", names, (0.8, 0.1, 0.1)) == "train"
+    assert hash_split("http", names, (0.8, 0.1, 0.1)) == "dev"
+    assert hash_split("anything", names, (0.0, 0.0, 1.0)) == "test"
+    assert hash_split("anything", names, (1.0, 0.0, 0.0)) == "train"
+    with pytest.raises(ValueError, match="3 non-negative"):
+        hash_split("x", names, (0.5, 0.5))
+    with pytest.raises(ValueError, match="sum to 1"):
+        hash_split("x", names, (0.5, 0.5, 0.5))
 
 
-def test_assert_disjoint_splits_names_pair_and_example() -> None:
-    overlapping = make_set({"train": {"a": {"d1": 1}, "z": {"d1": 1}}, "test": {"z": {"d2": 1}, "c": {"d1": 1}}})
-    with pytest.raises(ValueError) as err:
-        assert_disjoint_splits(overlapping)
-    message = str(err.value)
-    assert "'test'" in message
-    assert "'train'" in message
-    assert "'z'" in message
+def test_group_by_hash_split_keeps_equal_keys_together() -> None:
+    items = [f"{package}.module{i}" for package in ("email", "json", "os", "xml", "http") for i in range(3)]
+    groups = group_by_hash_split(items, lambda item: item.split(".")[0], ("a", "b"), (0.5, 0.5))
+    assert sorted(groups) == ["a", "b"] and sorted(groups["a"] + groups["b"]) == sorted(items)
+    for package in ("email", "json", "os", "xml", "http"):
+        assert sum(any(item.startswith(package) for item in group) for group in groups.values()) == 1
+
+
+def test_seeded_sample_is_deterministic_and_sorted() -> None:
+    shuffled = list(IDS)
+    random.Random(3).shuffle(shuffled)
+    sample = seeded_sample(shuffled, 10, seed=5, key=str)
+    assert sample == seeded_sample(IDS, 10, seed=5, key=str) == sorted(sample) and len(sample) == 10
+    assert seeded_sample(shuffled, None, seed=5, key=str) == sorted(IDS)
+    assert seeded_sample(IDS[:3], 10, seed=5, key=str) == sorted(IDS[:3])

@@ -96,11 +96,14 @@ def test_whole_run_empty_gives_zeros():
     assert evaluate_run(HAND_QRELS, {}) == dict.fromkeys(DEFAULT_METRICS, 0.0)
 
 
-def test_query_without_relevant_docs_is_excluded():
+def test_query_without_relevant_docs_counts_as_zero_like_trec_eval():
     qrels = {**HAND_QRELS, "q5": {"d1": 0, "d2": 0}, "q6": {}}
     run = {**HAND_RUN, "q5": {"d1": 1.0}, "q6": {"d1": 1.0}}
-    assert set(evaluate_run_per_query(qrels, run, DEFAULT_METRICS)) == {"q1", "q2", "q3"}
-    assert evaluate_run(qrels, run) == pytest.approx(evaluate_run(HAND_QRELS, HAND_RUN))
+    per_query = evaluate_run_per_query(qrels, run, DEFAULT_METRICS)
+    assert set(per_query) == {"q1", "q2", "q3", "q5"}
+    assert per_query["q5"] == dict.fromkeys(DEFAULT_METRICS, 0.0)
+    hand = evaluate_run(HAND_QRELS, HAND_RUN)
+    assert evaluate_run(qrels, run) == pytest.approx({key: value * 3 / 4 for key, value in hand.items()})
 
 
 def test_queries_only_in_run_are_ignored():
@@ -251,8 +254,6 @@ def _reference_mrr(qrels: dict, run: dict, k: int) -> float:
     per_query = []
     for qid, judged in qrels.items():
         relevant = {doc for doc, rel in judged.items() if rel > 0}
-        if not relevant:
-            continue
         ranked = sorted(run.get(qid, {}).items(), key=lambda item: (item[1], item[0]), reverse=True)
         top = [doc for doc, _ in ranked[:k]]
         per_query.append(next((1 / (i + 1) for i, doc in enumerate(top) if doc in relevant), 0.0))
@@ -262,7 +263,7 @@ def _reference_mrr(qrels: dict, run: dict, k: int) -> float:
 @pytest.mark.parametrize("seed", range(8))
 def test_random_matches_direct_pytrec_eval(seed):
     qrels, run = _random_case(seed)
-    with_relevant = [qid for qid, docs in qrels.items() if any(rel > 0 for rel in docs.values())]
+    judged = [qid for qid, docs in qrels.items() if docs]
     measures = {
         "ndcg_cut.10": "ndcg@10",
         "map_cut.100": "map@100",
@@ -273,7 +274,7 @@ def test_random_matches_direct_pytrec_eval(seed):
     ours = evaluate_run(qrels, run)
     for measure, name in measures.items():
         key = measure.replace(".", "_")
-        expected = sum(direct[qid][key] for qid in with_relevant if qid in direct) / len(with_relevant)
+        expected = sum(direct[qid][key] for qid in judged if qid in direct) / len(judged)
         assert abs(ours[name] - expected) <= 1e-6, (name, ours[name], expected)
     for k in (1, 3, 10):
         assert abs(evaluate_run(qrels, run, [f"mrr@{k}"])[f"mrr@{k}"] - _reference_mrr(qrels, run, k)) <= 1e-9

@@ -1,187 +1,39 @@
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
 
-from embedtune.runs.format import (
+from embedtune.runs import (
     MISSING,
-    RunInfo,
     config_diff,
+    fail_run,
     find_runs,
     flatten_config,
     format_run_compare,
     format_run_list,
     format_run_show,
     load_run,
-    resolve_run,
+    split_label,
 )
-
-
-def _config(**overrides) -> dict:
-    config = {
-        "model": {"name_or_path": "sentence-transformers/all-MiniLM-L6-v2", "max_seq_length": 256},
-        "training": {"learning_rate": 2e-5, "epochs": 1, "batch_size": 32, "loss": {"name": "infonce", "scale": 20}},
-        "data": {"path": "data/fiqa", "hard_negatives": True},
-    }
-    for dotted, value in overrides.items():
-        *parents, leaf = dotted.split("__")
-        node = config
-        for parent in parents:
-            node = node.setdefault(parent, {})
-        node[leaf] = value
-    return config
-
-
-def _metrics(base: float, tuned: float, wall: float = 3723.0) -> dict:
-    return {
-        "primary_metric": "ndcg@10",
-        "eval_split": "test",
-        "test": {
-            "base": {"ndcg@10": base, "map@100": 0.2500, "mrr@10": 0.4000},
-            "fine_tuned": {"ndcg@10": tuned, "map@100": 0.2750, "mrr@10": 0.4400},
-        },
-        "dev_history": [
-            {"step": 100, "epoch": 0.5, "ndcg@10": 0.3311, "mrr@10": 0.4012},
-            {"step": 200, "epoch": 1.0, "ndcg@10": 0.3477, "mrr@10": 0.4123},
-        ],
-        "best_checkpoint": {"step": 200, "ndcg@10": 0.3477},
-        "wall_time_s": wall,
-        "train_time_s": 3000.0,
-        "peak_memory_mb": 2048.5,
-    }
-
-
-def make_run(root: Path, folder: str, config: dict | None = None, metrics: dict | None = None) -> Path:
-    path = root / folder
-    path.mkdir(parents=True)
-    record = {
-        "name": folder.split("-", 2)[2],
-        "created": "2024-05-01T10:30:00+00:00",
-        "config": config if config is not None else _config(),
-        "versions": {"embedtune": "0.1.0", "torch": "2.3.0"},
-        "data_hashes": {"data/fiqa/corpus.jsonl": "ab" * 32},
-        "git_commit": "0123abc",
-    }
-    (path / "training_config.json").write_text(json.dumps(record))
-    if metrics is not None:
-        (path / "metrics.json").write_text(json.dumps(metrics))
-    return path
+from tests.runs.factories import finished_run, make_config, make_metrics, started_by_dead_process, started_run
 
 
 @pytest.fixture
 def runs_root(tmp_path: Path) -> Path:
     root = tmp_path / "runs"
-    make_run(root, "20240502-090000-fiqa-lr5e5", _config(training__learning_rate=5e-5), _metrics(0.3000, 0.3612))
-    make_run(root, "20240501-103000-fiqa", _config(), _metrics(0.3000, 0.3456, wall=42.25))
-    make_run(root, "20240503-080000-fiqa-crashed", _config(training__epochs=3))
-    (root / "not-a-run").mkdir()
-    (root / "stray.txt").write_text("x")
+    finished_run(root, "fiqa", make_metrics(0.3000, 0.3456, wall=42.25))
+    finished_run(root, "fiqa-lr5e5", make_metrics(0.3000, 0.3612), config=make_config(training__learning_rate=5e-5))
+    fail_run(started_run(root, "fiqa-crashed", make_config(training__epochs=3)), "RuntimeError: CUDA out of memory")
     return root
 
 
-# --- load_run / find_runs ----------------------------------------------------------------------------------------
+def run_named(root: Path, name: str):
+    return next(run for run in find_runs(root) if run.name == name)
 
 
-def test_load_complete_run(runs_root: Path):
-    run = load_run(runs_root / "20240501-103000-fiqa")
-    assert isinstance(run, RunInfo)
-    assert run.name == "fiqa"
-    assert run.folder == "20240501-103000-fiqa"
-    assert run.created == "2024-05-01T10:30:00+00:00"
-    assert run.status == "complete"
-    assert run.config["training"]["learning_rate"] == 2e-5
-    assert run.metrics["test"]["fine_tuned"]["ndcg@10"] == 0.3456
-    assert run.base_model == "sentence-transformers/all-MiniLM-L6-v2"
-    assert run.versions["torch"] == "2.3.0"
-    assert run.git_commit == "0123abc"
-
-
-def test_load_incomplete_run(runs_root: Path):
-    run = load_run(runs_root / "20240503-080000-fiqa-crashed")
-    assert run.status == "incomplete"
-    assert run.metrics is None
-    assert run.primary_metric is None
-
-
-def test_load_run_missing_config(tmp_path: Path):
-    with pytest.raises(FileNotFoundError, match="training_config.json"):
-        load_run(tmp_path)
-
-
-def test_load_run_invalid_config_json(tmp_path: Path):
-    (tmp_path / "training_config.json").write_text("{not json")
-    with pytest.raises(ValueError, match=r"training_config\.json is not valid JSON"):
-        load_run(tmp_path)
-
-
-def test_load_run_config_not_an_object(tmp_path: Path):
-    (tmp_path / "training_config.json").write_text("[1, 2]")
-    with pytest.raises(ValueError, match="training_config.json must hold a JSON object"):
-        load_run(tmp_path)
-
-
-def test_load_run_invalid_metrics_json(tmp_path: Path):
-    path = make_run(tmp_path, "20240101-000000-x")
-    (path / "metrics.json").write_text("")
-    with pytest.raises(ValueError, match=r"metrics\.json is not valid JSON"):
-        load_run(path)
-
-
-def test_find_runs_sorted_oldest_first_and_skips_non_runs(runs_root: Path):
-    folders = [run.folder for run in find_runs(runs_root)]
-    assert folders == ["20240501-103000-fiqa", "20240502-090000-fiqa-lr5e5", "20240503-080000-fiqa-crashed"]
-
-
-def test_find_runs_missing_root(tmp_path: Path):
-    assert find_runs(tmp_path / "nope") == []
-
-
-# --- resolve_run -------------------------------------------------------------------------------------------------
-
-
-def test_resolve_by_path(runs_root: Path):
-    path = runs_root / "20240501-103000-fiqa"
-    assert resolve_run(str(path), root=runs_root / "elsewhere") == path
-
-
-def test_resolve_by_folder_name(runs_root: Path):
-    assert resolve_run("20240501-103000-fiqa", root=runs_root) == runs_root / "20240501-103000-fiqa"
-
-
-def test_resolve_by_run_name_even_when_it_is_a_substring_of_others(runs_root: Path):
-    # "fiqa" is in every folder name, but only one run is named exactly "fiqa".
-    assert resolve_run("fiqa", root=runs_root) == runs_root / "20240501-103000-fiqa"
-
-
-def test_resolve_by_unique_suffix_and_substring(runs_root: Path):
-    assert resolve_run("lr5e5", root=runs_root) == runs_root / "20240502-090000-fiqa-lr5e5"
-    assert resolve_run("ashed", root=runs_root) == runs_root / "20240503-080000-fiqa-crashed"
-    assert resolve_run("20240503", root=runs_root) == runs_root / "20240503-080000-fiqa-crashed"
-
-
-def test_resolve_ambiguous_lists_candidates(runs_root: Path):
-    with pytest.raises(ValueError, match="ambiguous") as info:
-        resolve_run("2024050", root=runs_root)
-    for folder in ("20240501-103000-fiqa", "20240502-090000-fiqa-lr5e5", "20240503-080000-fiqa-crashed"):
-        assert folder in str(info.value)
-
-
-def test_resolve_unknown_lists_available(runs_root: Path):
-    with pytest.raises(ValueError, match="no run matches 'msmarco'") as info:
-        resolve_run("msmarco", root=runs_root)
-    assert "20240501-103000-fiqa" in str(info.value)
-
-
-def test_resolve_ignores_folders_that_are_not_runs(runs_root: Path):
-    with pytest.raises(ValueError, match="no run matches"):
-        resolve_run("not-a-run", root=runs_root)
-
-
-def test_resolve_empty_ref(runs_root: Path):
-    with pytest.raises(ValueError, match="empty"):
-        resolve_run("", root=runs_root)
+def list_rows(text: str) -> dict[str, str]:
+    return {line.split()[0].split("-", 2)[2]: line for line in text.splitlines()[2:]}
 
 
 # --- flatten_config / config_diff --------------------------------------------------------------------------------
@@ -196,11 +48,7 @@ def test_flatten_config():
 def test_config_diff():
     a = {"training": {"lr": 1e-5, "epochs": 1}, "model": {"name": "m"}, "only_a": 1}
     b = {"training": {"lr": 2e-5, "epochs": 1}, "model": {"name": "m"}, "only_b": {"x": True}}
-    assert config_diff(a, b) == [
-        ("training.lr", 1e-5, 2e-5),
-        ("only_a", 1, MISSING),
-        ("only_b.x", MISSING, True),
-    ]
+    assert config_diff(a, b) == [("training.lr", 1e-5, 2e-5), ("only_a", 1, MISSING), ("only_b.x", MISSING, True)]
     assert config_diff(a, a) == []
 
 
@@ -209,28 +57,54 @@ def test_config_diff():
 
 def test_format_run_list(runs_root: Path):
     text = format_run_list(find_runs(runs_root))
-    lines = text.splitlines()
-    assert "RUN" in lines[0] and "STATUS" in lines[0] and "WALL TIME" in lines[0]
-    by_folder = {line.split()[0]: line for line in lines[2:]}
-    assert list(by_folder) == ["20240501-103000-fiqa", "20240502-090000-fiqa-lr5e5", "20240503-080000-fiqa-crashed"]
-    first = by_folder["20240501-103000-fiqa"]
-    assert "complete" in first
-    assert "sentence-transformers/all-MiniLM-L6-v2" in first
+    header = text.splitlines()[0]
+    for column in ("RUN", "STATUS", "BASE MODEL", "PRIMARY METRIC (BASE -> FINE-TUNED)", "SPLIT", "WALL TIME"):
+        assert column in header
+    rows = list_rows(text)
+    assert sorted(rows) == ["fiqa", "fiqa-crashed", "fiqa-lr5e5"]
+    first = rows["fiqa"]
+    assert first.split()[1:3] == ["finished", "sentence-transformers/all-MiniLM-L6-v2"]
     assert "ndcg@10 0.3000 -> 0.3456 (+0.0456)" in first
-    assert "42.2s" in first
-    second = by_folder["20240502-090000-fiqa-lr5e5"]
-    assert "ndcg@10 0.3000 -> 0.3612 (+0.0612)" in second
-    assert "1h 02m 03s" in second
-    crashed = by_folder["20240503-080000-fiqa-crashed"]
-    assert "incomplete" in crashed and "->" not in crashed
+    assert first.split()[-2:] == ["test", "42.2s"]
+    second = rows["fiqa-lr5e5"]
+    assert "ndcg@10 0.3000 -> 0.3612 (+0.0612)" in second and "1h 02m 03s" in second
+    crashed = rows["fiqa-crashed"]
+    assert crashed.split()[1] == "failed" and "->" not in crashed
 
 
-def test_format_run_list_tolerates_missing_keys(tmp_path: Path):
-    metrics = {"primary_metric": "mrr@10", "test": {"fine_tuned": {"mrr@10": 0.5}}}
-    make_run(tmp_path, "20240101-000000-bare", config={}, metrics=metrics)
+def test_format_run_list_every_status(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    finished_run(tmp_path, "done")
+    started_run(tmp_path, "live")
+    fail_run(started_run(tmp_path, "broke"), "boom")
+    fail_run(started_run(tmp_path, "stopped"), "KeyboardInterrupt", interrupted=True)
+    started_by_dead_process(tmp_path, "killed", monkeypatch)
+    corrupt = tmp_path / "20000101-000000-junk"
+    corrupt.mkdir()
+    (corrupt / "run.json").write_text("{")
+    rows = list_rows(format_run_list(find_runs(tmp_path)))
+    statuses = {name: line.split()[1] for name, line in rows.items()}
+    assert statuses == {
+        "done": "finished",
+        "live": "running",
+        "broke": "failed",
+        "stopped": "interrupted",
+        "killed": "interrupted",
+        "junk": "corrupt",
+    }
+    assert rows["junk"].split()[2:] == ["-", "-", "-", "-"]
+
+
+def test_format_run_list_marks_a_selection_split(tmp_path: Path):
+    finished_run(tmp_path, "no-test", make_metrics(0.3, 0.35, role="selection", split="dev"))
     line = format_run_list(find_runs(tmp_path)).splitlines()[2]
-    assert "mrr@10 - -> 0.5000 (-)" in line
-    assert line.split()[:3] == ["20240101-000000-bare", "complete", "-"]
+    assert "ndcg@10 0.3000 -> 0.3500 (+0.0500)" in line
+    assert "dev (selection split, not held-out test)" in line
+    assert " test " not in line.replace("held-out test", "")
+
+
+def test_format_run_list_marks_a_kept_base_model(tmp_path: Path):
+    finished_run(tmp_path, "worse", make_metrics(0.3, 0.29, chosen="base"))
+    assert "ndcg@10 0.3000 -> 0.2900 (-0.0100), base kept" in format_run_list(find_runs(tmp_path))
 
 
 def test_format_run_list_empty():
@@ -240,99 +114,156 @@ def test_format_run_list_empty():
 def test_format_run_list_columns_are_aligned(runs_root: Path):
     lines = format_run_list(find_runs(runs_root)).splitlines()
     status_column = lines[0].index("STATUS")
-    assert all(line[status_column:].startswith(("complete", "incomplete")) for line in lines[2:])
+    assert all(line[status_column:].startswith(("finished", "failed")) for line in lines[2:])
+
+
+def test_split_label():
+    assert split_label(make_metrics().report) == "test"
+    report = make_metrics(role="selection", split="dev").report
+    assert split_label(report) == "dev (selection split, not held-out test)"
+    assert split_label(report, short=True) == "dev (selection)"
 
 
 # --- format_run_show ---------------------------------------------------------------------------------------------
 
 
 def test_format_run_show(runs_root: Path):
-    text = format_run_show(load_run(runs_root / "20240502-090000-fiqa-lr5e5"))
-    assert "Run: 20240502-090000-fiqa-lr5e5" in text
-    assert "Status: complete" in text
-    assert "Git commit: 0123abc" in text
-    # Config, flattened.
+    run = run_named(runs_root, "fiqa-lr5e5")
+    text = format_run_show(run)
+    assert f"Run: {run.folder}" in text
+    assert "Status: finished" in text and "Error:" not in text
+    assert f"Created: {run.record.created}" in text and f"Finished: {run.record.finished}" in text
+    assert "Command: embedtune train --name fiqa-lr5e5" in text
+    assert f"Git commit: {run.record.git_commit or 'unknown'}" in text
     assert "  model.name_or_path = sentence-transformers/all-MiniLM-L6-v2" in text
     assert "  training.learning_rate = 5e-05" in text
     assert "  training.loss.scale = 20" in text
     assert "  data.hard_negatives = true" in text
-    # Versions and data hashes.
-    assert "  torch = 2.3.0" in text
+    assert f"  python = {run.record.versions['python']}" in text
     assert f"  data/fiqa/corpus.jsonl = {'ab' * 32}" in text
-    # Test metrics: base | fine-tuned | delta.
+    assert "Test metrics (test split, primary: ndcg@10):" in text
     rows = {line.split()[0]: line.split()[1:] for line in text.splitlines() if line.startswith("  ") and "@" in line}
     assert rows["ndcg@10"] == ["0.3000", "0.3612", "+0.0612"]
     assert rows["map@100"] == ["0.2500", "0.2750", "+0.0250"]
     assert rows["mrr@10"] == ["0.4000", "0.4400", "+0.0400"]
-    assert "Best checkpoint: step 200 (ndcg@10 = 0.3477)" in text
-    assert "Wall time: 1h 02m 03s" in text
+    assert "Selection: fine-tuned checkpoint at step 200 (dev ndcg@10 0.3477 vs base 0.3300, +0.0177)" in text
+    assert "Splits: train 900, dev 100, test 200 (training examples: 5000)" in text
+    assert "Training loss: 1.2345 at step 10 -> 0.4321 at step 200 (2 logged)" in text
+    assert "Wall time: 1h 02m 03s" in text and "Train time: 50m 00s" in text
     assert "Peak memory: 2048.5 MB" in text
 
 
 def test_format_run_show_dev_history(runs_root: Path):
-    text = format_run_show(load_run(runs_root / "20240501-103000-fiqa"))
+    text = format_run_show(run_named(runs_root, "fiqa"))
     history = text[text.index("Dev history:") :].splitlines()
     assert history[1].split() == ["STEP", "EPOCH", "ndcg@10", "mrr@10"]
     assert history[3].split() == ["100", "0.50", "0.3311", "0.4012"]
     assert history[4].split() == ["200", "1.00", "0.3477", "0.4123"]
 
 
-def test_format_run_show_incomplete(runs_root: Path):
-    text = format_run_show(load_run(runs_root / "20240503-080000-fiqa-crashed"))
-    assert "Status: incomplete" in text
-    assert "metrics.json missing" in text
+def test_format_run_show_selection_split_is_never_called_test(tmp_path: Path):
+    finished_run(tmp_path, "no-test", make_metrics(0.3, 0.35, role="selection", split="dev"))
+    text = format_run_show(find_runs(tmp_path)[0])
+    assert "Metrics on dev (selection split, not held-out test; primary: ndcg@10):" in text
+    assert "Test metrics" not in text
+
+
+def test_format_run_show_base_kept_gives_the_verdict(tmp_path: Path):
+    finished_run(tmp_path, "worse", make_metrics(0.3, 0.29, chosen="base"))
+    text = format_run_show(find_runs(tmp_path)[0])
+    assert (
+        "Selection: kept the base model: no checkpoint beat it on dev "
+        "(dev ndcg@10 best checkpoint 0.3477 vs base 0.3500, -0.0023)"
+    ) in text
+
+
+def test_format_run_show_failed(runs_root: Path):
+    text = format_run_show(run_named(runs_root, "fiqa-crashed"))
+    assert "Status: failed" in text
+    assert "Error: RuntimeError: CUDA out of memory" in text
     assert "  training.epochs = 3" in text
-    assert "Best checkpoint" not in text
+    assert "Metrics: none (the run did not finish)" in text
+    assert "Selection" not in text
 
 
-def test_format_run_show_without_best_checkpoint(tmp_path: Path):
-    metrics = _metrics(0.3, 0.4)
-    metrics["best_checkpoint"] = None
-    metrics["dev_history"] = []
-    text = format_run_show(load_run(make_run(tmp_path, "20240101-000000-x", metrics=metrics)))
-    assert "Best checkpoint: none" in text
-    assert "Dev history: none" in text
+def test_format_run_show_running(tmp_path: Path):
+    text = format_run_show(load_run(started_run(tmp_path, "live")))
+    assert "Status: running" in text and "Finished: -" in text
+    assert "Metrics: none yet (the run is still training)" in text
+
+
+def test_format_run_show_dead_process(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    run = load_run(started_by_dead_process(tmp_path, "killed", monkeypatch))
+    text = format_run_show(run)
+    assert f"Status: interrupted (recorded as running, but process {run.record.pid} on " in text
+    assert "Metrics: none (the run did not finish)" in text
+
+
+def test_format_run_show_corrupt_record(tmp_path: Path):
+    (tmp_path / "run.json").write_text('{"name": "x"')
+    text = format_run_show(load_run(tmp_path))
+    assert "Status: corrupt" in text
+    assert f"Error: {tmp_path / 'run.json'}: not valid JSON" in text
+    assert "Config:" not in text
+
+
+def test_format_run_show_corrupt_metrics(tmp_path: Path):
+    folder = finished_run(tmp_path, "fiqa")
+    (folder / "metrics.json").write_text('{"primary_metric": 1}')
+    text = format_run_show(load_run(folder))
+    assert "Status: corrupt" in text
+    assert "metrics.json: field 'primary_metric': must be a string" in text
+    assert "  training.epochs = 1" in text
+    assert "Metrics: none readable (see the error above)" in text
 
 
 # --- format_run_compare ------------------------------------------------------------------------------------------
 
 
 def test_format_run_compare(runs_root: Path):
-    runs = [load_run(runs_root / name) for name in ("20240501-103000-fiqa", "20240502-090000-fiqa-lr5e5")]
-    text = format_run_compare(runs)
-    assert "[1] 20240501-103000-fiqa" in text and "[2] 20240502-090000-fiqa-lr5e5" in text
+    first, second = run_named(runs_root, "fiqa"), run_named(runs_root, "fiqa-lr5e5")
+    text = format_run_compare([first, second])
+    assert f"[1] {first.folder} (finished)" in text and f"[2] {second.folder} (finished)" in text
     config_part = text[text.index("Config differences") : text.index("Fine-tuned test metrics")]
-    assert "training.learning_rate" in config_part
     assert config_part.count("\n  training.") == 1  # only the differing key
-    assert "training.epochs" not in config_part and "model.name_or_path" not in config_part
     lr_row = next(line for line in config_part.splitlines() if "training.learning_rate" in line)
     assert lr_row.split() == ["training.learning_rate", "2e-05", "5e-05"]
     metric_part = text[text.index("Fine-tuned test metrics") :].splitlines()
     assert metric_part[1].split() == ["METRIC", "BASE", "[1]", "[1]", "[2]"]
     rows = {line.split()[0]: line.split()[1:] for line in metric_part[3:]}
+    assert rows["split"] == ["test", "test", "test"]
     assert rows["ndcg@10"] == ["0.3000", "0.3456", "0.3612"]
     assert rows["mrr@10"] == ["0.4000", "0.4400", "0.4400"]
     assert "42.2s" in rows["wall"] and "1h" in rows["wall"]
 
 
-def test_format_run_compare_with_incomplete_and_missing_keys(runs_root: Path, tmp_path: Path):
-    extra = make_run(tmp_path, "20240504-000000-other", config={"model": {"name_or_path": "bge-small"}})
-    runs = [load_run(runs_root / "20240501-103000-fiqa"), load_run(runs_root / "20240503-080000-fiqa-crashed")]
-    text = format_run_compare([*runs, load_run(extra)])
+def test_format_run_compare_with_failed_run_and_missing_keys(runs_root: Path, tmp_path: Path):
+    other = load_run(finished_run(tmp_path / "other", "bge", config={"model": {"name_or_path": "bge-small"}}))
+    text = format_run_compare([run_named(runs_root, "fiqa"), run_named(runs_root, "fiqa-crashed"), other])
+    assert "(failed)" in text
     epochs_row = next(line for line in text.splitlines() if "training.epochs" in line)
     assert epochs_row.split() == ["training.epochs", "1", "3", MISSING]
     model_row = next(line for line in text.splitlines() if "model.name_or_path" in line)
     assert model_row.split()[-1] == "bge-small"
     ndcg_row = next(line for line in text.splitlines() if line.strip().startswith("ndcg@10"))
-    assert ndcg_row.split() == ["ndcg@10", "0.3000", "0.3456", "-", "-"]
+    assert ndcg_row.split() == ["ndcg@10", "0.3000", "0.3456", "-", "0.3456"]
+
+
+def test_format_run_compare_labels_a_selection_split(runs_root: Path, tmp_path: Path):
+    dev_only = load_run(finished_run(tmp_path / "other", "dev", make_metrics(role="selection", split="dev")))
+    text = format_run_compare([run_named(runs_root, "fiqa"), dev_only])
+    assert "Fine-tuned test metrics" not in text
+    assert "Fine-tuned metrics (a selection split is not held-out test):" in text
+    split_row = next(line for line in text.splitlines() if line.strip().startswith("split"))
+    assert split_row.split() == ["split", "test", "test", "dev", "(selection)"]
 
 
 def test_format_run_compare_identical_configs(tmp_path: Path):
-    a = load_run(make_run(tmp_path, "20240101-000000-a", metrics=_metrics(0.3, 0.31)))
-    b = load_run(make_run(tmp_path, "20240102-000000-b", metrics=_metrics(0.3, 0.32)))
+    a = load_run(finished_run(tmp_path, "a", make_metrics(0.3, 0.31)))
+    b = load_run(finished_run(tmp_path, "b", make_metrics(0.3, 0.32)))
     assert "Config differences: none" in format_run_compare([a, b])
 
 
 def test_format_run_compare_needs_two_runs(runs_root: Path):
     with pytest.raises(ValueError, match="at least 2"):
-        format_run_compare([load_run(runs_root / "20240501-103000-fiqa")])
+        format_run_compare([run_named(runs_root, "fiqa")])

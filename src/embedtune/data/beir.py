@@ -8,18 +8,21 @@ raised as a :class:`~embedtune.data.errors.DataError` that names the file, the 1
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Container, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-from embedtune.data.errors import DataError
+from embedtune.data.errors import DataError, reading
 from embedtune.data.types import Qrels, RetrievalSet
-from embedtune.io import iter_jsonl_objects, iter_text_lines, json_type_name, jsonl_line, write_lines_atomic
+from embedtune.io import iter_jsonl_objects, iter_text_lines, json_type_name, jsonl_line, shorten, write_lines_atomic
 
 CORPUS_FILE = "corpus.jsonl"
 QUERIES_FILE = "queries.jsonl"
 QRELS_DIR = "qrels"
 QRELS_HEADER = ("query-id", "corpus-id", "score")
+MIN_SCORE = -(2**31)
+MAX_SCORE = 2**31 - 1
+"""Qrels scores must fit trec_eval's C ``int`` (32 bits)."""
 
 _INTEGER = re.compile(r"-?[0-9]+")
 _SPLIT_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")
@@ -41,7 +44,8 @@ def _record_id(record: dict[str, Any], path: Path, line: int, first_seen: dict[s
     if not record_id.strip():
         raise DataError(path, line, "_id", "empty id")
     if record_id in first_seen:
-        raise DataError(path, line, "_id", f"duplicate id {record_id!r} (first seen on line {first_seen[record_id]})")
+        message = f"duplicate id {shorten(record_id)} (first seen on line {first_seen[record_id]})"
+        raise DataError(path, line, "_id", message)
     first_seen[record_id] = line
     return record_id
 
@@ -66,20 +70,21 @@ def load_corpus(path: Path) -> dict[str, str]:
             non-string ``title``, a document whose text and title are both empty, a duplicate ``_id``, or a file
             with no documents.
     """
-    corpus: dict[str, str] = {}
-    first_seen: dict[str, int] = {}
-    for line, record in iter_jsonl_objects(path):
-        doc_id = _record_id(record, path, line, first_seen)
-        text = _required_string(record, "text", path, line)
-        title = record.get("title", "")
-        if not isinstance(title, str):
-            raise DataError(path, line, "title", f"expected a string, got {json_type_name(title)}")
-        if not text.strip() and not title.strip():
-            raise DataError(path, line, "text", "empty text and empty title")
-        corpus[doc_id] = f"{title} {text}".strip() if title.strip() else text
-    if not corpus:
-        raise DataError(path, None, None, "no documents")
-    return corpus
+    with reading(path):
+        corpus: dict[str, str] = {}
+        first_seen: dict[str, int] = {}
+        for line, record in iter_jsonl_objects(path):
+            doc_id = _record_id(record, path, line, first_seen)
+            text = _required_string(record, "text", path, line)
+            title = record.get("title", "")
+            if not isinstance(title, str):
+                raise DataError(path, line, "title", f"expected a string, got {json_type_name(title)}")
+            if not text.strip() and not title.strip():
+                raise DataError(path, line, "text", "empty text and empty title")
+            corpus[doc_id] = f"{title} {text}".strip() if title.strip() else text
+        if not corpus:
+            raise DataError(path, None, None, "no documents")
+        return corpus
 
 
 def load_queries(path: Path) -> dict[str, str]:
@@ -95,17 +100,18 @@ def load_queries(path: Path) -> dict[str, str]:
         DataError: on a missing file, malformed JSON, a non-object line, a missing or non-string ``_id``/``text``, an
             empty or whitespace-only ``text``, a duplicate ``_id``, or a file with no queries.
     """
-    queries: dict[str, str] = {}
-    first_seen: dict[str, int] = {}
-    for line, record in iter_jsonl_objects(path):
-        query_id = _record_id(record, path, line, first_seen)
-        text = _required_string(record, "text", path, line)
-        if not text.strip():
-            raise DataError(path, line, "text", "empty text")
-        queries[query_id] = text
-    if not queries:
-        raise DataError(path, None, None, "no queries")
-    return queries
+    with reading(path):
+        queries: dict[str, str] = {}
+        first_seen: dict[str, int] = {}
+        for line, record in iter_jsonl_objects(path):
+            query_id = _record_id(record, path, line, first_seen)
+            text = _required_string(record, "text", path, line)
+            if not text.strip():
+                raise DataError(path, line, "text", "empty text")
+            queries[query_id] = text
+        if not queries:
+            raise DataError(path, None, None, "no queries")
+        return queries
 
 
 def load_qrels(path: Path, query_ids: Iterable[str], doc_ids: Iterable[str]) -> Qrels:
@@ -127,27 +133,36 @@ def load_qrels(path: Path, query_ids: Iterable[str], doc_ids: Iterable[str]) -> 
     """
     known_queries = query_ids if isinstance(query_ids, (set, frozenset, dict)) else set(query_ids)
     known_docs = doc_ids if isinstance(doc_ids, (set, frozenset, dict)) else set(doc_ids)
-    qrels: Qrels = {}
-    first_seen: dict[tuple[str, str], int] = {}
-    lines = iter_text_lines(path)
-    _check_qrels_header(path, next(lines, None))
-    for line, text in lines:
-        query_id, doc_id, score = _parse_qrels_row(path, line, text)
-        if query_id not in known_queries:
-            raise DataError(path, line, "query-id", f"unknown query id {query_id!r} (not in {QUERIES_FILE})")
-        if doc_id not in known_docs:
-            raise DataError(path, line, "corpus-id", f"unknown document id {doc_id!r} (not in {CORPUS_FILE})")
-        pair = (query_id, doc_id)
-        if pair in first_seen:
-            raise DataError(
-                path,
-                line,
-                None,
-                f"duplicate judgement for ({query_id!r}, {doc_id!r}) (first seen on line {first_seen[pair]})",
-            )
-        first_seen[pair] = line
-        qrels.setdefault(query_id, {})[doc_id] = score
-    return qrels
+    with reading(path):
+        qrels: Qrels = {}
+        first_seen: dict[tuple[str, str], int] = {}
+        lines = iter_text_lines(path)
+        _check_qrels_header(path, next(lines, None))
+        for line, text in lines:
+            query_id, doc_id, score = _parse_qrels_row(path, line, text)
+            _check_judgement(path, line, (query_id, doc_id), known_queries, known_docs, first_seen)
+            qrels.setdefault(query_id, {})[doc_id] = score
+        return qrels
+
+
+def _check_judgement(
+    path: Path,
+    line: int,
+    pair: tuple[str, str],
+    known_queries: Container[str],
+    known_docs: Container[str],
+    first_seen: dict[tuple[str, str], int],
+) -> None:
+    """Check that a (query id, document id) pair names known records and was not judged before in the file."""
+    query_id, doc_id = pair
+    if query_id not in known_queries:
+        raise DataError(path, line, "query-id", f"unknown query id {shorten(query_id)} (not in {QUERIES_FILE})")
+    if doc_id not in known_docs:
+        raise DataError(path, line, "corpus-id", f"unknown document id {shorten(doc_id)} (not in {CORPUS_FILE})")
+    if pair in first_seen:
+        message = f"duplicate judgement for ({shorten(query_id)}, {shorten(doc_id)})"
+        raise DataError(path, line, None, f"{message} (first seen on line {first_seen[pair]})")
+    first_seen[pair] = line
 
 
 def _check_qrels_header(path: Path, first_line: tuple[int, str] | None) -> None:
@@ -157,7 +172,7 @@ def _check_qrels_header(path: Path, first_line: tuple[int, str] | None) -> None:
         raise DataError(path, None, None, f"empty file, expected the header {expected!r}")
     line, text = first_line
     if tuple(text.split("\t")) != QRELS_HEADER:
-        raise DataError(path, line, None, f"expected the header {expected!r}, got {text!r}")
+        raise DataError(path, line, None, f"expected the header {expected!r}, got {shorten(text)}")
 
 
 def _parse_qrels_row(path: Path, line: int, text: str) -> tuple[str, str, int]:
@@ -166,19 +181,36 @@ def _parse_qrels_row(path: Path, line: int, text: str) -> tuple[str, str, int]:
     if len(cells) != len(QRELS_HEADER):
         raise DataError(path, line, None, f"expected {len(QRELS_HEADER)} tab-separated columns, got {len(cells)}")
     query_id, doc_id, score_text = cells
-    if not _INTEGER.fullmatch(score_text):
-        raise DataError(path, line, "score", f"expected an integer, got {score_text!r}")
-    return query_id, doc_id, int(score_text)
+    return query_id, doc_id, _parse_score(score_text, path, line)
 
 
-def _check_split_name(split: str) -> None:
-    """Raise ValueError unless ``split`` is a plain file-name stem such as ``train``."""
+def _parse_score(text: str, path: Path, line: int) -> int:
+    """Return a qrels score: an integer literal whose value fits trec_eval's 32-bit C ``int``."""
+    if not _INTEGER.fullmatch(text):
+        raise DataError(path, line, "score", f"expected an integer, got {shorten(text)}")
+    significant_digits = text.removeprefix("-").lstrip("0")
+    # Checked before int(): Python refuses literals of more than 4300 digits with a plain ValueError.
+    if len(significant_digits) > len(str(MAX_SCORE)) or not MIN_SCORE <= int(text) <= MAX_SCORE:
+        message = f"score {shorten(text)} does not fit a 32-bit int ({MIN_SCORE} to {MAX_SCORE}) as trec_eval needs"
+        raise DataError(path, line, "score", message)
+    return int(text)
+
+
+def check_split_name(split: str) -> None:
+    """Check that ``split`` is a plain file-name stem such as ``train``, usable as ``qrels/<split>.tsv``.
+
+    Args:
+        split: The split name.
+
+    Raises:
+        ValueError: if it is not a string of letters, digits, ``_``, ``-`` or ``.`` (not starting with ``-``/``.``).
+    """
     if not isinstance(split, str) or not _SPLIT_NAME.fullmatch(split):
-        raise ValueError(f"invalid split name {split!r}: use letters, digits, '_', '-' or '.'")
+        raise ValueError(f"invalid split name {shorten(split)}: use letters, digits, '_', '-' or '.'")
 
 
 def _qrels_paths(folder: Path, splits: Iterable[str] | None) -> dict[str, Path]:
-    """Map each split to load onto its qrels file: the requested ones, or every ``qrels/*.tsv`` present."""
+    """Map each split to load onto its qrels file: the requested ones (names already checked) or every one present."""
     qrels_dir = folder / QRELS_DIR
     if splits is None:
         found = sorted(qrels_dir.glob("*.tsv")) if qrels_dir.is_dir() else []
@@ -187,10 +219,9 @@ def _qrels_paths(folder: Path, splits: Iterable[str] | None) -> dict[str, Path]:
         return {path.stem: path for path in found}
     paths: dict[str, Path] = {}
     for split in splits:
-        _check_split_name(split)
         path = qrels_dir / f"{split}.tsv"
         if not path.is_file():
-            raise DataError(path, None, None, f"file not found (requested split {split!r})")
+            raise DataError(path, None, None, f"file not found (requested split {shorten(split)})")
         paths[split] = path
     return paths
 
@@ -211,11 +242,15 @@ def load_beir(folder: str | Path, splits: Iterable[str] | None = None) -> Retrie
         ValueError: if a requested split name is not a plain name such as ``train``.
     """
     folder = Path(folder)
-    if not folder.exists():
-        raise DataError(folder, None, None, "folder not found")
-    if not folder.is_dir():
-        raise DataError(folder, None, None, "not a folder")
-    qrels_paths = _qrels_paths(folder, splits)
+    requested = None if splits is None else list(splits)
+    for split in requested or ():
+        check_split_name(split)
+    with reading(folder):
+        if not folder.exists():
+            raise DataError(folder, None, None, "folder not found")
+        if not folder.is_dir():
+            raise DataError(folder, None, None, "not a folder")
+        qrels_paths = _qrels_paths(folder, requested)
     corpus = load_corpus(folder / CORPUS_FILE)
     queries = load_queries(folder / QUERIES_FILE)
     qrels = {split: load_qrels(path, queries, corpus) for split, path in qrels_paths.items()}
@@ -256,7 +291,7 @@ def write_beir(retrieval_set: RetrievalSet, folder: str | Path) -> Path:
     if folder.exists() and (not folder.is_dir() or any(folder.iterdir())):
         raise FileExistsError(f"{folder} exists and is not an empty folder; refusing to overwrite it")
     for split in retrieval_set.qrels:
-        _check_split_name(split)
+        check_split_name(split)
     qrels_dir = folder / QRELS_DIR
     qrels_dir.mkdir(parents=True, exist_ok=True)
     corpus = retrieval_set.corpus.items()
@@ -281,7 +316,8 @@ def dataset_files(folder: str | Path) -> list[Path]:
         DataError: if ``folder`` is not an existing folder.
     """
     folder = Path(folder)
-    if not folder.is_dir():
-        raise DataError(folder, None, None, "folder not found")
-    candidates = [folder / CORPUS_FILE, folder / QUERIES_FILE, *(folder / QRELS_DIR).glob("*.tsv")]
-    return sorted(path for path in candidates if path.is_file())
+    with reading(folder):
+        if not folder.is_dir():
+            raise DataError(folder, None, None, "folder not found")
+        candidates = [folder / CORPUS_FILE, folder / QUERIES_FILE, *(folder / QRELS_DIR).glob("*.tsv")]
+        return sorted(path for path in candidates if path.is_file())

@@ -1,8 +1,13 @@
-"""The single error type raised for bad input data."""
+"""The single error type raised for bad input data, and the guard that turns any failure while reading into it."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+
+MAX_PATH_CHARS = 200
+"""Longest file path shown as is in a message; longer ones (or ones with control characters) are shortened."""
 
 
 class DataError(ValueError):
@@ -23,6 +28,54 @@ class DataError(ValueError):
         self.line = line
         self.field = field
         self.message = message
-        location = str(self.path) if line is None else f"{self.path}:{line}"
+        shown_path = _display_path(self.path)
+        location = shown_path if line is None else f"{shown_path}:{line}"
         where = f" field '{field}':" if field else ""
         super().__init__(f"{location}:{where} {message}")
+
+
+def _display_path(path: Path) -> str:
+    """Return the path as text, shortened when it is absurdly long or holds control characters (a NUL byte...)."""
+    text = str(path)
+    if len(text) <= MAX_PATH_CHARS and text.isprintable():
+        return text
+    from embedtune.io import shorten  # imported here: embedtune.io imports this module
+
+    return shorten(text, MAX_PATH_CHARS)
+
+
+@contextmanager
+def reading(path: str | Path) -> Iterator[None]:
+    """Turn any exception other than DataError raised inside the block into a DataError naming ``path``.
+
+    Loaders wrap their work in ``with reading(path):`` so that an OS error (name too long, permission denied),
+    a RecursionError or any other surprise while reading a user's file reaches the user as one line naming the
+    file; the original exception stays attached as ``__cause__`` for debugging.
+
+    Args:
+        path: The file (or folder) being read.
+
+    Yields:
+        Nothing; the block runs unchanged.
+
+    Raises:
+        DataError: re-raised as is, or built from any other :class:`Exception` raised in the block.
+    """
+    try:
+        yield
+    except DataError:
+        raise
+    except Exception as error:  # every failure must name the file
+        raise DataError(path, None, None, f"cannot read: {_describe(error)}") from error
+
+
+def _describe(error: Exception) -> str:
+    """One short line for an unexpected exception: its reason without errno noise or megabytes of input."""
+    from embedtune.io import describe_os_error, shorten  # imported here: embedtune.io imports this module
+
+    if isinstance(error, OSError):
+        return describe_os_error(error)
+    if isinstance(error, RecursionError):
+        return "nested too deeply"
+    detail = str(error)
+    return type(error).__name__ if not detail else f"{type(error).__name__}: {shorten(detail)}"

@@ -1,81 +1,163 @@
-"""Turn validated data into what training and evaluation consume: training rows and retrieval sets."""
+"""Turn the user's data into what a run consumes: training examples and honest dev and test splits.
+
+Every split is a set of queries: dev picks the checkpoint, test is held out and only reported. Splits come as a BEIR
+folder ships them or are carved by query (seeded, deterministic) out of the folder's train qrels or, without those,
+out of the training file; test is carved first, then dev. No query id is in two splits, and no training query has
+the text (case and whitespace ignored) of a dev or test query. All checks run before any model is loaded.
+"""
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from embedtune.config import DataConfig
-from embedtune.data.beir import dataset_files, load_beir
-from embedtune.data.splits import DEV_SPLIT, TRAIN_SPLIT, split_dev_queries, with_dev_split
+from embedtune.data.beir import CORPUS_FILE, QRELS_DIR, QUERIES_FILE, check_split_name, load_beir
+from embedtune.data.errors import DataError, reading
+from embedtune.data.eval_splits import (
+    QueryPool,
+    carve_split,
+    normalized_texts,
+    pool_from_examples,
+    pool_from_qrels,
+    shipped_split,
+)
+from embedtune.data.splits import DEV_SPLIT, TEST_SPLIT, TRAIN_SPLIT, check_disjoint_splits, normalize_query
 from embedtune.data.training_file import load_triplets
-from embedtune.data.types import RetrievalSet, TrainingExample
+from embedtune.data.types import EvalSplit, RetrievalSet, TrainingExample
+from embedtune.io import shorten
+
+__all__ = ["EvalSplit", "PreparedData", "examples_from_qrels", "prepare_data"]
 
 logger = logging.getLogger(__name__)
+
+HELD_OUT_ROLE = "test"
+"""``PreparedData.report_role`` when the reported split is held out (never used for selection)."""
+SELECTION_ROLE = "selection"
+"""``PreparedData.report_role`` when the reported split is dev, the one that selected the checkpoint."""
 
 
 @dataclass
 class PreparedData:
-    """Validated data for one run.
+    """Validated data of one run.
 
     Attributes:
         train_examples: Training records (one query, its positives and weighted hard negatives each).
-        retrieval_set: Corpus, queries and qrels with a ``dev`` split (carved from train when absent).
-        eval_split: Split of ``retrieval_set`` reported at the end (``test`` normally; ``dev`` when there is none).
+        dev: The selection split, evaluated during training to pick the checkpoint.
+        report: The split reported at the end, base vs fine-tuned: the held-out test split, or ``dev`` itself
+            when the user asked for no test split (``data.test_fraction: 0`` or ``data.eval_split: dev``).
+        report_role: ``"test"`` when ``report`` is held out, ``"selection"`` when it is ``dev``.
         files: Input files, for hashing into the run folder.
+        counts: ``train_queries`` (distinct training queries), ``train_examples``, ``dev_queries``,
+            ``test_queries`` (queries of the held-out test split, 0 without one) and ``dropped_duplicates``
+            (training examples or queries dropped because their text is a dev or test query's).
     """
 
     train_examples: list[TrainingExample]
-    retrieval_set: RetrievalSet
-    eval_split: str
-    files: list[Path] = field(default_factory=list)
+    dev: EvalSplit
+    report: EvalSplit
+    report_role: str
+    files: list[Path]
+    counts: dict[str, int]
+
+
+@dataclass
+class _Sources:
+    """The loaded inputs: a BEIR folder (its train, dev and test qrels as present) and/or a training file."""
+
+    folder: RetrievalSet | None
+    qrels_files: dict[str, Path]
+    train_file: Path | None
+    examples: list[TrainingExample]
+
+    def files(self) -> list[Path]:
+        """Return the input files read: the folder's corpus, queries and loaded qrels, then the training file."""
+        files = []
+        if self.folder is not None and self.folder.source is not None:
+            files += [self.folder.source / CORPUS_FILE, self.folder.source / QUERIES_FILE]
+            files += sorted(self.qrels_files.values())
+        return files + ([self.train_file] if self.train_file is not None else [])
+
+
+@dataclass
+class _Pools:
+    """What splits are carved from: the folder's train qrels when present, else the training file's queries."""
+
+    folder_train: QueryPool | None
+    training_file: QueryPool | None
+
+    def carve(self, name: str, fraction: float, seed: int, setting: str, exclude_texts: set[str]) -> EvalSplit:
+        """Carve a split out of the carving pool (see :func:`carve_split`), keeping the rest of the pool."""
+        if self.folder_train is not None:
+            self.folder_train, split = carve_split(self.folder_train, name, fraction, seed, setting, exclude_texts)
+        else:
+            assert self.training_file is not None, "prepare_data checks that some training data exists"
+            self.training_file, split = carve_split(self.training_file, name, fraction, seed, setting, exclude_texts)
+        return split
 
 
 def prepare_data(config: DataConfig) -> PreparedData:
-    """Load and validate all data of a run before any model is loaded.
+    """Load and validate all data of a run and split it honestly, before any model is loaded.
 
-    A BEIR folder (``config.path``) gives the corpus, queries and qrels; training pairs come from its train qrels, or
-    from ``config.train_file`` (JSONL) when given, in which case any example whose query text is also a dev or test
-    query is dropped so nothing is shared across splits. Without a BEIR folder, the dev split is carved out of the
-    JSONL examples and their passages form the corpus.
+    Sources: a BEIR folder (``config.path``: corpus, queries, ``qrels/{train,dev,test}.tsv`` as present) and/or a
+    FlagEmbedding JSONL file (``config.train_file``), which replaces the folder's train qrels as training data.
+
+    * test: the folder's ``qrels/test.tsv`` (or ``qrels/<eval_split>.tsv`` for another ``config.eval_split``);
+      else carved (``test_fraction`` of the queries) from the folder's train qrels, or from the training file
+      without those; none when ``test_fraction`` is 0 or ``eval_split`` is ``"dev"``.
+    * dev: the folder's ``qrels/dev.tsv``, else carved (``dev_fraction`` of what is left) from the same pool.
+    * training: the training file's examples, else one example per train query (relevant documents as positives),
+      minus the queries carved out, minus those whose normalised text equals a dev or test query's (counted in
+      ``counts["dropped_duplicates"]`` and logged).
+
+    Splits from the folder rank the folder's corpus; splits carved from the file rank every passage of the file.
 
     Args:
         config: The data settings.
 
     Returns:
-        The prepared data.
+        The prepared data; ``report`` is ``dev`` (role ``"selection"``) when there is no test split.
 
     Raises:
-        embedtune.data.errors.DataError: for any malformed input (names file, line and field).
-        ValueError: if the reported split does not exist or no training example is left.
+        DataError: naming file, line and field for malformed input; naming both qrels files when a query id is
+            judged in two shipped splits; naming the qrels file of an evaluation split without any judgement
+            > 0; naming the file and setting when too few queries are left to carve a split; naming the folder
+            when ``config.eval_split`` is missing from it; naming the training source when no example is left.
+        ValueError: when neither ``config.path`` nor ``config.train_file`` is set, or ``config.eval_split`` is not
+            a plain split name, or names a split other than dev/test without a BEIR folder.
     """
-    files: list[Path] = []
-    if config.path is not None:
-        retrieval_set = with_dev_split(load_beir(config.path), config.dev_fraction, config.split_seed)
-        files += dataset_files(config.path)
-        if config.train_file is not None:
-            examples = drop_held_out_queries(load_triplets(config.train_file), retrieval_set)
-            files.append(Path(config.train_file))
-        else:
-            examples = examples_from_qrels(retrieval_set, TRAIN_SPLIT)
-    else:
-        examples = load_triplets(config.train_file)
-        files.append(Path(config.train_file))
-        examples, retrieval_set = carve_dev_from_examples(examples, config.dev_fraction, config.split_seed)
-    eval_split = config.eval_split
-    if eval_split not in retrieval_set.qrels:
-        if eval_split != "test":
-            raise ValueError(f"data.eval_split '{eval_split}' not found; splits are {sorted(retrieval_set.qrels)}")
-        logger.warning("No '%s' split: the final base vs fine-tuned comparison is reported on dev.", eval_split)
-        eval_split = DEV_SPLIT
-    if not examples:
-        raise ValueError("no training examples left after removing dev and test queries")
-    return PreparedData(examples, retrieval_set, eval_split, files)
+    sources = _load_sources(config)
+    pools = _Pools(
+        folder_train=_folder_train_pool(sources),
+        training_file=pool_from_examples(sources.examples, sources.train_file) if sources.train_file else None,
+    )
+    dev, test, held_out_texts = _eval_splits(config, sources, pools)
+    train_examples, train_queries, dropped = _training_examples(sources, pools, held_out_texts)
+    report, report_role = _report_split(config, dev, test)
+    counts = {
+        "train_queries": train_queries,
+        "train_examples": len(train_examples),
+        "dev_queries": len(dev.queries),
+        "test_queries": len(test.queries) if test is not None else 0,
+        "dropped_duplicates": dropped,
+    }
+    return PreparedData(train_examples, dev, report, report_role, sources.files(), counts)
 
 
 def examples_from_qrels(retrieval_set: RetrievalSet, split: str) -> list[TrainingExample]:
-    """One example per judged query of ``split``: its relevant documents (relevance > 0) as positives."""
+    """One example per judged query of ``split``: its relevant documents (relevance > 0) as positives.
+
+    Args:
+        retrieval_set: Corpus, queries and qrels.
+        split: The qrels split to turn into examples, normally ``"train"``.
+
+    Returns:
+        The examples in qrels order; queries without a relevant document give none.
+
+    Raises:
+        KeyError: if ``split`` is not in ``retrieval_set.qrels``.
+    """
     examples = []
     for query_id, judgements in retrieval_set.qrels[split].items():
         positives = tuple(retrieval_set.corpus[doc_id] for doc_id, relevance in judgements.items() if relevance > 0)
@@ -84,41 +166,125 @@ def examples_from_qrels(retrieval_set: RetrievalSet, split: str) -> list[Trainin
     return examples
 
 
-def drop_held_out_queries(examples: list[TrainingExample], retrieval_set: RetrievalSet) -> list[TrainingExample]:
-    """Remove training examples whose query text is a query of any split other than train (no leakage)."""
-    held_out = {
-        retrieval_set.queries[query_id]
-        for split, qrels in retrieval_set.qrels.items()
-        if split != TRAIN_SPLIT
-        for query_id in qrels
+def _eval_splits(config: DataConfig, sources: _Sources, pools: _Pools) -> tuple[EvalSplit, EvalSplit | None, set[str]]:
+    """Return ``(dev, test or None, normalised texts of every held-out query)``: shipped, else carved, test first."""
+    shipped = {
+        name: shipped_split(sources.folder, name, path)
+        for name, path in sources.qrels_files.items()
+        if name != TRAIN_SPLIT and sources.folder is not None
     }
-    kept = [example for example in examples if example.query not in held_out]
-    if len(kept) < len(examples):
-        logger.warning("Dropped %d training examples whose query is a dev/test query.", len(examples) - len(kept))
-    return kept
+    held_out_texts = set().union(*(normalized_texts(split) for split in shipped.values()))
+    test = shipped.get(_test_split_name(config))
+    if test is None and config.eval_split == TEST_SPLIT and config.test_fraction > 0:
+        test = pools.carve(TEST_SPLIT, config.test_fraction, config.split_seed, "test_fraction", held_out_texts)
+        held_out_texts |= normalized_texts(test)
+    dev = shipped.get(DEV_SPLIT)
+    if dev is None:
+        dev = pools.carve(DEV_SPLIT, config.dev_fraction, config.split_seed, "dev_fraction", held_out_texts)
+        held_out_texts |= normalized_texts(dev)
+    return dev, test, held_out_texts
 
 
-def carve_dev_from_examples(
-    examples: list[TrainingExample], dev_fraction: float, seed: int
-) -> tuple[list[TrainingExample], RetrievalSet]:
-    """Split JSONL examples by query into train and dev; the dev retrieval corpus is every passage in the file.
+def _test_split_name(config: DataConfig) -> str:
+    """Name of the held-out split: ``config.eval_split`` when it names another split than dev/test, else test."""
+    return config.eval_split if config.eval_split not in (TEST_SPLIT, DEV_SPLIT) else TEST_SPLIT
 
-    Returns:
-        ``(train_examples, retrieval_set)`` where ``retrieval_set`` has a ``dev`` split only.
-    """
-    query_texts = sorted({example.query for example in examples})
-    _, dev_queries = split_dev_queries(query_texts, dev_fraction, seed)
-    dev_set = set(dev_queries)
-    passages = sorted({text for example in examples for text in (*example.pos, *example.neg)})
-    doc_ids = {text: f"doc-{index}" for index, text in enumerate(passages)}
-    query_ids = {text: f"query-{index}" for index, text in enumerate(query_texts)}
-    dev_qrels: dict[str, dict[str, int]] = {}
-    for example in examples:
-        if example.query in dev_set:
-            dev_qrels.setdefault(query_ids[example.query], {}).update({doc_ids[p]: 1 for p in example.pos})
-    retrieval_set = RetrievalSet(
-        corpus={doc_id: text for text, doc_id in doc_ids.items()},
-        queries={query_id: text for text, query_id in query_ids.items()},
-        qrels={DEV_SPLIT: dev_qrels},
-    )
-    return [example for example in examples if example.query not in dev_set], retrieval_set
+
+def _load_sources(config: DataConfig) -> _Sources:
+    """Load the BEIR folder and the training file the config names, checking they can make a run."""
+    if config.path is None and config.train_file is None:
+        raise ValueError("no data: set data.path (a BEIR folder) or data.train_file (a JSONL training file)")
+    check_split_name(config.eval_split)
+    if config.path is None and _test_split_name(config) != TEST_SPLIT:
+        raise ValueError(f"data.eval_split {shorten(config.eval_split)} needs data.path, a BEIR folder holding it")
+    folder, qrels_files = _load_folder(config) if config.path is not None else (None, {})
+    train_file = Path(config.train_file) if config.train_file is not None else None
+    examples = load_triplets(train_file) if train_file is not None else []
+    return _Sources(folder=folder, qrels_files=qrels_files, train_file=train_file, examples=examples)
+
+
+def _load_folder(config: DataConfig) -> tuple[RetrievalSet, dict[str, Path]]:
+    """Load the folder's train, dev and test (or eval_split) qrels as present, and check they share no query id."""
+    folder = Path(config.path)
+    wanted = dict.fromkeys([TRAIN_SPLIT, DEV_SPLIT, TEST_SPLIT, _test_split_name(config)])
+    with reading(folder):
+        if not folder.is_dir():
+            raise DataError(folder, None, None, "not a folder" if folder.exists() else "folder not found")
+        candidates = {name: folder / QRELS_DIR / f"{name}.tsv" for name in wanted}
+        present = {name: path for name, path in candidates.items() if path.is_file()}
+    test_name = _test_split_name(config)
+    if test_name not in present and test_name != TEST_SPLIT:
+        found = ", ".join(sorted(present)) or "none"
+        missing = shorten(f"{QRELS_DIR}/{test_name}.tsv")
+        message = f"data.eval_split {shorten(test_name)}: no {missing} in this folder (found: {found})"
+        raise DataError(folder, None, None, message)
+    if TRAIN_SPLIT not in present and config.train_file is None:
+        message = "file not found: without train qrels, set data.train_file to give training data"
+        raise DataError(candidates[TRAIN_SPLIT], None, None, message)
+    retrieval_set = load_beir(folder, splits=list(present))
+    check_disjoint_splits(retrieval_set.qrels, present)
+    return retrieval_set, present
+
+
+def _folder_train_pool(sources: _Sources) -> QueryPool | None:
+    """Pool the folder's train queries with a relevant document, or ``None`` without train qrels."""
+    if sources.folder is None or TRAIN_SPLIT not in sources.qrels_files:
+        return None
+    return pool_from_qrels(sources.folder, TRAIN_SPLIT, sources.qrels_files[TRAIN_SPLIT])
+
+
+def _training_examples(
+    sources: _Sources, pools: _Pools, held_out_texts: set[str]
+) -> tuple[list[TrainingExample], int, int]:
+    """Return ``(examples, distinct training queries, dropped duplicates)`` once dev and test queries are out."""
+    if sources.train_file is not None:
+        assert pools.training_file is not None, "the training file is always pooled"
+        examples, dropped = _file_examples(sources.examples, pools.training_file, held_out_texts)
+        train_queries = len({normalize_query(example.query) for example in examples})
+        origin, path = "examples", sources.train_file
+    else:
+        assert pools.folder_train is not None, "_load_folder checks that train qrels or a training file exist"
+        examples, dropped = _qrels_examples(pools.folder_train, held_out_texts)
+        train_queries = len(examples)
+        origin, path = "queries", sources.qrels_files[TRAIN_SPLIT]
+    if dropped:
+        logger.warning(
+            "Dropped %d training %s whose query text (ignoring case and whitespace) is a dev or test query.",
+            dropped,
+            origin,
+        )
+    if not examples:
+        message = f"no training example left once the dev and test queries are held out ({dropped} dropped)"
+        raise DataError(path, None, None, message)
+    return examples, train_queries, dropped
+
+
+def _file_examples(
+    examples: list[TrainingExample], pool: QueryPool, held_out_texts: set[str]
+) -> tuple[list[TrainingExample], int]:
+    """Keep the file's examples whose query is still in the pool (not carved) and is no dev or test query."""
+    remaining = {normalize_query(text) for text in pool.queries.values()}
+    candidates = [example for example in examples if normalize_query(example.query) in remaining]
+    kept = [example for example in candidates if normalize_query(example.query) not in held_out_texts]
+    return kept, len(candidates) - len(kept)
+
+
+def _qrels_examples(pool: QueryPool, held_out_texts: set[str]) -> tuple[list[TrainingExample], int]:
+    """One example per train query left in the pool whose text is no dev or test query's."""
+    kept = {
+        query_id: judgements
+        for query_id, judgements in pool.qrels.items()
+        if normalize_query(pool.queries[query_id]) not in held_out_texts
+    }
+    train_set = RetrievalSet(corpus=pool.corpus, queries=pool.queries, qrels={TRAIN_SPLIT: kept})
+    return examples_from_qrels(train_set, TRAIN_SPLIT), len(pool.qrels) - len(kept)
+
+
+def _report_split(config: DataConfig, dev: EvalSplit, test: EvalSplit | None) -> tuple[EvalSplit, str]:
+    """Pick the split reported at the end and its role: test when held out, else dev (the selection split)."""
+    if config.eval_split == DEV_SPLIT:
+        return dev, SELECTION_ROLE
+    if test is None:
+        logger.info("No test split (no qrels/test.tsv and data.test_fraction is 0): reporting on dev.")
+        return dev, SELECTION_ROLE
+    return test, HELD_OUT_ROLE

@@ -10,9 +10,14 @@ import math
 from pathlib import Path
 from typing import Any
 
-from embedtune.data.errors import DataError
+from embedtune.data.errors import DataError, reading
 from embedtune.data.types import TrainingExample
-from embedtune.io import iter_jsonl_objects
+from embedtune.io import iter_jsonl_objects, shorten
+
+FLOAT32_MAX = 3.4028235e38
+"""Largest weight accepted: the float32 maximum (as float32 prints it); anything larger overflows to inf."""
+FLOAT32_MIN_NORMAL = 1.1754944e-38
+"""Smallest weight accepted: the smallest normal float32; smaller weights lose precision or become 0 (padding)."""
 
 
 def load_triplets(path: str | Path) -> list[TrainingExample]:
@@ -28,10 +33,13 @@ def load_triplets(path: str | Path) -> list[TrainingExample]:
         DataError: naming file, line and field, on a missing file, malformed JSON, a line that is not an object, a
             missing or empty ``query``, a missing or empty ``pos`` list, an empty or non-string passage (field such
             as ``pos[2]``), a ``neg`` that is not a list, ``neg_weights`` without ``neg`` or of the wrong length, a
-            weight that is not a finite number > 0 (field such as ``neg_weights[1]``), or a file with no records.
+            weight that is not a finite number > 0 representable as a normal float32 (field such as
+            ``neg_weights[1]``), or a file with no records; any other failure while reading also becomes a
+            DataError naming the file.
     """
     path = Path(path)
-    examples = [_parse_example(record, path, line) for line, record in iter_jsonl_objects(path)]
+    with reading(path):
+        examples = [_parse_example(record, path, line) for line, record in iter_jsonl_objects(path)]
     if not examples:
         raise DataError(path, None, None, "no training examples")
     return examples
@@ -90,7 +98,7 @@ def _neg_weights(record: dict[str, Any], neg_count: int, path: Path, line: int) 
 
 
 def _weight(value: object, field: str, path: Path, line: int) -> float:
-    """Return one negative's weight as a float: a finite number > 0 (booleans are not numbers)."""
+    """Return one negative's weight as a float: a finite number > 0 that is a normal float32 (booleans excluded)."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise DataError(path, line, field, f"expected a number, got {type(value).__name__}")
     try:
@@ -98,7 +106,16 @@ def _weight(value: object, field: str, path: Path, line: int) -> float:
     except OverflowError:
         weight = math.inf
     if not math.isfinite(weight):
-        raise DataError(path, line, field, f"expected a finite number, got {value!r}")
+        raise DataError(path, line, field, f"expected a finite number, got {shorten(value)}")
     if weight <= 0:
-        raise DataError(path, line, field, f"expected a weight > 0, got {value!r}")
+        raise DataError(path, line, field, f"expected a weight > 0, got {shorten(value)}")
+    if weight > FLOAT32_MAX:
+        message = f"weight {shorten(value)} is above the float32 maximum {FLOAT32_MAX!r}: it would overflow to inf"
+        raise DataError(path, line, field, message)
+    if weight < FLOAT32_MIN_NORMAL:
+        message = (
+            f"weight {shorten(value)} is below the smallest normal float32 {FLOAT32_MIN_NORMAL!r}: it would lose "
+            "precision or underflow to 0, which the loss reads as a padding slot"
+        )
+        raise DataError(path, line, field, message)
     return weight

@@ -54,3 +54,24 @@ class TrainingExample:
     def __post_init__(self) -> None:
         if not self.neg_weights and self.neg:
             object.__setattr__(self, "neg_weights", tuple(1.0 for _ in self.neg))
+
+
+@dataclass
+class EvalSplit:
+    """One evaluation split of a run, ready to rank: its own corpus, its judged queries and their judgements.
+
+    Attributes:
+        name: ``"dev"`` (checkpoint selection) or ``"test"`` (held out, reported); a custom ``data.eval_split`` name
+            when the data set ships one.
+        corpus: Document id -> text, the documents ranked for this split.
+        queries: Query id -> text: exactly the judged queries of ``qrels``.
+        qrels: The split's judgements; at least one query has a relevant document (score > 0).
+        source: Where the split comes from, in words: a qrels file, or e.g.
+            ``"carved from /x/train.jsonl (10 % of 200 queries, seed 42)"``.
+    """
+
+    name: str
+    corpus: dict[str, str]
+    queries: dict[str, str]
+    qrels: Qrels
+    source: str

@@ -4,8 +4,9 @@ The maths is trec_eval's, reached through :class:`pytrec_eval.RelevanceEvaluator
 names, truncates runs for MRR@k, and averages over queries the way ``trec_eval -c`` does.
 
 Conventions:
-    * A query counts when it has at least one relevant document in the qrels (relevance > 0). Queries without any
-      relevant document are left out of every mean.
+    * Every query with at least one judgement in the qrels counts, as in trec_eval (which averages over every query
+      of its qrels file): a query whose judgements are all non-relevant (relevance <= 0) scores 0 on every metric
+      and stays in the mean. A query id with no judgement at all cannot appear in a qrels file and is ignored.
     * A judged query missing from the run, or with an empty ranking, scores 0 on every metric (``trec_eval -c``).
     * Documents are ranked as trec_eval ranks them: score descending, ties broken by document id descending
       (byte-wise string comparison), whatever order the run dict holds them in.
@@ -51,12 +52,25 @@ def parse_metric(name: str) -> tuple[str, int]:
     return match.group(1), int(match.group(2))
 
 
-def evaluate_run(qrels: Qrels, run: Run, metrics: Sequence[str] = DEFAULT_METRICS) -> dict[str, float]:
-    """Score a run against qrels: the mean of each metric over the queries that have a relevant document.
+_DISPLAY_FAMILIES = {"ndcg": "nDCG", "map": "MAP", "recall": "Recall", "precision": "P", "mrr": "MRR"}
 
-    A query of ``qrels`` with no document of relevance > 0 is excluded from the mean. A query that has one but is
-    missing from ``run`` (or has an empty ranking) counts as 0 for every metric, as with ``trec_eval -c``. Queries
-    of ``run`` absent from ``qrels`` are ignored.
+
+def display_name(name: str) -> str:
+    """Return the field's spelling of a metric name: ``"ndcg@10"`` -> ``"nDCG@10"``, ``"mrr@10"`` -> ``"MRR@10"``.
+
+    Raises:
+        ValueError: if ``name`` is not a supported metric (see :func:`parse_metric`).
+    """
+    family, k = parse_metric(name)
+    return f"{_DISPLAY_FAMILIES[family]}@{k}"
+
+
+def evaluate_run(qrels: Qrels, run: Run, metrics: Sequence[str] = DEFAULT_METRICS) -> dict[str, float]:
+    """Score a run against qrels: the mean of each metric over the judged queries, as ``trec_eval -c`` computes it.
+
+    Every query of ``qrels`` with at least one judgement is in the mean; one without a relevant document (all
+    relevance <= 0), one missing from ``run`` or one with an empty ranking scores 0 on every metric. Queries of
+    ``run`` absent from ``qrels`` are ignored.
 
     Args:
         qrels: Query id -> document id -> graded relevance.
@@ -70,7 +84,7 @@ def evaluate_run(qrels: Qrels, run: Run, metrics: Sequence[str] = DEFAULT_METRIC
         ValueError: if a metric name is not supported, or no query of ``qrels`` has a relevant document.
     """
     per_query = evaluate_run_per_query(qrels, run, metrics)
-    if not per_query:
+    if not _queries_with_relevant_docs(qrels):
         raise ValueError("no query in qrels has a relevant document (relevance > 0); nothing to average")
     keys = _metric_keys(metrics)
     return {key: sum(values[key] for values in per_query.values()) / len(per_query) for key in keys}
@@ -79,7 +93,7 @@ def evaluate_run(qrels: Qrels, run: Run, metrics: Sequence[str] = DEFAULT_METRIC
 def evaluate_run_per_query(
     qrels: Qrels, run: Run, metrics: Sequence[str] = DEFAULT_METRICS
 ) -> dict[str, dict[str, float]]:
-    """Score a run per query, for the queries of ``qrels`` that have a relevant document.
+    """Score a run per query, for every query of ``qrels`` with at least one judgement.
 
     Args:
         qrels: Query id -> document id -> graded relevance.
@@ -87,14 +101,14 @@ def evaluate_run_per_query(
         metrics: Metric names accepted by :func:`parse_metric`.
 
     Returns:
-        Query id -> metric name (stripped, lower-cased) -> value. Every query of ``qrels`` with a document of
-        relevance > 0 is present; one missing from ``run`` has 0.0 for every metric.
+        Query id -> metric name (stripped, lower-cased) -> value. Every judged query of ``qrels`` is present; one
+        missing from ``run`` or without a relevant document has 0.0 for every metric.
 
     Raises:
         ValueError: if a metric name is not supported.
     """
     parsed = {key: parse_metric(key) for key in _metric_keys(metrics)}
-    judged = _queries_with_relevant_docs(qrels)
+    judged = [qid for qid, docs in qrels.items() if docs]
     clean_qrels = {qid: {doc: int(rel) for doc, rel in qrels[qid].items()} for qid in judged}
     clean_run = _clean_run(run, judged)
     results: dict[str, dict[str, float]] = {qid: dict.fromkeys(parsed, 0.0) for qid in judged}

@@ -25,9 +25,11 @@ class RetrievalEvaluator(BaseEvaluator):
         name: Prefix of the returned metric names, e.g. ``"dev"`` gives ``"dev_ndcg@10"``.
         metrics: Metric names, see :func:`embedtune.evaluation.metrics.parse_metric`.
         primary_metric: The metric that selects checkpoints.
-        query_prefix: Prepended to every query.
-        passage_prefix: Prepended to every document.
         batch_size: Texts per forward pass.
+        progress: Show encoding progress bars; ``None`` shows them when stderr is a terminal.
+
+    Queries and documents are encoded with the model's own prompts (``encode_query``/``encode_document``), so a model
+    saved by embedtune with its prefixes needs no prefix settings here.
     """
 
     def __init__(
@@ -38,9 +40,8 @@ class RetrievalEvaluator(BaseEvaluator):
         name: str = "",
         metrics: tuple[str, ...] | list[str] = DEFAULT_METRICS,
         primary_metric: str = "ndcg@10",
-        query_prefix: str = "",
-        passage_prefix: str = "",
         batch_size: int = 64,
+        progress: bool | None = None,
     ) -> None:
         super().__init__()
         self.corpus = corpus
@@ -49,9 +50,8 @@ class RetrievalEvaluator(BaseEvaluator):
         self.name = name
         self.metrics = [m.lower() for m in metrics]
         self.primary_metric = primary_metric.lower()
-        self.query_prefix = query_prefix
-        self.passage_prefix = passage_prefix
         self.batch_size = batch_size
+        self.progress = progress
         self.top_k = max(parse_metric(m)[1] for m in self.metrics)
 
     def __call__(
@@ -63,9 +63,8 @@ class RetrievalEvaluator(BaseEvaluator):
             self.corpus,
             self.queries,
             top_k=self.top_k,
-            query_prefix=self.query_prefix,
-            passage_prefix=self.passage_prefix,
             batch_size=self.batch_size,
+            progress=self.progress,
         )
         return self.prefix_name_to_metrics(evaluate_run(self.qrels, run, self.metrics), self.name)
 

@@ -51,6 +51,51 @@ def resolve_model_path(name_or_path: str) -> str:
     return name_or_path
 
 
+def check_model_available(name_or_path: str) -> str:
+    """Check, without loading any weights, that a model can be found; return what ``SentenceTransformer`` will load.
+
+    A name that resolves to a local folder must hold a model (``modules.json`` or ``config.json``); a name that looks
+    like a path (it contains a path separator or starts with ``.`` or ``~``) must exist; a hub name must be in the
+    local Hugging Face cache unless the hub can be reached (then it is downloaded when loaded).
+
+    Raises:
+        ModelNotFoundError: naming the model and what is missing.
+    """
+    resolved = resolve_model_path(name_or_path)
+    folder = Path(resolved)
+    if folder.is_dir():
+        if not any((folder / marker).is_file() for marker in ("modules.json", "config.json")):
+            raise ModelNotFoundError(f"{folder}: not a model folder (no modules.json or config.json)")
+        return resolved
+    if _looks_like_path(name_or_path):
+        raise ModelNotFoundError(f"{name_or_path}: model folder not found")
+    if _in_hub_cache(resolved) or not _hub_offline():
+        return resolved
+    raise ModelNotFoundError(
+        f"model '{name_or_path}' is neither a local folder nor in the Hugging Face cache, and the hub is offline; "
+        "pass the path of a sentence-transformers model folder"
+    )
+
+
+def _looks_like_path(name: str) -> bool:
+    return name.startswith((".", "~", "/")) or "\\" in name or name.count("/") > 1
+
+
+def _in_hub_cache(repo_id: str) -> bool:
+    from huggingface_hub import try_to_load_from_cache
+
+    try:
+        return any(isinstance(try_to_load_from_cache(repo_id, f), str) for f in ("modules.json", "config.json"))
+    except ValueError:  # not a valid repo id
+        return False
+
+
+def _hub_offline() -> bool:
+    from huggingface_hub import constants
+
+    return bool(constants.HF_HUB_OFFLINE)
+
+
 def load_model(name_or_path: str, max_seq_length: int | None = None, device: str | None = None) -> SentenceTransformer:
     """Load a sentence-transformers model by folder or name (see :func:`resolve_model_path`).
 
@@ -65,10 +110,10 @@ def load_model(name_or_path: str, max_seq_length: int | None = None, device: str
     Raises:
         ModelNotFoundError: if the name is not a local folder, not a packaged alias and cannot be fetched.
     """
-    resolved = resolve_model_path(name_or_path)
+    resolved = check_model_available(name_or_path)
     try:
         model = SentenceTransformer(resolved, device=device)
-    except OSError as error:
+    except (OSError, ValueError) as error:
         raise ModelNotFoundError(
             f"model '{name_or_path}' was not found as a local folder and could not be loaded from the hub "
             f"(no network?). Pass the path of a sentence-transformers model folder instead. Cause: {error}"

@@ -1,9 +1,13 @@
-"""The main job: validate data, fine-tune on SentenceTransformerTrainer, pick the best dev checkpoint, report test."""
+"""One training run, start to end: validate, load, fine-tune, select on dev, report base vs fine-tuned.
+
+Order matters for trust: everything a user gave is validated and the model is loaded *before* the run folder exists,
+so bad input never leaves a half-made folder; once the folder exists, a crash or Ctrl-C marks the run failed or
+interrupted in its record instead of leaving it looking alive.
+"""
 
 from __future__ import annotations
 
 import logging
-import os
 import resource
 import shutil
 import sys
@@ -14,24 +18,39 @@ from typing import Any
 
 import torch
 from sentence_transformers import SentenceTransformer, SentenceTransformerTrainer
-from sentence_transformers.base.sampler import BatchSamplers
-from sentence_transformers.sentence_transformer.training_args import SentenceTransformerTrainingArguments
 from torch.utils.tensorboard import SummaryWriter
-from transformers import TrainerCallback
 from transformers.integrations import TensorBoardCallback
+from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
 from embedtune.config import ExperimentConfig
-from embedtune.data.prepare import PreparedData, prepare_data
-from embedtune.data.splits import DEV_SPLIT
-from embedtune.evaluation.report import format_comparison
+from embedtune.data.prepare import EvalSplit, PreparedData, prepare_data
 from embedtune.evaluation.retrieval_evaluator import RetrievalEvaluator, subsample_corpus
-from embedtune.io import file_sha256, write_json_atomic
-from embedtune.losses.info_nce import InfoNCELoss
+from embedtune.io import file_sha256
+from embedtune.losses import build_loss
 from embedtune.models.loading import load_model
-from embedtune.runs.folder import create_run_folder, git_commit, library_versions
+from embedtune.models.prompts import document_prompt, query_prompt, set_prompts
+from embedtune.runs import RunMetrics, check_runs_dir, fail_run, finish_run, start_run
+from embedtune.training.arguments import column_prompts, training_arguments
+from embedtune.training.callbacks import ConsoleLogCallback, GradientMonitorCallback, QuietProgressCallback
 from embedtune.training.dataset import build_train_dataset
+from embedtune.training.selection import BASE, Selection, dev_history, select_model
 
 logger = logging.getLogger(__name__)
+
+
+class RunFailedError(RuntimeError):
+    """A run failed after its folder was created.
+
+    The folder's record says ``failed`` with the message, and ``train.log`` has the traceback.
+
+    Args:
+        folder: The run folder.
+        error: The original error.
+    """
+
+    def __init__(self, folder: Path, error: BaseException) -> None:
+        self.folder = folder
+        super().__init__(f"run {folder} failed: {type(error).__name__}: {error} (traceback in {folder}/train.log)")
 
 
 @dataclass
@@ -41,79 +60,174 @@ class RunResult:
     Attributes:
         folder: The run folder.
         metrics: The content written to ``metrics.json``.
+        selection: Which model became ``model/`` and why.
     """
 
     folder: Path
     metrics: dict[str, Any]
+    selection: Selection
 
 
-def run_training(config: ExperimentConfig, echo: bool = True) -> RunResult:
+def run_training(config: ExperimentConfig) -> RunResult:
     """Fine-tune ``config.model`` on ``config.data`` and write a complete run folder.
 
-    Steps: validate all data (no model loaded yet); create ``runs/<YYYYmmdd-HHMMSS>-<name>/`` and write
-    ``training_config.json``; train with dev evaluation each epoch (or every ``eval_steps``), keeping the best
-    checkpoint by ``train.primary_metric``; save it as ``model/``; evaluate the untouched base model and the
-    fine-tuned model on ``data.eval_split`` over the whole corpus; write ``metrics.json`` and print the comparison.
+    Steps: validate all data; check the runs folder; load the base model (with its prompts); create
+    ``runs/<YYYYmmdd-HHMMSS>-<name>/``; evaluate the base model on the reported split; train with dev evaluation
+    before training and after every epoch (or ``eval_steps``); keep the best dev checkpoint unless it does not beat
+    the untouched model, in which case ``model/`` is the base model and the verdict says so; evaluate the selected
+    model on the reported split (test, never the selection split, unless the user asked for no test split, and then
+    labelled as such); write ``metrics.json``.
 
     Args:
         config: The resolved configuration.
-        echo: Print the base vs fine-tuned table to stdout.
 
     Returns:
-        The run folder and its metrics.
+        The run folder, its metrics and the selection.
 
     Raises:
         embedtune.data.errors.DataError: for malformed data, before any model is loaded or folder created.
-        embedtune.models.loading.ModelNotFoundError: if the model cannot be found.
+        embedtune.runs.RunStoreError: if the runs folder cannot be created, before any model is loaded.
+        embedtune.models.loading.ModelNotFoundError: if the model cannot be loaded, before any folder is created.
+        RunFailedError: if anything fails once the run folder exists (the run is then recorded as failed).
     """
     started = time.time()
     data = prepare_data(config.data)
-    folder = create_run_folder(config.runs_dir, config.name)
+    check_runs_dir(config.runs_dir)
+    model = load_base_model(config)
+    folder = start_run(
+        config.runs_dir,
+        config.name,
+        config=config.to_dict(),
+        data_hashes={str(path): file_sha256(path) for path in data.files},
+        command=" ".join(sys.argv),
+    )
     log_handler = _attach_log_file(folder / "train.log")
     try:
         logger.info("Run folder %s", folder)
-        write_json_atomic(folder / "training_config.json", _run_record(config, data))
-        train_started = time.time()
-        dev_history, best, loss_history = _fine_tune(config, data, folder)
-        train_time = time.time() - train_started
-        comparison = evaluate_base_and_fine_tuned(config, data, folder / "model")
-        metrics = {
-            "primary_metric": config.train.primary_metric.lower(),
-            "eval_split": data.eval_split,
-            "test": comparison,
-            "dev_history": dev_history,
-            "loss_history": loss_history,
-            "best_checkpoint": best,
-            "wall_time_s": round(time.time() - started, 1),
-            "train_time_s": round(train_time, 1),
-            "peak_memory_mb": peak_memory_mb(),
-            "num_train_examples": len(data.train_examples),
-        }
-        write_json_atomic(folder / "metrics.json", metrics)
-        table = format_comparison(comparison["base"], comparison["fine_tuned"], data.eval_split)
-        logger.info("Base vs fine-tuned on %s:\n%s", data.eval_split, table)
-        if echo:
-            print(f"\nRun folder: {folder}\n{table}")
-        return RunResult(folder, metrics)
+        _log_data_summary(data)
+        result = _train_and_report(config, data, model, folder, started)
+    except KeyboardInterrupt:
+        fail_run(folder, "interrupted by the user (KeyboardInterrupt)", interrupted=True)
+        raise
+    except Exception as error:
+        fail_run(folder, f"{type(error).__name__}: {error}")
+        _log_traceback_to_file(log_handler)
+        raise RunFailedError(folder, error) from error
     finally:
         logging.getLogger().removeHandler(log_handler)
         log_handler.close()
+    return result
 
 
-def evaluate_base_and_fine_tuned(config: ExperimentConfig, data: PreparedData, model_dir: Path) -> dict[str, Any]:
-    """Evaluate the untouched base model and the saved fine-tuned model on the reported split, whole corpus.
+def load_base_model(config: ExperimentConfig) -> SentenceTransformer:
+    """Load the base model with the configured sequence length and store the configured prefixes as its prompts.
 
-    Returns:
-        ``{"base": {metric: value}, "fine_tuned": {metric: value}}``.
+    Raises:
+        embedtune.models.loading.ModelNotFoundError: if the model cannot be found or loaded.
     """
-    evaluator = _evaluator(config, data, data.eval_split, max_docs=None)
-    results = {}
-    for label, name_or_path in (("base", config.model.name_or_path), ("fine_tuned", str(model_dir))):
-        model = load_model(name_or_path, config.model.max_seq_length)
-        logger.info("Evaluating %s model on %s (%d docs)", label, data.eval_split, len(evaluator.corpus))
-        results[label] = evaluator(model)
-        del model
-    return results
+    model = load_model(config.model.name_or_path, config.model.max_seq_length)
+    set_prompts(model, config.model.query_prefix, config.model.passage_prefix)
+    return model
+
+
+def _train_and_report(
+    config: ExperimentConfig, data: PreparedData, model: SentenceTransformer, folder: Path, started: float
+) -> RunResult:
+    report_evaluator = _evaluator(config, data.report, max_docs=None)
+    logger.info("Evaluating the base model on %s (%d documents)", _split_label(data), len(report_evaluator.corpus))
+    base_scores = report_evaluator(model)
+    train_started = time.time()
+    trainer = _fine_tune(config, data, model, folder)
+    train_time = time.time() - train_started
+    primary = config.train.primary_metric.lower()
+    history = dev_history(trainer.state.log_history, primary)
+    selection = select_model(history, primary)
+    (logger.info if selection.chosen != BASE else logger.warning)("%s", selection.verdict)
+    selected = load_base_model(config) if selection.chosen == BASE else trainer.model
+    save_model_atomic(selected, folder / "model")
+    shutil.rmtree(folder / "checkpoints", ignore_errors=True)
+    if selection.chosen == BASE:
+        tuned_scores = dict(base_scores)
+    else:
+        logger.info("Evaluating the fine-tuned model on %s", _split_label(data))
+        tuned_scores = report_evaluator(selected)
+    metrics = {
+        "primary_metric": primary,
+        "report": {
+            "split": data.report.name,
+            "role": data.report_role,
+            "base": base_scores,
+            "fine_tuned": tuned_scores,
+        },
+        "selection": selection.to_dict(),
+        "dev_history": history,
+        "loss_history": [{"step": e["step"], "loss": e["loss"]} for e in trainer.state.log_history if "loss" in e],
+        "splits": dict(data.counts),
+        "num_train_examples": len(data.train_examples),
+        "wall_time_s": round(time.time() - started, 1),
+        "train_time_s": round(train_time, 1),
+        "peak_memory_mb": peak_memory_mb(),
+    }
+    finish_run(folder, RunMetrics.from_dict(metrics, folder / "metrics.json"))
+    return RunResult(folder, metrics, selection)
+
+
+def _fine_tune(
+    config: ExperimentConfig, data: PreparedData, model: SentenceTransformer, folder: Path
+) -> SentenceTransformerTrainer:
+    train_dataset = build_train_dataset(data.train_examples, config.data.max_hard_negatives)
+    logger.info("Training rows: %d, columns: %s", len(train_dataset), ", ".join(train_dataset.column_names))
+    prompts = column_prompts(train_dataset.column_names, query_prompt(model), document_prompt(model))
+    writer = SummaryWriter(str(folder / "tensorboard"))
+    callbacks = [TensorBoardCallback(writer), ConsoleLogCallback(config.train.primary_metric.lower())]
+    if config.train.log_module_grad_norms or config.train.log_grad_histograms:
+        callbacks.append(
+            GradientMonitorCallback(writer, config.train.log_module_grad_norms, config.train.log_grad_histograms)
+        )
+    trainer = SentenceTransformerTrainer(
+        model=model,
+        args=training_arguments(config, folder / "checkpoints", prompts),
+        train_dataset=train_dataset,
+        loss=build_loss(model, config.loss),
+        evaluator=_evaluator(config, data.dev, max_docs=config.data.dev_max_corpus, name="dev"),
+        callbacks=callbacks,
+    )
+    trainer.remove_callback(PrinterCallback)
+    trainer.remove_callback(ProgressCallback)
+    if sys.stderr.isatty():
+        trainer.add_callback(QuietProgressCallback())
+    try:
+        trainer.train()
+    finally:
+        writer.close()
+    return trainer
+
+
+def _evaluator(config: ExperimentConfig, split: EvalSplit, max_docs: int | None, name: str = "") -> RetrievalEvaluator:
+    corpus = subsample_corpus(split.corpus, split.qrels, max_docs, seed=config.data.split_seed)
+    return RetrievalEvaluator(
+        corpus,
+        split.queries,
+        split.qrels,
+        name=name,
+        metrics=config.eval.metrics,
+        primary_metric=config.train.primary_metric,
+        batch_size=config.eval.batch_size,
+    )
+
+
+def save_model_atomic(model: SentenceTransformer, target: Path) -> None:
+    """Save ``model`` to ``target`` via a staging folder renamed into place (a crash never leaves half a model).
+
+    Raises:
+        FileExistsError: if ``target`` already exists (a run's model is written once).
+    """
+    if target.exists():
+        raise FileExistsError(f"{target} already exists; refusing to overwrite it")
+    staging = target.with_name(f".{target.name}.partial")
+    shutil.rmtree(staging, ignore_errors=True)
+    model.save(str(staging))
+    staging.rename(target)
 
 
 def peak_memory_mb() -> float:
@@ -124,143 +238,25 @@ def peak_memory_mb() -> float:
     return round(peak, 1)
 
 
-def _fine_tune(
-    config: ExperimentConfig, data: PreparedData, folder: Path
-) -> tuple[list[dict], dict | None, list[dict]]:
-    model = load_model(config.model.name_or_path, config.model.max_seq_length)
-    train_dataset = build_train_dataset(data.train_examples, config.data.max_hard_negatives)
-    logger.info("Training rows: %d, columns: %s", len(train_dataset), train_dataset.column_names)
-    dev_evaluator = _evaluator(config, data, DEV_SPLIT, max_docs=config.data.dev_max_corpus)
-    dev_history = [{"step": 0, "epoch": 0.0, **_strip_prefix(dev_evaluator(model), "dev_")}]
-    logger.info("Dev before training: %s", dev_history[0])
-    trainer = SentenceTransformerTrainer(
-        model=model,
-        args=_training_arguments(config, folder / "checkpoints", _has_prefixes(config), train_dataset),
-        train_dataset=train_dataset,
-        loss=InfoNCELoss(model, scale=config.loss.scale, symmetric=config.loss.symmetric),
-        evaluator=dev_evaluator,
-        callbacks=[TensorBoardCallback(SummaryWriter(str(folder / "tensorboard"))), _LogToFile()],
-    )
-    trainer.train()
-    dev_history += _dev_history(trainer.state.log_history, config.train.primary_metric.lower())
-    best = _best_checkpoint(trainer, dev_history, config.train.primary_metric.lower())
-    _save_model_atomic(trainer.model, folder / "model")
-    shutil.rmtree(folder / "checkpoints", ignore_errors=True)
-    losses = [{"step": e["step"], "loss": e["loss"]} for e in trainer.state.log_history if "loss" in e]
-    return dev_history, best, losses
+def _split_label(data: PreparedData) -> str:
+    if data.report_role == "selection":
+        return f"{data.report.name} (the selection split: no held-out test split)"
+    return data.report.name
 
 
-def _training_arguments(
-    config: ExperimentConfig, output_dir: Path, with_prompts: bool, train_dataset: Any
-) -> SentenceTransformerTrainingArguments:
-    train = config.train
-    fp16, bf16 = _mixed_precision(train.precision)
-    strategy = train.eval_strategy
-    prompts = None
-    if with_prompts:
-        prompts = {column: config.model.passage_prefix for column in train_dataset.column_names if column != "label"}
-        prompts["anchor"] = config.model.query_prefix
-    return SentenceTransformerTrainingArguments(
-        output_dir=str(output_dir),
-        num_train_epochs=train.epochs,
-        max_steps=train.max_steps,
-        per_device_train_batch_size=train.batch_size,
-        learning_rate=train.learning_rate,
-        weight_decay=train.weight_decay,
-        warmup_ratio=train.warmup_ratio,
-        lr_scheduler_type=train.lr_scheduler,
-        max_grad_norm=train.max_grad_norm if train.max_grad_norm > 0 else None,
-        seed=train.seed,
-        data_seed=train.seed,
-        gradient_checkpointing=train.gradient_checkpointing,
-        fp16=fp16,
-        bf16=bf16,
-        eval_strategy=strategy,
-        eval_steps=train.eval_steps,
-        save_strategy=strategy,
-        save_steps=train.eval_steps,
-        save_total_limit=2,
-        load_best_model_at_end=True,
-        metric_for_best_model=f"eval_dev_{train.primary_metric.lower()}",
-        greater_is_better=True,
-        logging_steps=train.logging_steps,
-        report_to="none",
-        batch_sampler=BatchSamplers.NO_DUPLICATES,
-        prompts=prompts,
-        disable_tqdm=not sys.stderr.isatty(),
-    )
+def _log_data_summary(data: PreparedData) -> None:
+    counts = ", ".join(f"{key} {value}" for key, value in data.counts.items())
+    logger.info("Data: %s; dev from %s; reported split from %s", counts, data.dev.source, data.report.source)
+    if data.report_role == "selection":
+        logger.warning(
+            "No test split (data.test_fraction=0 or data.eval_split=dev): final figures are on dev, the split that "
+            "selects the checkpoint, and are optimistic."
+        )
 
 
-def _mixed_precision(precision: str) -> tuple[bool, bool]:
-    """Return ``(fp16, bf16)``; autocast is only ever enabled on CUDA."""
-    if not torch.cuda.is_available():
-        if precision in ("fp16", "bf16"):
-            logger.warning("train.precision=%s needs CUDA; training in fp32 on CPU.", precision)
-        return False, False
-    if precision == "auto":
-        return (False, True) if torch.cuda.is_bf16_supported() else (True, False)
-    return precision == "fp16", precision == "bf16"
-
-
-def _has_prefixes(config: ExperimentConfig) -> bool:
-    return bool(config.model.query_prefix or config.model.passage_prefix)
-
-
-def _evaluator(config: ExperimentConfig, data: PreparedData, split: str, max_docs: int | None) -> RetrievalEvaluator:
-    qrels = data.retrieval_set.qrels[split]
-    corpus = subsample_corpus(data.retrieval_set.corpus, qrels, max_docs, seed=config.data.split_seed)
-    return RetrievalEvaluator(
-        corpus,
-        data.retrieval_set.queries,
-        qrels,
-        name="dev" if split == DEV_SPLIT and max_docs is not None else "",
-        metrics=config.eval.metrics,
-        primary_metric=config.train.primary_metric,
-        query_prefix=config.model.query_prefix,
-        passage_prefix=config.model.passage_prefix,
-        batch_size=config.eval.batch_size,
-    )
-
-
-def _strip_prefix(metrics: dict[str, float], prefix: str) -> dict[str, float]:
-    return {key.removeprefix(prefix): value for key, value in metrics.items()}
-
-
-def _dev_history(log_history: list[dict[str, Any]], primary: str) -> list[dict[str, Any]]:
-    history = []
-    for entry in log_history:
-        if f"eval_dev_{primary}" in entry:
-            metrics = {k.removeprefix("eval_dev_"): v for k, v in entry.items() if k.startswith("eval_dev_")}
-            history.append({"step": entry["step"], "epoch": round(entry.get("epoch", 0.0), 4), **metrics})
-    return history
-
-
-def _best_checkpoint(trainer: SentenceTransformerTrainer, history: list[dict], primary: str) -> dict | None:
-    checkpoint = trainer.state.best_model_checkpoint
-    if checkpoint is None:
-        return None
-    step = int(Path(checkpoint).name.split("-")[-1])
-    value = next((entry[primary] for entry in history if entry["step"] == step), trainer.state.best_metric)
-    return {"step": step, primary: value}
-
-
-def _save_model_atomic(model: SentenceTransformer, target: Path) -> None:
-    staging = target.with_name(f".{target.name}.partial")
-    shutil.rmtree(staging, ignore_errors=True)
-    model.save(str(staging))
-    os.replace(staging, target)
-
-
-def _run_record(config: ExperimentConfig, data: PreparedData) -> dict[str, Any]:
-    return {
-        "name": config.name,
-        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "config": config.to_dict(),
-        "versions": library_versions(),
-        "data_hashes": {str(path): file_sha256(path) for path in data.files},
-        "git_commit": git_commit(),
-        "command": " ".join(sys.argv),
-    }
+def _log_traceback_to_file(handler: logging.Handler) -> None:
+    record = logger.makeRecord(logger.name, logging.ERROR, __file__, 0, "Run failed", None, sys.exc_info())
+    handler.handle(record)
 
 
 def _attach_log_file(path: Path) -> logging.Handler:
@@ -271,10 +267,3 @@ def _attach_log_file(path: Path) -> logging.Handler:
     if root.level > logging.INFO or root.level == logging.NOTSET:
         root.setLevel(logging.INFO)
     return handler
-
-
-class _LogToFile(TrainerCallback):
-    """Copies the trainer's log lines (loss, learning rate, grad norm, dev metrics) into ``train.log``."""
-
-    def on_log(self, args: Any, state: Any, control: Any, logs: dict | None = None, **kwargs: Any) -> None:
-        logger.info("step %d: %s", state.global_step, logs)

@@ -22,9 +22,7 @@ deterministic: the same standard library and the same arguments always give the 
 from __future__ import annotations
 
 import ast
-import hashlib
 import os
-import random
 import re
 import sysconfig
 import textwrap
@@ -34,6 +32,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from embedtune.data.splits import group_by_hash_split, hash_split, seeded_sample
 from embedtune.data.types import RetrievalSet
 
 SPLITS = ("train", "dev", "test")
@@ -51,19 +50,7 @@ MIN_DOCUMENT_CODE_LINES = 3
 """A document needs at least this many non-blank, non-comment lines (``def`` line included)."""
 
 EXCLUDED_DIRS = frozenset(
-    {
-        "site-packages",
-        "dist-packages",
-        "test",
-        "tests",
-        "idle_test",
-        "idlelib",
-        "lib2to3",
-        "tkinter",
-        "turtledemo",
-        "ensurepip",
-        "__pycache__",
-    }
+    "site-packages dist-packages test tests idle_test idlelib lib2to3 tkinter turtledemo ensurepip __pycache__".split()
 )
 """Folder names under the standard library whose modules are never used."""
 
@@ -233,16 +220,15 @@ def assign_split(module: str, fractions: Sequence[float] = DEFAULT_FRACTIONS) ->
     Raises:
         ValueError: if ``fractions`` is not three non-negative numbers summing to 1.
     """
-    _check_fractions(fractions)
-    top_level = module.split(".", 1)[0]
-    digest = hashlib.sha256(top_level.encode("utf-8")).digest()
-    position = int.from_bytes(digest[:8], "big") / 2**64
-    cumulative = 0.0
-    for split, fraction in zip(SPLITS, fractions, strict=True):
-        cumulative += fraction
-        if position < cumulative:
-            return split
-    return SPLITS[-1]
+    return hash_split(module.split(".", 1)[0], SPLITS, fractions)
+
+
+def _top_level_package(function: CodeFunction) -> str:
+    return function.module.split(".", 1)[0]
+
+
+def _query_id(function: CodeFunction) -> str:
+    return function.query_id
 
 
 def collect_stdlib_functions(stdlib_dir: Path | str | None = None) -> list[CodeFunction]:
@@ -270,7 +256,7 @@ def collect_stdlib_functions(stdlib_dir: Path | str | None = None) -> list[CodeF
         and document_counts[function.document] == 1
         and id_counts[function.query_id] == 1
     ]
-    return sorted(unique, key=lambda function: function.query_id)
+    return sorted(unique, key=_query_id)
 
 
 def build_stdlib_retrieval_set(
@@ -299,56 +285,16 @@ def build_stdlib_retrieval_set(
     limits = DEFAULT_MAX_QUERIES if max_queries is None else max_queries
     if any(limit < 0 for limit in limits.values()):
         raise ValueError(f"max_queries must be non-negative, got {dict(limits)}")
-    by_split = split_functions(collect_stdlib_functions(stdlib_dir), fractions)
+    by_split = group_by_hash_split(collect_stdlib_functions(stdlib_dir), _top_level_package, SPLITS, fractions)
     corpus: dict[str, str] = {}
     queries: dict[str, str] = {}
     qrels: dict[str, dict[str, dict[str, int]]] = {}
     for split in SPLITS:
-        sampled = sample_functions(by_split[split], limits.get(split), seed)
+        sampled = seeded_sample(by_split[split], limits.get(split), seed, key=_query_id)
         qrels[split] = {function.query_id: {function.doc_id: 1} for function in sampled}
         queries.update((function.query_id, function.query) for function in sampled)
         corpus.update((function.doc_id, function.document) for function in sampled)
     return RetrievalSet(corpus=corpus, queries=queries, qrels=qrels, source=None)
-
-
-def split_functions(
-    functions: Sequence[CodeFunction], fractions: Sequence[float] = DEFAULT_FRACTIONS
-) -> dict[str, list[CodeFunction]]:
-    """Group functions by the split of their module (see :func:`assign_split`).
-
-    Args:
-        functions: Functions to group; their order is kept within each split.
-        fractions: Share of top-level packages per split.
-
-    Returns:
-        ``{"train": [...], "dev": [...], "test": [...]}``.
-
-    Raises:
-        ValueError: if ``fractions`` is invalid.
-    """
-    _check_fractions(fractions)
-    by_split: dict[str, list[CodeFunction]] = {split: [] for split in SPLITS}
-    for function in functions:
-        by_split[assign_split(function.module, fractions)].append(function)
-    return by_split
-
-
-def sample_functions(functions: Sequence[CodeFunction], limit: int | None, seed: int) -> list[CodeFunction]:
-    """Sample at most ``limit`` functions, deterministically.
-
-    Args:
-        functions: Candidates; they are sorted by query id first, so the input order does not matter.
-        limit: Most functions to keep; ``None`` keeps all.
-        seed: Seed of the ``random.Random`` used for sampling.
-
-    Returns:
-        The sampled functions, sorted by query id.
-    """
-    ordered = sorted(functions, key=lambda function: function.query_id)
-    if limit is None or len(ordered) <= limit:
-        return ordered
-    sampled = random.Random(seed).sample(ordered, limit)
-    return sorted(sampled, key=lambda function: function.query_id)
 
 
 def _read_source(path: Path) -> str | None:
@@ -437,10 +383,3 @@ def _module_name(relative: Path) -> str | None:
     if not parts or any(not part.isidentifier() or part.startswith("_") for part in parts):
         return None
     return ".".join(parts)
-
-
-def _check_fractions(fractions: Sequence[float]) -> None:
-    if len(fractions) != len(SPLITS) or any(fraction < 0 for fraction in fractions):
-        raise ValueError(f"fractions must be three non-negative numbers, got {tuple(fractions)}")
-    if abs(sum(fractions) - 1.0) > 1e-9:
-        raise ValueError(f"fractions must sum to 1, got {tuple(fractions)} (sum {sum(fractions)})")

@@ -1,0 +1,46 @@
+"""Console logging: one line per event on stderr, written through tqdm so progress bars stay intact."""
+
+from __future__ import annotations
+
+import logging
+
+from tqdm.auto import tqdm
+
+CONSOLE_HANDLER_NAME = "embedtune-console"
+
+
+class _TqdmHandler(logging.StreamHandler):
+    """A stderr handler that writes through ``tqdm.write`` (a line printed under a live bar does not break it)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            tqdm.write(self.format(record), file=self.stream)
+        except Exception:  # noqa: BLE001 - logging must never raise into the program
+            self.handleError(record)
+
+
+def configure_console_logging(verbose: bool = False, quiet: bool = False) -> None:
+    """Show embedtune's progress (INFO) and everyone's warnings on stderr; ``verbose`` adds the libraries' INFO.
+
+    Calling it again replaces the previous console handler (never two lines per event). The root logger is set to
+    INFO so that a run's ``train.log`` receives every library's messages either way.
+
+    Args:
+        verbose: Also show other libraries' INFO messages.
+        quiet: Show only warnings and errors.
+    """
+
+    def visible(record: logging.LogRecord) -> bool:
+        if record.levelno >= logging.WARNING or verbose:
+            return True
+        return record.name.startswith("embedtune") and not quiet
+
+    root = logging.getLogger()
+    for existing in [h for h in root.handlers if h.get_name() == CONSOLE_HANDLER_NAME]:
+        root.removeHandler(existing)
+    handler = _TqdmHandler()
+    handler.set_name(CONSOLE_HANDLER_NAME)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%H:%M:%S"))
+    handler.addFilter(visible)
+    root.addHandler(handler)
+    root.setLevel(logging.INFO)

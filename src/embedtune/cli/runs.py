@@ -1,0 +1,36 @@
+"""``embedtune runs list|show|compare``: read run folders."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def add_runs_command(commands: argparse._SubParsersAction) -> None:
+    """Register ``embedtune runs`` and its actions."""
+    runs = commands.add_parser("runs", help="List, show and compare run folders.", description="Read run folders.")
+    runs.add_argument("--runs-dir", default="runs", help="Folder of run folders (default runs).")
+    actions = runs.add_subparsers(dest="runs_command", required=True)
+    actions.add_parser("list", help="One line per run.", description="List runs, oldest first, with their status.")
+    show = actions.add_parser("show", help="Everything about one run.", description="Show one run.")
+    show.add_argument("run", help="Run folder, folder name or run name.")
+    compare = actions.add_parser(
+        "compare", help="Config differences and metrics side by side.", description="Compare two or more runs."
+    )
+    compare.add_argument("runs", nargs="+", help="Two or more runs.")
+    runs.set_defaults(handler=run_runs)
+
+
+def run_runs(args: argparse.Namespace) -> int:
+    """Print the requested view of the run folders; returns the exit code."""
+    from embedtune import runs
+
+    if args.runs_command == "list":
+        print(runs.format_run_list(runs.find_runs(args.runs_dir)))
+    elif args.runs_command == "show":
+        print(runs.format_run_show(runs.load_run(runs.resolve_run(args.run, args.runs_dir))))
+    else:
+        if len(args.runs) < 2:
+            raise ValueError("runs compare needs at least two runs")
+        infos = [runs.load_run(runs.resolve_run(ref, args.runs_dir)) for ref in args.runs]
+        print(runs.format_run_compare(infos))
+    return 0

@@ -1,0 +1,153 @@
+"""``embedtune train`` and ``embedtune demo``: settings from flags, then the training pipeline, then a summary."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+DEMO_DATA_DIR = Path("demo-data")
+DEMO_SETTINGS = (
+    "name=stdlib-demo",
+    "train.epochs=2",
+    "train.learning_rate=5e-5",
+    "model.max_seq_length=128",
+    "eval.batch_size=64",
+)
+_FLAG_SETTINGS = {
+    "data": "data.path",
+    "train_file": "data.train_file",
+    "model": "model.name_or_path",
+    "name": "name",
+    "runs_dir": "runs_dir",
+    "epochs": "train.epochs",
+    "max_steps": "train.max_steps",
+    "batch_size": "train.batch_size",
+    "lr": "train.learning_rate",
+}
+
+
+def add_train_command(commands: argparse._SubParsersAction) -> None:
+    """Register ``embedtune train``."""
+    train = commands.add_parser(
+        "train",
+        help="Fine-tune a model; writes runs/<YYYYmmdd-HHMMSS>-<name>/.",
+        description="Fine-tune a model with InfoNCE (in-batch + hard negatives), keep the best dev checkpoint unless "
+        "the untouched model is better, and report base vs fine-tuned on the held-out test split. "
+        "Settings: defaults < --config file < flags < --set.",
+    )
+    train.add_argument("--config", help="YAML or JSON config file.")
+    train.add_argument("--data", help="BEIR folder (corpus.jsonl, queries.jsonl, qrels/).")
+    train.add_argument("--train-file", help="JSONL training file {query, pos, neg, neg_weights}.")
+    train.add_argument("--model", help="Base model folder or name (default all-MiniLM-L6-v2).")
+    train.add_argument("--name", help="Run name.")
+    train.add_argument("--runs-dir", help="Folder of run folders (default runs).")
+    train.add_argument("--epochs", help="Training epochs.")
+    train.add_argument("--max-steps", help="Stop after this many steps.")
+    train.add_argument("--batch-size", help="Pairs per batch.")
+    train.add_argument("--lr", help="Peak learning rate.")
+    train.add_argument(
+        "--set", action="append", default=[], metavar="KEY=VALUE", help="Any setting, e.g. loss.scale=30."
+    )
+    train.add_argument(
+        "--check",
+        action="store_true",
+        help="Validate the data, settings and model name, print the plan, create nothing.",
+    )
+    train.set_defaults(handler=run_train)
+
+
+def run_train(args: argparse.Namespace) -> int:
+    """Resolve the settings and train (or, with ``--check``, only validate); returns the exit code."""
+    from embedtune.config import build_config
+
+    flags = {setting: getattr(args, flag) for flag, setting in _FLAG_SETTINGS.items()}
+    overrides = [f"{key}={value}" for key, value in flags.items() if value is not None] + args.set
+    config = build_config(args.config, overrides)
+    if args.check:
+        return _check(config)
+    return _train(config)
+
+
+def _check(config) -> int:
+    from embedtune.data.prepare import prepare_data
+    from embedtune.models.loading import check_model_available
+    from embedtune.runs import check_runs_dir
+
+    data = prepare_data(config.data)
+    check_runs_dir(config.runs_dir)
+    model = check_model_available(config.model.name_or_path)
+    counts = ", ".join(f"{key} {value}" for key, value in data.counts.items())
+    print(f"ok: {counts}; dev from {data.dev.source}; reported split '{data.report.name}' from {data.report.source}")
+    print(f"model: {model}; runs folder: {config.runs_dir}")
+    return 0
+
+
+def _train(config) -> int:
+    from embedtune.training.pipeline import run_training
+
+    result = run_training(config)
+    print(format_summary(result, config))
+    return 0
+
+
+def format_summary(result, config) -> str:
+    """Format the end-of-run summary: the table, run folder, model path, verdict and the next command."""
+    from embedtune.evaluation.report import format_comparison
+
+    report = result.metrics["report"]
+    split = report["split"] if report["role"] == "test" else f"{report['split']}, selection split, not held out"
+    what = "the base model" if result.selection.chosen == "base" else f"checkpoint of step {result.selection.step}"
+    next_command = f"embedtune runs show {result.folder.name}"
+    if config.data.path:
+        next_command += f"   |   embedtune eval --model {result.folder} --data {config.data.path}"
+    return "\n".join(
+        [
+            "",
+            format_comparison(report["base"], report["fine_tuned"], split),
+            "",
+            f"Run folder: {result.folder}",
+            f"Model:      {result.folder / 'model'} ({what})",
+            f"Verdict:    {result.selection.verdict}",
+            f"Next:       {next_command}",
+        ]
+    )
+
+
+def add_demo_command(commands: argparse._SubParsersAction) -> None:
+    """Register ``embedtune demo``."""
+    demo = commands.add_parser(
+        "demo",
+        help="Fine-tune all-MiniLM-L6-v2 on a code-search set built from the Python standard library.",
+        description="Build the built-in demo set (query: first docstring sentence of a public stdlib function; "
+        "document: its source without the docstring; split by top-level package), fine-tune all-MiniLM-L6-v2 on "
+        "it and print the base vs fine-tuned table.",
+    )
+    demo.add_argument("--data-dir", default=str(DEMO_DATA_DIR), help="Where the demo BEIR folder is written.")
+    demo.add_argument("--runs-dir", default="runs", help="Folder of run folders (default runs).")
+    demo.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="Override a demo setting.")
+    demo.set_defaults(handler=run_demo)
+
+
+def run_demo(args: argparse.Namespace) -> int:
+    """Build the demo data (once) and train on it; returns the exit code."""
+    from embedtune.config import build_config
+
+    data_dir = prepare_demo_data(Path(args.data_dir).expanduser())
+    overrides = [*DEMO_SETTINGS, f"data.path={data_dir}", f"runs_dir={args.runs_dir}", *args.set]
+    return _train(build_config(overrides=overrides))
+
+
+def prepare_demo_data(parent: Path) -> Path:
+    """Build the stdlib code-search set as a BEIR folder under ``parent`` (once per Python version).
+
+    Returns:
+        The BEIR folder.
+    """
+    from embedtune.data.beir import write_beir
+    from embedtune.data.builders.stdlib_code import build_stdlib_retrieval_set
+
+    folder = parent / f"stdlib-py{sys.version_info.major}.{sys.version_info.minor}"
+    if not (folder / "corpus.jsonl").is_file():
+        write_beir(build_stdlib_retrieval_set(), folder)
+    return folder

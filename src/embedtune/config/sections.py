@@ -1,0 +1,217 @@
+"""The sections of a run's configuration (model, data, loss, train, eval), each validated on construction."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+from embedtune.config.values import ConfigError, _check_fields, _require
+from embedtune.evaluation.metrics import DEFAULT_METRICS, parse_metric
+from embedtune.io import shorten
+
+LOSS_NAMES = ("infonce",)  # the names embedtune.losses registers; loss.name must be one of them
+MAX_SEED = 2**32 - 1  # data.split_seed and train.seed lie in [0, MAX_SEED]
+MAX_NAME_CHARS, MAX_NAME_BYTES = 100, 200  # the run folder <YYYYmmdd-HHMMSS>-<name> must fit the OS's 255 bytes
+
+
+def _setting(default: Any, help: str, default_factory: Any = None) -> Any:
+    """Declare a dataclass field with its ``--help`` text in ``metadata["help"]``."""
+    if default_factory is not None:
+        return field(default_factory=default_factory, metadata={"help": help})
+    return field(default=default, metadata={"help": help})
+
+
+def _path(value: str, key: str) -> str:
+    _require(bool(value.strip()), key, "must not be empty")
+    _require("\0" not in value, key, "must not contain a NUL character")
+    return os.path.expanduser(value)
+
+
+def _check_metric(name: str, key: str) -> None:
+    try:
+        parse_metric(name)
+    except ValueError as error:
+        raise ConfigError(f"{key}: {error if len(name) <= 80 else f'unsupported metric {shorten(name)}'}") from None
+
+
+def _check_name(name: str) -> None:
+    _require(
+        bool(name.strip()) and name not in (".", ".."), "name", f"must not be empty, '.' or '..', got {shorten(name)}"
+    )
+    bad = any(char in "/\\" or ord(char) < 32 or 127 <= ord(char) < 160 for char in name)
+    _require(not bad, "name", f"must not contain '/', '\\' or control characters, got {shorten(name)}")
+    _require(len(name) <= MAX_NAME_CHARS, "name", f"must be at most {MAX_NAME_CHARS} characters, got {len(name)}")
+    try:
+        size = len(name.encode("utf-8", "surrogateescape"))
+    except UnicodeEncodeError:
+        raise ConfigError(f"name: must be valid Unicode text, got {shorten(name)}") from None
+    _require(size <= MAX_NAME_BYTES, "name", f"must be at most {MAX_NAME_BYTES} bytes in UTF-8, got {size}")
+
+
+@dataclass
+class ModelConfig:
+    """Which model to fine-tune and how it reads text. Raises ConfigError (``model.<key>: ...``) on a bad value."""
+
+    name_or_path: str = _setting("all-MiniLM-L6-v2", "Model folder or name (all-MiniLM-L6-v2 resolves offline).")
+    query_prefix: str = _setting("", "Prepended to every query, e.g. 'query: ' for E5.")
+    passage_prefix: str = _setting("", "Prepended to every passage, e.g. 'passage: ' for E5.")
+    max_seq_length: int | None = _setting(None, "Truncation length in tokens; None keeps the model's setting.")
+
+    def __post_init__(self) -> None:
+        _check_fields(self, "model.")
+        self.name_or_path = _path(self.name_or_path, "model.name_or_path")  # expands only a leading ~
+        _require(self.max_seq_length is None or self.max_seq_length > 0, "model.max_seq_length", "must be > 0")
+
+
+@dataclass
+class DataConfig:
+    """Where the training and evaluation data come from. Raises ConfigError (``data.<key>: ...``) on a bad value."""
+
+    path: str | None = _setting(None, "BEIR folder (corpus.jsonl, queries.jsonl, qrels/{train,dev,test}.tsv).")
+    train_file: str | None = _setting(
+        None, "JSONL training file {query, pos, neg, neg_weights}; replaces the BEIR train qrels as training data."
+    )
+    test_fraction: float = _setting(
+        0.1,
+        "Share of train queries carved out as test (before dev) when the data has no test split; 0 asks for no test "
+        "split, and the final figures are then reported on dev, labelled as the selection split.",
+    )
+    dev_fraction: float = _setting(0.1, "Share of train queries carved out as dev when there is no dev split.")
+    split_seed: int = _setting(42, "Seed of the dev split.")
+    eval_split: str = _setting("test", "Split reported at the end, base vs fine-tuned (never used for selection).")
+    max_hard_negatives: int = _setting(3, "Hard negatives per query used in training (the first n of 'neg').")
+    dev_max_corpus: int | None = _setting(
+        2000,
+        "Dev evaluation during training ranks the dev queries' relevant documents plus a seeded random sample of "
+        "the rest, up to this many documents (speed); None uses the whole corpus. Test always uses the whole corpus.",
+    )
+
+    def __post_init__(self) -> None:
+        _check_fields(self, "data.")
+        self.path = None if self.path is None else _path(self.path, "data.path")
+        self.train_file = None if self.train_file is None else _path(self.train_file, "data.train_file")
+        _require(0 <= self.test_fraction < 1, "data.test_fraction", f"must be in [0, 1), got {self.test_fraction}")
+        _require(0 < self.dev_fraction < 1, "data.dev_fraction", f"must be in (0, 1), got {self.dev_fraction}")
+        _require(0 <= self.split_seed <= MAX_SEED, "data.split_seed", f"must be an integer in [0, {MAX_SEED}]")
+        _require(bool(self.eval_split.strip()), "data.eval_split", "must not be empty")
+        _require(self.max_hard_negatives >= 0, "data.max_hard_negatives", "must be >= 0")
+        _require(self.dev_max_corpus is None or self.dev_max_corpus > 0, "data.dev_max_corpus", "must be > 0")
+
+
+@dataclass
+class LossConfig:
+    """Training objective (see :mod:`embedtune.losses`). Raises ConfigError (``loss.<key>: ...``) on a bad value."""
+
+    name: str = _setting("infonce", "Training objective, chosen by name from embedtune.losses.LOSSES.")
+    scale: float = _setting(20.0, "Inverse temperature: 20 means temperature 0.05.")
+    symmetric: bool = _setting(True, "Add the passage-to-query InfoNCE term.")
+
+    def __post_init__(self) -> None:
+        _check_fields(self, "loss.")
+        _require(self.name in LOSS_NAMES, "loss.name", f"must be one of {LOSS_NAMES}, got {shorten(self.name)}")
+        _require(self.scale > 0, "loss.scale", "must be a positive number")
+
+
+@dataclass
+class TrainConfig:
+    """Optimisation and checkpoint selection. Raises ConfigError (``train.<key>: ...``) on a bad value."""
+
+    epochs: float = _setting(4.0, "Passes over the training pairs (ignored when max_steps > 0).")
+    max_steps: int = _setting(-1, "Stop after this many optimiser steps; -1 uses epochs.")
+    batch_size: int = _setting(32, "Pairs per batch; every other pair's passage is an in-batch negative.")
+    learning_rate: float = _setting(2e-5, "Peak AdamW learning rate.")
+    weight_decay: float = _setting(0.01, "AdamW decoupled weight decay.")
+    warmup_ratio: float = _setting(0.1, "Share of steps with linear warm-up.")
+    lr_scheduler: str = _setting("linear", "Decay after warm-up: 'linear' or 'cosine'.")
+    max_grad_norm: float = _setting(1.0, "Gradient clipping norm; 0 disables clipping.")
+    seed: int = _setting(42, "Seed of initialisation-free randomness: shuffling, dropout.")
+    gradient_checkpointing: bool = _setting(False, "Recompute activations in backward to save memory.")
+    precision: str = _setting("auto", "'auto' (bf16/fp16 autocast on CUDA, fp32 on CPU), 'fp32', 'fp16' or 'bf16'.")
+    eval_strategy: str = _setting("epoch", "When to evaluate on dev: 'epoch' or 'steps'.")
+    eval_steps: int | None = _setting(None, "Evaluate every this many steps when eval_strategy is 'steps'.")
+    primary_metric: str = _setting("ndcg@10", "Dev metric that picks the best checkpoint.")
+    logging_steps: int = _setting(5, "Log loss, learning rate and grad norm every this many steps.")
+    log_module_grad_norms: bool = _setting(
+        False, "Also log each module's gradient norm to TensorBoard every logging_steps (opt-in)."
+    )
+    log_grad_histograms: bool = _setting(
+        False, "Also log gradient histograms to TensorBoard every logging_steps (opt-in; slower)."
+    )
+
+    def __post_init__(self) -> None:
+        _check_fields(self, "train.")
+        _require(self.epochs > 0 or self.max_steps > 0, "train.epochs", "must be > 0 (or set train.max_steps)")
+        _require(self.max_steps == -1 or self.max_steps > 0, "train.max_steps", "must be -1 or > 0")
+        _require(self.batch_size >= 2, "train.batch_size", "must be >= 2 for in-batch negatives")
+        _require(self.learning_rate > 0, "train.learning_rate", "must be > 0")
+        _require(self.weight_decay >= 0, "train.weight_decay", "must be >= 0")
+        _require(0 <= self.warmup_ratio < 1, "train.warmup_ratio", "must be in [0, 1)")
+        _require(self.lr_scheduler in ("linear", "cosine"), "train.lr_scheduler", "must be 'linear' or 'cosine'")
+        _require(self.max_grad_norm >= 0, "train.max_grad_norm", "must be >= 0")
+        _require(0 <= self.seed <= MAX_SEED, "train.seed", f"must be an integer in [0, {MAX_SEED}]")
+        _require(self.precision in ("auto", "fp32", "fp16", "bf16"), "train.precision", "auto, fp32, fp16 or bf16")
+        _require(self.eval_strategy in ("epoch", "steps"), "train.eval_strategy", "must be 'epoch' or 'steps'")
+        _require(self.eval_steps is None or self.eval_steps > 0, "train.eval_steps", "must be > 0")
+        _require(
+            self.eval_strategy != "steps" or bool(self.eval_steps), "train.eval_steps", "must be set with 'steps'"
+        )
+        _check_metric(self.primary_metric, "train.primary_metric")
+        _require(self.logging_steps > 0, "train.logging_steps", "must be > 0")
+
+
+@dataclass
+class EvalConfig:
+    """Retrieval evaluation. Raises ConfigError (``eval.<key>: ...``) on a bad value."""
+
+    metrics: list[str] = _setting(
+        None, "Metrics reported (nDCG@k, MAP@k, Recall@k, MRR@k).", default_factory=lambda: list(DEFAULT_METRICS)
+    )
+    batch_size: int = _setting(64, "Texts per forward pass when encoding.")
+
+    def __post_init__(self) -> None:
+        _check_fields(self, "eval.")
+        _require(bool(self.metrics), "eval.metrics", "must name at least one metric")
+        for name in self.metrics:
+            _check_metric(name, "eval.metrics")
+        _require(self.batch_size > 0, "eval.batch_size", "must be > 0")
+
+
+@dataclass
+class ExperimentConfig:
+    """Everything a run needs; saved resolved as ``training_config.json`` in the run folder.
+
+    Raises:
+        ConfigError: naming the setting (``name: ...``, ``train.seed: ...``) when a value is invalid.
+    """
+
+    name: str = _setting("run", "Run name; the folder is runs/<YYYYmmdd-HHMMSS>-<name>.")
+    runs_dir: str = _setting("runs", "Folder holding the run folders.")
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+
+    def __post_init__(self) -> None:
+        _check_fields(self, "")
+        _check_name(self.name)
+        self.runs_dir = _path(self.runs_dir, "runs_dir")
+        _require(
+            self.data.path is not None or self.data.train_file is not None, "data", "set data.path or data.train_file"
+        )
+        metric = self.train.primary_metric.lower()
+        _require(
+            metric in [m.lower() for m in self.eval.metrics],
+            "train.primary_metric",
+            f"{shorten(metric)} must be one of eval.metrics {shorten(self.eval.metrics)}",
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the resolved settings as nested plain dicts (JSON-serialisable).
+
+        Returns:
+            ``{"name": ..., "runs_dir": ..., "model": {...}, ...}``; :func:`config_from_dict` rebuilds an equal config.
+        """
+        return dataclasses.asdict(self)

@@ -1,0 +1,168 @@
+"""Build evaluation splits: take them as a BEIR folder ships them, or carve them out of a pool of judged queries.
+
+A pool is either a BEIR folder's train qrels or the queries of a FlagEmbedding training file. Carving works on
+groups of queries with equal normalised text (:func:`~embedtune.data.splits.normalize_query`), so two spellings of
+one question never land in two splits.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from embedtune.data.errors import DataError
+from embedtune.data.splits import carve_queries, group_by_normalized_text, normalize_query
+from embedtune.data.types import EvalSplit, Qrels, RetrievalSet, TrainingExample
+
+
+@dataclass
+class QueryPool:
+    """Judged queries evaluation splits can be carved from.
+
+    Attributes:
+        corpus: Document id -> text; every split carved from the pool ranks this corpus.
+        queries: Query id -> text, for the queries still in the pool.
+        qrels: Judgements of those queries; each query has at least one relevant document (score > 0).
+        path: File the queries come from, named in messages and in the ``source`` of carved splits.
+    """
+
+    corpus: dict[str, str]
+    queries: dict[str, str]
+    qrels: Qrels
+    path: Path
+
+    def without(self, query_ids: Collection[str]) -> QueryPool:
+        """Return a copy of the pool without ``query_ids`` (corpus shared, not copied)."""
+        kept = [query_id for query_id in self.qrels if query_id not in query_ids]
+        return QueryPool(
+            corpus=self.corpus,
+            queries={query_id: self.queries[query_id] for query_id in kept},
+            qrels={query_id: self.qrels[query_id] for query_id in kept},
+            path=self.path,
+        )
+
+
+def pool_from_qrels(retrieval_set: RetrievalSet, split: str, path: Path) -> QueryPool:
+    """Pool the queries of one qrels split that have a relevant document (the others can neither train nor rank).
+
+    Args:
+        retrieval_set: A loaded BEIR folder.
+        split: The split to pool, normally ``"train"``.
+        path: The split's qrels file.
+
+    Returns:
+        A pool over the folder's whole corpus.
+
+    Raises:
+        KeyError: if ``retrieval_set`` has no such split (callers pass loaded splits only).
+    """
+    qrels = {
+        query_id: dict(judgements)
+        for query_id, judgements in retrieval_set.qrels[split].items()
+        if any(score > 0 for score in judgements.values())
+    }
+    queries = {query_id: retrieval_set.queries[query_id] for query_id in qrels}
+    return QueryPool(corpus=retrieval_set.corpus, queries=queries, qrels=qrels, path=path)
+
+
+def pool_from_examples(examples: Sequence[TrainingExample], path: Path) -> QueryPool:
+    """Pool the queries of a training file: one query per normalised query text, its positives judged relevant.
+
+    Examples sharing a normalised query text become one query (``query-<n>``, text of the first such example) whose
+    relevant documents are all their positives. The corpus is every passage of the file, positives and negatives
+    (``doc-<n>``, numbered in sorted text order), so ranking a carved query is as hard as the file allows.
+
+    Args:
+        examples: The file's training examples.
+        path: The training file.
+
+    Returns:
+        The pool.
+    """
+    passages = sorted({passage for example in examples for passage in (*example.pos, *example.neg)})
+    doc_ids = {text: f"doc-{index}" for index, text in enumerate(passages)}
+    first_text: dict[str, str] = {}
+    positives: dict[str, dict[str, int]] = {}
+    for example in examples:
+        key = normalize_query(example.query)
+        first_text.setdefault(key, example.query)
+        positives.setdefault(key, {}).update((doc_ids[passage], 1) for passage in example.pos)
+    query_ids = {key: f"query-{index}" for index, key in enumerate(sorted(first_text))}
+    return QueryPool(
+        corpus={doc_id: text for text, doc_id in doc_ids.items()},
+        queries={query_ids[key]: first_text[key] for key in query_ids},
+        qrels={query_ids[key]: positives[key] for key in query_ids},
+        path=path,
+    )
+
+
+def carve_split(
+    pool: QueryPool, name: str, fraction: float, seed: int, setting: str, exclude_texts: Collection[str] = ()
+) -> tuple[QueryPool, EvalSplit]:
+    """Carve an evaluation split out of a pool, by groups of equal normalised query text.
+
+    Args:
+        pool: Where the split's queries come from.
+        name: The split's name (``"test"`` or ``"dev"``).
+        fraction: Share of the candidate queries to carve out (see :func:`~embedtune.data.splits.carve_queries`).
+        seed: Seed of the carving.
+        setting: The ``data.`` setting ``fraction`` comes from, named in messages (``"dev_fraction"``...).
+        exclude_texts: Normalised texts of queries already held out elsewhere; such queries are never carved (they
+            stay in the pool, for the caller to drop from training).
+
+    Returns:
+        ``(rest, split)``: the pool without the carved queries, and the split, ranking the pool's corpus.
+
+    Raises:
+        DataError: naming the pool's file and the setting, when fewer than 2 candidate queries are left to carve.
+    """
+    candidates = {qid: text for qid, text in pool.queries.items() if normalize_query(text) not in exclude_texts}
+    groups = group_by_normalized_text(candidates)
+    if len(groups) < 2:
+        message = (
+            f"{len(groups)} distinct judged {'query' if len(groups) == 1 else 'queries'} left, too few to carve a "
+            f"'{name}' split out (data.{setting}={fraction}): need at least 2"
+        )
+        raise DataError(pool.path, None, None, message)
+    _, carved_keys = carve_queries(groups, fraction, seed, setting=setting)
+    carved_ids = sorted(query_id for key in carved_keys for query_id in groups[key])
+    split = EvalSplit(
+        name=name,
+        corpus=pool.corpus,
+        queries={query_id: pool.queries[query_id] for query_id in carved_ids},
+        qrels={query_id: dict(pool.qrels[query_id]) for query_id in carved_ids},
+        source=f"carved from {pool.path} ({fraction * 100:g} % of {len(groups)} distinct queries, seed {seed})",
+    )
+    return pool.without(set(carved_ids)), split
+
+
+def shipped_split(retrieval_set: RetrievalSet, name: str, path: Path) -> EvalSplit:
+    """Take an evaluation split as a BEIR folder ships it, ranking the folder's whole corpus.
+
+    Args:
+        retrieval_set: The loaded folder.
+        name: A loaded split, e.g. ``"test"``.
+        path: Its qrels file.
+
+    Returns:
+        The split, with every judged query and all its judgements (scores <= 0 included).
+
+    Raises:
+        DataError: naming ``path`` and the split when no judgement has a score > 0 (nothing to evaluate).
+    """
+    qrels = retrieval_set.qrels[name]
+    if not any(score > 0 for judgements in qrels.values() for score in judgements.values()):
+        raise DataError(path, None, None, f"split '{name}': no judgement with score > 0, nothing to evaluate")
+    return EvalSplit(
+        name=name,
+        corpus=retrieval_set.corpus,
+        queries={query_id: retrieval_set.queries[query_id] for query_id in qrels},
+        qrels={query_id: dict(judgements) for query_id, judgements in qrels.items()},
+        source=str(path),
+    )
+
+
+def normalized_texts(split: EvalSplit) -> set[str]:
+    """Return the normalised texts of a split's queries (what training queries must not equal)."""
+    return {normalize_query(text) for text in split.queries.values()}

@@ -1,0 +1,89 @@
+"""Translate embedtune's settings into sentence-transformers' training arguments."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import torch
+from sentence_transformers.base.sampler import BatchSamplers
+from sentence_transformers.sentence_transformer.training_args import SentenceTransformerTrainingArguments
+
+from embedtune.config import ExperimentConfig
+
+logger = logging.getLogger(__name__)
+
+
+def training_arguments(
+    config: ExperimentConfig, output_dir: Path, prompts: dict[str, str] | None
+) -> SentenceTransformerTrainingArguments:
+    """Build the trainer's arguments: AdamW, warm-up then linear/cosine decay, dev evaluation and checkpoints.
+
+    Dev is evaluated before training (``eval_on_start``, so the untouched model competes) and after every epoch or
+    every ``eval_steps``.
+
+    Args:
+        config: The resolved run settings.
+        output_dir: Where the trainer keeps its temporary checkpoints.
+        prompts: Dataset column -> prompt prepended to that column's texts, or ``None`` for no prompts.
+
+    Returns:
+        The arguments; logging goes through embedtune's callbacks (``report_to="none"``).
+    """
+    train = config.train
+    fp16, bf16 = mixed_precision(train.precision)
+    strategy = train.eval_strategy
+    return SentenceTransformerTrainingArguments(
+        output_dir=str(output_dir),
+        num_train_epochs=train.epochs,
+        max_steps=train.max_steps,
+        per_device_train_batch_size=train.batch_size,
+        learning_rate=train.learning_rate,
+        weight_decay=train.weight_decay,
+        warmup_steps=train.warmup_ratio,  # a float below 1 is a share of the steps
+        lr_scheduler_type=train.lr_scheduler,
+        max_grad_norm=train.max_grad_norm if train.max_grad_norm > 0 else None,
+        seed=train.seed,
+        data_seed=train.seed,
+        gradient_checkpointing=train.gradient_checkpointing,
+        fp16=fp16,
+        bf16=bf16,
+        eval_strategy=strategy,
+        eval_steps=train.eval_steps,
+        eval_on_start=True,
+        save_strategy=strategy,
+        save_steps=train.eval_steps,
+        save_total_limit=2,
+        save_only_model=True,
+        load_best_model_at_end=True,
+        metric_for_best_model=f"eval_dev_{train.primary_metric.lower()}",
+        greater_is_better=True,
+        logging_steps=train.logging_steps,
+        report_to="none",
+        batch_sampler=BatchSamplers.NO_DUPLICATES,
+        prompts=prompts,
+        dataloader_pin_memory=torch.cuda.is_available(),
+        disable_tqdm=False,
+    )
+
+
+def mixed_precision(precision: str) -> tuple[bool, bool]:
+    """Return ``(fp16, bf16)`` for the trainer; autocast is only ever enabled on CUDA."""
+    if not torch.cuda.is_available():
+        if precision in ("fp16", "bf16"):
+            logger.warning("train.precision=%s needs CUDA; training in fp32 on CPU.", precision)
+        return False, False
+    if precision == "auto":
+        return (False, True) if torch.cuda.is_bf16_supported() else (True, False)
+    return precision == "fp16", precision == "bf16"
+
+
+def column_prompts(columns: list[str], query_prompt: str, document_prompt: str) -> dict[str, str] | None:
+    """Map each text column of the training dataset to its prompt.
+
+    ``anchor`` gets the query prompt, the other text columns the document prompt (``label`` holds weights, not text).
+    Returns ``None`` when both prompts are empty.
+    """
+    if not query_prompt and not document_prompt:
+        return None
+    return {column: query_prompt if column == "anchor" else document_prompt for column in columns if column != "label"}

@@ -1,0 +1,105 @@
+"""Trainer callbacks: one console line per event, a progress bar that prints nothing else, opt-in gradient logs."""
+
+from __future__ import annotations
+
+import logging
+import math
+from typing import Any
+
+import torch
+from torch import nn
+from torch.utils.tensorboard import SummaryWriter
+from transformers import TrainerCallback
+from transformers.trainer_callback import ProgressCallback
+
+logger = logging.getLogger("embedtune.training")
+
+
+class QuietProgressCallback(ProgressCallback):
+    """transformers' tqdm progress bar without its printing of every log dict (:class:`ConsoleLogCallback` does)."""
+
+    def on_log(self, args: Any, state: Any, control: Any, logs: dict | None = None, **kwargs: Any) -> None:
+        """Print nothing: the log line is written once, by :class:`ConsoleLogCallback`."""
+
+
+class ConsoleLogCallback(TrainerCallback):
+    """Writes one log line per training log (loss, learning rate, grad norm) and per dev evaluation.
+
+    Args:
+        primary_metric: The dev metric named first in evaluation lines, e.g. ``"ndcg@10"``.
+    """
+
+    def __init__(self, primary_metric: str) -> None:
+        self.primary_metric = primary_metric
+
+    def on_log(self, args: Any, state: Any, control: Any, logs: dict | None = None, **kwargs: Any) -> None:
+        """Log ``logs`` as one line: a dev evaluation, a training step or the end-of-training summary."""
+        logs = logs or {}
+        where = f"step {state.global_step}/{state.max_steps}"
+        dev = {key.removeprefix("eval_dev_"): value for key, value in logs.items() if key.startswith("eval_dev_")}
+        if dev:
+            label = "untouched model" if state.global_step == 0 else f"epoch {logs.get('epoch', 0):.2f}"
+            logger.info("%s dev (%s): %s", where, label, _format_metrics(dev, first=self.primary_metric))
+        elif "loss" in logs:
+            parts = [f"loss {logs['loss']:.4f}", f"lr {logs.get('learning_rate', 0.0):.2e}"]
+            if logs.get("grad_norm") is not None:
+                parts.append(f"grad norm {logs['grad_norm']:.3f}")
+            logger.info("%s epoch %.2f: %s", where, logs.get("epoch", 0.0), ", ".join(parts))
+        elif "train_runtime" in logs:
+            logger.info("training finished in %.0f s", logs["train_runtime"])
+
+
+class GradientMonitorCallback(TrainerCallback):
+    """Opt-in TensorBoard logs of gradients, every ``logging_steps`` optimiser steps (after clipping).
+
+    Args:
+        writer: The run's TensorBoard writer.
+        module_norms: Log the L2 norm of each module's gradient as ``grad_norm/<module>``.
+        histograms: Log a histogram per parameter gradient as ``grad/<parameter>``; empty, all-zero and non-finite
+            gradients are skipped (TensorBoard cannot bin them, and they carry no shape to show).
+    """
+
+    def __init__(self, writer: SummaryWriter, module_norms: bool, histograms: bool) -> None:
+        self.writer = writer
+        self.module_norms = module_norms
+        self.histograms = histograms
+
+    def on_pre_optimizer_step(self, args: Any, state: Any, control: Any, model: nn.Module = None, **kwargs: Any):
+        """Write the gradients of the step about to be taken, when it is a logging step."""
+        step = state.global_step + 1
+        if model is None or step % args.logging_steps:
+            return
+        gradients = {name: p.grad.detach() for name, p in model.named_parameters() if p.grad is not None}
+        if self.module_norms:
+            for module, norm in module_gradient_norms(gradients).items():
+                self.writer.add_scalar(f"grad_norm/{module}", norm, step)
+        if self.histograms:
+            for name, grad in gradients.items():
+                if is_histogram_worthy(grad):
+                    self.writer.add_histogram(f"grad/{name}", grad.float().cpu(), step)
+
+
+def module_gradient_norms(gradients: dict[str, torch.Tensor]) -> dict[str, float]:
+    """L2 norm of the gradient of each module (a parameter name without its last component).
+
+    Args:
+        gradients: Parameter name -> gradient tensor of any shape.
+
+    Returns:
+        Module name -> ``sqrt(sum of its parameters' squared gradient norms)``; non-finite norms are left out.
+    """
+    squared: dict[str, float] = {}
+    for name, grad in gradients.items():
+        module = name.rsplit(".", 1)[0] if "." in name else name
+        squared[module] = squared.get(module, 0.0) + float(grad.float().pow(2).sum())
+    return {module: math.sqrt(total) for module, total in squared.items() if math.isfinite(total)}
+
+
+def is_histogram_worthy(grad: torch.Tensor) -> bool:
+    """Whether a gradient can be shown as a histogram: not empty, not all zero, every value finite."""
+    return grad.numel() > 0 and bool(torch.isfinite(grad).all()) and bool(grad.any())
+
+
+def _format_metrics(metrics: dict[str, float], first: str) -> str:
+    ordered = sorted(metrics, key=lambda name: name != first)
+    return ", ".join(f"{name} {metrics[name]:.4f}" for name in ordered if isinstance(metrics[name], float | int))
