@@ -4,12 +4,14 @@ import json
 import random
 from pathlib import Path
 
+import numpy as np
 import pytest
 from sentence_transformers import SentenceTransformer
 
 from embedtune.config import build_config
 from embedtune.data.beir import load_beir, write_beir
 from embedtune.data.types import RetrievalSet
+from embedtune.models.loading import packaged_minilm_path
 from embedtune.training.pipeline import run_training
 
 SCIFACT = Path(__file__).resolve().parents[2].parent / "shared" / "datasets" / "scifact"
@@ -43,19 +45,29 @@ def test_minilm_fine_tunes_on_scifact_slice(scifact_slice, tmp_path):
             "name=scifact-slice",
             "model.max_seq_length=128",
             "train.batch_size=16",
-            "train.max_steps=4",
-            "train.eval_strategy=steps",
-            "train.eval_steps=2",
+            "train.epochs=4",
+            "train.learning_rate=1e-4",
+            "train.logging_steps=1",
             "data.dev_fraction=0.25",
         ]
     )
-    result = run_training(config, echo=False)
+    result = run_training(config)
     metrics = json.loads((result.folder / "metrics.json").read_text())
-    base, tuned = metrics["test"]["base"], metrics["test"]["fine_tuned"]
+    base = metrics["report"]["base"]
     # The real model is far better than chance on 16 queries over ~190 abstracts (chance nDCG@10 is about 0.03).
     assert base["ndcg@10"] > 0.4
-    assert abs(tuned["ndcg@10"] - base["ndcg@10"]) < 0.3
-    assert [entry["step"] for entry in metrics["dev_history"]] == [0, 2, 4]
+    assert [entry["step"] for entry in metrics["dev_history"]][0] == 0 and len(metrics["dev_history"]) == 5
+    # Fine-tuning must do something real: the contrastive loss on the training pairs falls as the model fits them.
+    losses = [entry["loss"] for entry in metrics["loss_history"]]
+    assert sum(losses[-3:]) / 3 < 0.7 * sum(losses[:3]) / 3, losses
+    # Selection is consistent with the dev history and with what model/ holds.
+    history, selection = metrics["dev_history"], metrics["selection"]
+    assert selection["base_dev"] == history[0]["ndcg@10"]
+    assert selection["best_dev"] == max(entry["ndcg@10"] for entry in history[1:])
     model = SentenceTransformer(str(result.folder / "model"), device="cpu")
+    base_model = SentenceTransformer(str(packaged_minilm_path()), device="cpu")
+    text = ["Vitamin D deficiency is linked to fractures."]
+    same_as_base = np.allclose(model.encode(text), base_model.encode(text), atol=1e-5)
+    assert same_as_base == (selection["chosen"] == "base")
     assert model.max_seq_length == 128
-    assert model.encode(["Vitamin D deficiency is linked to fractures."]).shape == (1, 384)
+    assert model.encode(text).shape == (1, 384)

@@ -4,11 +4,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 from sentence_transformers import SentenceTransformer
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
+from embedtune import runs
 from embedtune.config import build_config
 from embedtune.data.errors import DataError
+from embedtune.models.loading import ModelNotFoundError
 from embedtune.training import pipeline
-from embedtune.training.pipeline import run_training
+from embedtune.training.pipeline import RunFailedError, run_training
 
 
 def tiny_config(model_dir: Path, data_dir: Path, runs_dir: Path, *extra: str):
@@ -18,89 +21,90 @@ def tiny_config(model_dir: Path, data_dir: Path, runs_dir: Path, *extra: str):
             f"data.path={data_dir}",
             f"runs_dir={runs_dir}",
             "name=tiny",
-            "train.batch_size=4",
-            "train.epochs=2",
-            "train.learning_rate=1e-3",
+            "train.batch_size=8",
+            "train.epochs=1",
+            "train.learning_rate=3e-3",
             "train.logging_steps=1",
-            "data.dev_fraction=0.2",
+            "data.dev_fraction=0.25",
             *extra,
         ]
     )
 
 
-def test_training_run_writes_complete_run_folder(tiny_model_dir, tiny_beir, tmp_path):
-    result = run_training(tiny_config(tiny_model_dir, tiny_beir, tmp_path / "runs"), echo=False)
+def scalar_tags(folder: Path) -> set[str]:
+    accumulator = EventAccumulator(str(folder / "tensorboard"), size_guidance={"scalars": 0, "histograms": 0})
+    accumulator.Reload()
+    return set(accumulator.Tags()["scalars"]) | {f"hist:{tag}" for tag in accumulator.Tags()["histograms"]}
+
+
+def test_fine_tuning_that_helps_on_dev_is_selected_and_reported(tiny_model_dir, noise_beir, tmp_path):
+    result = run_training(tiny_config(tiny_model_dir, noise_beir, tmp_path / "runs", "train.epochs=20"))
+
+    history = result.metrics["dev_history"]
+    assert history[0]["step"] == 0 and history[0]["ndcg@10"] < 0.2  # the untouched model is evaluated first
+    assert max(entry["ndcg@10"] for entry in history[1:]) > history[0]["ndcg@10"] + 0.5
+    selection = result.metrics["selection"]
+    assert selection["chosen"] == "fine_tuned"
+    assert selection["best_dev"] == max(entry["ndcg@10"] for entry in history[1:])
+    assert selection["step"] == next(e["step"] for e in history[1:] if e["ndcg@10"] == selection["best_dev"])
+    report = result.metrics["report"]
+    assert report["split"] == "test" and report["role"] == "test"
+    assert report["fine_tuned"]["ndcg@10"] > report["base"]["ndcg@10"] + 0.3  # held-out test queries improve too
 
     folder = result.folder
-    assert folder.parent == tmp_path / "runs"
-    assert folder.name.endswith("-tiny")
-    record = json.loads((folder / "training_config.json").read_text())
-    assert record["config"]["model"]["name_or_path"] == str(tiny_model_dir)
-    assert record["config"]["train"]["batch_size"] == 4
-    assert {"torch", "transformers", "sentence-transformers"} <= set(record["versions"])
-    assert any(path.endswith("corpus.jsonl") for path in record["data_hashes"])
-    assert all(len(digest) == 64 for digest in record["data_hashes"].values())
-
-    metrics = json.loads((folder / "metrics.json").read_text())
-    assert metrics == result.metrics
-    assert set(metrics["test"]) == {"base", "fine_tuned"}
-    assert set(metrics["test"]["base"]) == {"ndcg@10", "map@100", "recall@10", "recall@100", "mrr@10"}
-    steps = [entry["step"] for entry in metrics["dev_history"]]
-    assert steps[0] == 0 and len(steps) == 3 and steps == sorted(steps)
-    best = metrics["best_checkpoint"]
-    assert best["step"] in steps[1:]
-    assert best["ndcg@10"] == max(entry["ndcg@10"] for entry in metrics["dev_history"][1:])
-    assert metrics["peak_memory_mb"] > 0 and metrics["wall_time_s"] >= metrics["train_time_s"] > 0
-
-    assert "step" in (folder / "train.log").read_text()
-    assert list((folder / "tensorboard").glob("events.out.tfevents.*"))
+    info = runs.load_run(folder)
+    assert info.status == "finished" and info.name == "tiny"
+    assert info.record.config["train"]["epochs"] == 20.0
+    assert any(path.endswith("corpus.jsonl") for path in info.record.data_hashes)
+    assert json.loads((folder / "metrics.json").read_text())["selection"]["chosen"] == "fine_tuned"
+    assert "dev (untouched model)" in (folder / "train.log").read_text()
+    assert {"train/loss", "train/learning_rate", "train/grad_norm", "eval/dev_ndcg@10"} <= scalar_tags(folder)
+    assert not any(tag.startswith(("hist:", "grad_norm/")) for tag in scalar_tags(folder))  # opt-in only
     assert not (folder / "checkpoints").exists()
-    model = SentenceTransformer(str(folder / "model"), device="cpu")
-    assert model.encode(["what color is the apple"]).shape == (1, 32)
-
-
-def write_association_beir(folder: Path) -> Path:
-    """Queries and documents share no word, so only training can link them."""
-    query_words = ["apple", "banana", "cherry", "grape", "lemon", "mango", "orange", "peach", "pear", "plum", "red"]
-    doc_words = ["car", "bus", "train", "plane", "road", "wheel", "engine", "fuel", "city", "river", "sea"]
-    folder.mkdir(parents=True)
-    (folder / "corpus.jsonl").write_text(
-        "".join(json.dumps({"_id": f"d{i}", "text": f"{word} {word}"}) + "\n" for i, word in enumerate(doc_words))
-    )
-    (folder / "queries.jsonl").write_text(
-        "".join(json.dumps({"_id": f"q{i}", "text": word}) + "\n" for i, word in enumerate(query_words))
-    )
-    (folder / "qrels").mkdir()
-    for split, ids in (("train", range(10)), ("test", [10])):
-        rows = "".join(f"q{i}\td{i}\t1\n" for i in ids)
-        (folder / "qrels" / f"{split}.tsv").write_text("query-id\tcorpus-id\tscore\n" + rows)
-    return folder
-
-
-def test_fine_tuning_lowers_the_training_loss_and_changes_the_weights(tiny_model_dir, tmp_path):
-    data_dir = write_association_beir(tmp_path / "assoc")
-    config = tiny_config(tiny_model_dir, data_dir, tmp_path / "runs", "train.epochs=20", "data.dev_fraction=0.1")
-    result = run_training(config, echo=False)
-    losses = [entry["loss"] for entry in result.metrics["loss_history"]]
-    assert len(losses) >= 20
-    assert sum(losses[-3:]) / 3 < 0.7 * sum(losses[:3]) / 3
     base = SentenceTransformer(str(tiny_model_dir), device="cpu")
-    tuned = SentenceTransformer(str(result.folder / "model"), device="cpu")
+    tuned = SentenceTransformer(str(folder / "model"), device="cpu")
     assert not np.allclose(base.encode(["apple"]), tuned.encode(["apple"]), atol=1e-4)
 
 
-def test_existing_run_folder_is_never_overwritten(tiny_model_dir, tiny_beir, tmp_path, monkeypatch):
-    from datetime import datetime
+def test_base_model_is_kept_when_no_checkpoint_beats_it(tiny_model_dir, noise_beir, tmp_path):
+    config = tiny_config(tiny_model_dir, noise_beir, tmp_path / "runs", "train.learning_rate=1e-12")
+    result = run_training(config)
 
-    from embedtune.runs import folder as run_folder
+    selection = result.metrics["selection"]
+    assert selection["chosen"] == "base" and selection["step"] is None and selection["delta"] <= 0
+    assert selection["verdict"].startswith("fine-tuning did not beat the base model on dev: best Δ nDCG@10")
+    assert selection["verdict"].endswith("model/ is the base model")
+    report = result.metrics["report"]
+    assert report["fine_tuned"] == report["base"]
+    base = SentenceTransformer(str(tiny_model_dir), device="cpu")
+    kept = SentenceTransformer(str(result.folder / "model"), device="cpu")
+    assert np.allclose(base.encode(["apple pear"]), kept.encode(["apple pear"]), atol=1e-6)
+    assert "did not beat the base model" in runs.format_run_show(runs.load_run(result.folder))
 
-    fixed = datetime(2026, 1, 2, 3, 4, 5)
-    first = run_folder.create_run_folder(tmp_path, "same", now=fixed)
-    (first / "keep.txt").write_text("user file")
-    second = run_folder.create_run_folder(tmp_path, "same", now=fixed)
-    assert first.name == "20260102-030405-same"
-    assert second.name == "20260102-030405-same-2"
-    assert (first / "keep.txt").read_text() == "user file"
+
+def write_weighted_file(path: Path, weight: float) -> Path:
+    fruits = ["apple", "banana", "cherry", "grape", "lemon", "mango", "orange", "peach", "pear", "plum"]
+    rows = [
+        {"query": f"what color is the {fruit}", "pos": [f"the {fruit} is sweet fruit"], "neg": ["the car is fast"]}
+        | {"neg_weights": [weight]}
+        for fruit in fruits
+    ]
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    return path
+
+
+def test_hard_negative_weights_reach_the_loss(tiny_model_dir, tiny_beir, tmp_path):
+    first_losses = []
+    for weight in (0.5, 50.0):
+        train_file = write_weighted_file(tmp_path / f"train-{weight}.jsonl", weight)
+        config = tiny_config(
+            tiny_model_dir, tiny_beir, tmp_path / "runs", f"data.train_file={train_file}", "train.max_steps=1"
+        )
+        result = run_training(config)
+        assert result.metrics["num_train_examples"] == 8  # 10 minus 2 carved out as dev from the file
+        first_losses.append(result.metrics["loss_history"][0]["loss"])
+    # A larger weight multiplies exp(sim) of the hard negative in the denominator: the loss must grow.
+    assert first_losses[1] > first_losses[0] + 0.1
 
 
 def test_bad_data_fails_before_any_model_is_loaded(tiny_beir, tmp_path, monkeypatch):
@@ -110,28 +114,63 @@ def test_bad_data_fails_before_any_model_is_loaded(tiny_beir, tmp_path, monkeypa
         raise AssertionError("a model was loaded before the data was validated")
 
     monkeypatch.setattr(pipeline, "load_model", fail_if_called)
-    config = tiny_config(Path("unused-model"), tiny_beir, tmp_path / "runs")
     with pytest.raises(DataError) as error:
-        run_training(config, echo=False)
+        run_training(tiny_config(Path("unused-model"), tiny_beir, tmp_path / "runs"))
     assert error.value.line == 2 and error.value.field == "text"
     assert not (tmp_path / "runs").exists()
 
 
-def test_jsonl_training_file_with_weighted_hard_negatives(tiny_model_dir, tiny_beir, tmp_path):
-    rows = [
-        {
-            "query": f"what color is the {fruit}",
-            "pos": [f"the {fruit} is sweet fruit"],
-            "neg": ["the car is fast"],
-            "neg_weights": [0.5],
-        }
-        for fruit in ["apple", "banana", "cherry", "grape", "lemon", "mango"]
-    ]
-    rows.append({"query": "what color is the bus", "pos": ["the bus is fast on the road"]})
-    train_file = tmp_path / "train.jsonl"
-    train_file.write_text("".join(json.dumps(row) + "\n" for row in rows))
-    config = tiny_config(tiny_model_dir, tiny_beir, tmp_path / "runs", f"data.train_file={train_file}")
-    result = run_training(config, echo=False)
-    record = json.loads((result.folder / "training_config.json").read_text())
-    assert str(train_file) in record["data_hashes"]
-    assert result.metrics["eval_split"] == "test"
+def test_a_model_that_cannot_load_leaves_no_run_folder(tiny_beir, tmp_path):
+    with pytest.raises(ModelNotFoundError):
+        run_training(tiny_config(tmp_path / "no-such-model", tiny_beir, tmp_path / "runs"))
+    assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
+
+
+@pytest.mark.parametrize(("error", "status"), [(RuntimeError("boom"), "failed"), (KeyboardInterrupt(), "interrupted")])
+def test_a_crash_after_start_is_recorded_in_the_run(tiny_model_dir, tiny_beir, tmp_path, monkeypatch, error, status):
+    def crash(*args, **kwargs):
+        raise error
+
+    monkeypatch.setattr(pipeline, "_fine_tune", crash)
+    with pytest.raises((RunFailedError, KeyboardInterrupt)):
+        run_training(tiny_config(tiny_model_dir, tiny_beir, tmp_path / "runs"))
+    [folder] = list((tmp_path / "runs").iterdir())
+    info = runs.load_run(folder)
+    assert info.status == status
+    assert (info.error or "") != ""
+    if status == "failed":
+        assert "RuntimeError: boom" in info.error and "Traceback" in (folder / "train.log").read_text()
+
+
+def test_whole_corpus_dev_evaluation_works(tiny_model_dir, tiny_beir, tmp_path):
+    result = run_training(tiny_config(tiny_model_dir, tiny_beir, tmp_path / "runs", "data.dev_max_corpus=none"))
+    assert [entry["step"] for entry in result.metrics["dev_history"]] == [0, 1]
+
+
+def test_prefixes_are_saved_as_the_models_prompts(tiny_model_dir, tiny_beir, tmp_path):
+    config = tiny_config(
+        tiny_model_dir, tiny_beir, tmp_path / "runs", "model.query_prefix=what is ", "model.passage_prefix=the "
+    )
+    result = run_training(config)
+    model = SentenceTransformer(str(result.folder / "model"), device="cpu")
+    assert model.prompts["query"] == "what is " and model.prompts["document"] == "the "
+    with_prompt = model.encode_query(["apple"])
+    assert np.allclose(with_prompt, model.encode(["what is apple"]), atol=1e-6)
+    assert not np.allclose(with_prompt, model.encode(["apple"]), atol=1e-4)
+
+
+def test_without_a_test_split_the_report_is_labelled_as_the_selection_split(tiny_model_dir, tiny_beir, tmp_path):
+    (tiny_beir / "qrels" / "test.tsv").unlink()
+    carved = run_training(tiny_config(tiny_model_dir, tiny_beir, tmp_path / "runs"))
+    assert carved.metrics["report"]["role"] == "test" and carved.metrics["splits"]["test_queries"] >= 1
+    none = run_training(tiny_config(tiny_model_dir, tiny_beir, tmp_path / "runs", "data.test_fraction=0"))
+    assert none.metrics["report"]["role"] == "selection" and none.metrics["report"]["split"] == "dev"
+    assert "selection split" in runs.format_run_show(runs.load_run(none.folder))
+
+
+def test_gradient_logs_are_opt_in(tiny_model_dir, tiny_beir, tmp_path):
+    gradient_logs = ("train.log_module_grad_norms=true", "train.log_grad_histograms=on")
+    config = tiny_config(tiny_model_dir, tiny_beir, tmp_path / "runs", *gradient_logs)
+    tags = scalar_tags(run_training(config).folder)
+    assert any(tag.startswith("grad_norm/") for tag in tags)
+    assert any(tag.startswith("hist:grad/") for tag in tags)

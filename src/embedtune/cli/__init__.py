@@ -8,7 +8,7 @@ recorded in the run and exits with 1; Ctrl-C exits with 130.
 from __future__ import annotations
 
 import argparse
-import logging
+import functools
 import sys
 
 from embedtune.cli import evaluate, runs, train
@@ -16,8 +16,6 @@ from embedtune.cli.console import configure_console_logging
 from embedtune.io import describe_os_error
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
-
-logger = logging.getLogger(__name__)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -29,7 +27,10 @@ def main(argv: list[str] | None = None) -> int:
     Returns:
         The exit code: 0 success, 1 a run failed after it started, 2 bad input or settings, 130 interrupted.
     """
-    args = build_parser().parse_args(argv)
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as exit_request:  # --help, or argparse's own one-line usage error
+        return exit_request.code if isinstance(exit_request.code, int) else EXIT_BAD_INPUT
     configure_console_logging(verbose=args.verbose, quiet=args.quiet)
     try:
         return args.handler(args)
@@ -58,8 +59,9 @@ def describe_error(error: BaseException) -> str:
     return " ".join(message.splitlines()) if len(message) < 2000 else message[:2000] + "..."
 
 
+@functools.cache
 def build_parser() -> argparse.ArgumentParser:
-    """Build the argument parser with every sub-command (each has ``--help``)."""
+    """Build the argument parser with every sub-command (each has ``--help``); built once per process."""
     parser = argparse.ArgumentParser(prog="embedtune", description="Fine-tune and evaluate text-embedding models.")
     parser.add_argument("-v", "--verbose", action="store_true", help="Also log the libraries' progress.")
     parser.add_argument("-q", "--quiet", action="store_true", help="Log only warnings and errors.")

@@ -44,3 +44,11 @@ def configure_console_logging(verbose: bool = False, quiet: bool = False) -> Non
     handler.addFilter(visible)
     root.addHandler(handler)
     root.setLevel(logging.INFO)
+    _quiet_library_progress_bars()
+
+
+def _quiet_library_progress_bars() -> None:
+    """Hide transformers' per-file bars (loading weights, writing shards); training and encoding bars stay."""
+    from transformers.utils import logging as transformers_logging
+
+    transformers_logging.disable_progress_bar()

@@ -78,7 +78,7 @@ def _check(config) -> int:
     check_runs_dir(config.runs_dir)
     model = check_model_available(config.model.name_or_path)
     counts = ", ".join(f"{key} {value}" for key, value in data.counts.items())
-    print(f"ok: {counts}; dev from {data.dev.source}; reported split '{data.report.name}' from {data.report.source}")
+    print(f"ok: {counts}\ndev: {data.dev.source}\nreported split '{data.report.name}': {data.report.source}")
     print(f"model: {model}; runs folder: {config.runs_dir}")
     return 0
 

@@ -45,7 +45,7 @@ def training_arguments(
         max_grad_norm=train.max_grad_norm if train.max_grad_norm > 0 else None,
         seed=train.seed,
         data_seed=train.seed,
-        gradient_checkpointing=train.gradient_checkpointing,
+        activation_checkpointing=train.gradient_checkpointing,
         fp16=fp16,
         bf16=bf16,
         eval_strategy=strategy,

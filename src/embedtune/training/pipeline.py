@@ -246,7 +246,7 @@ def _split_label(data: PreparedData) -> str:
 
 def _log_data_summary(data: PreparedData) -> None:
     counts = ", ".join(f"{key} {value}" for key, value in data.counts.items())
-    logger.info("Data: %s; dev from %s; reported split from %s", counts, data.dev.source, data.report.source)
+    logger.info("Data: %s. Dev: %s. Reported split: %s.", counts, data.dev.source, data.report.source)
     if data.report_role == "selection":
         logger.warning(
             "No test split (data.test_fraction=0 or data.eval_split=dev): final figures are on dev, the split that "
