@@ -33,16 +33,17 @@ def run_embedtune(overrides: list[str], runs_dir: Path) -> dict:
     from embedtune.training.pipeline import run_training
 
     config = build_config(overrides=[f"data.path={SCIFACT}", "name=scifact-bench", f"runs_dir={runs_dir}", *overrides])
-    result = run_training(config, echo=False)
-    metrics = result.metrics
+    result = run_training(config)
+    metrics = result.metrics.to_dict()
+    assert metrics["report"]["role"] == "test", "the benchmark reports the held-out test split only"
     return {
-        "base": metrics["test"]["base"],
-        "fine_tuned": metrics["test"]["fine_tuned"],
+        "base": metrics["report"]["base"],
+        "fine_tuned": metrics["report"]["fine_tuned"],
+        "selection": metrics["selection"],
         "train_time_s": metrics["train_time_s"],
         "wall_time_s": metrics["wall_time_s"],
         "peak_memory_mb": metrics["peak_memory_mb"],
         "run_folder": str(result.folder),
-        "best_checkpoint": metrics["best_checkpoint"],
         "dev_history": metrics["dev_history"],
         "settings": " ".join(overrides) or "defaults",
     }
@@ -161,6 +162,7 @@ def main() -> None:
     if args.only in (None, "embedtune"):
         results["embedtune (default)"] = run_in_subprocess("embedtune", args.set, args.runs_dir)
         print(json.dumps(results["embedtune (default)"]["dev_history"], indent=1))
+        print(results["embedtune (default)"]["selection"]["verdict"])
     if args.only in (None, "reference"):
         results["sentence-transformers ref"] = run_in_subprocess("reference", [], args.runs_dir)
     if "base" not in next(iter(results.values())):

@@ -40,14 +40,14 @@ def scalar_tags(folder: Path) -> set[str]:
 def test_fine_tuning_that_helps_on_dev_is_selected_and_reported(tiny_model_dir, noise_beir, tmp_path):
     result = run_training(tiny_config(tiny_model_dir, noise_beir, tmp_path / "runs", "train.epochs=20"))
 
-    history = result.metrics["dev_history"]
+    history = result.metrics.to_dict()["dev_history"]
     assert history[0]["step"] == 0 and history[0]["ndcg@10"] < 0.2  # the untouched model is evaluated first
     assert max(entry["ndcg@10"] for entry in history[1:]) > history[0]["ndcg@10"] + 0.5
-    selection = result.metrics["selection"]
+    selection = result.metrics.to_dict()["selection"]
     assert selection["chosen"] == "fine_tuned"
     assert selection["best_dev"] == max(entry["ndcg@10"] for entry in history[1:])
     assert selection["step"] == next(e["step"] for e in history[1:] if e["ndcg@10"] == selection["best_dev"])
-    report = result.metrics["report"]
+    report = result.metrics.to_dict()["report"]
     assert report["split"] == "test" and report["role"] == "test"
     assert report["fine_tuned"]["ndcg@10"] > report["base"]["ndcg@10"] + 0.3  # held-out test queries improve too
 
@@ -70,11 +70,11 @@ def test_base_model_is_kept_when_no_checkpoint_beats_it(tiny_model_dir, noise_be
     config = tiny_config(tiny_model_dir, noise_beir, tmp_path / "runs", "train.learning_rate=1e-12")
     result = run_training(config)
 
-    selection = result.metrics["selection"]
+    selection = result.metrics.to_dict()["selection"]
     assert selection["chosen"] == "base" and selection["step"] is None and selection["delta"] <= 0
     assert selection["verdict"].startswith("fine-tuning did not beat the base model on dev: best Δ nDCG@10")
     assert selection["verdict"].endswith("model/ is the base model")
-    report = result.metrics["report"]
+    report = result.metrics.to_dict()["report"]
     assert report["fine_tuned"] == report["base"]
     base = SentenceTransformer(str(tiny_model_dir), device="cpu")
     kept = SentenceTransformer(str(result.folder / "model"), device="cpu")
@@ -101,8 +101,8 @@ def test_hard_negative_weights_reach_the_loss(tiny_model_dir, tiny_beir, tmp_pat
             tiny_model_dir, tiny_beir, tmp_path / "runs", f"data.train_file={train_file}", "train.max_steps=1"
         )
         result = run_training(config)
-        assert result.metrics["num_train_examples"] == 8  # 10 minus 2 carved out as dev from the file
-        first_losses.append(result.metrics["loss_history"][0]["loss"])
+        assert result.metrics.to_dict()["num_train_examples"] == 8  # 10 minus 2 carved out as dev from the file
+        first_losses.append(result.metrics.to_dict()["loss_history"][0]["loss"])
     # A larger weight multiplies exp(sim) of the hard negative in the denominator: the loss must grow.
     assert first_losses[1] > first_losses[0] + 0.1
 
@@ -144,7 +144,7 @@ def test_a_crash_after_start_is_recorded_in_the_run(tiny_model_dir, tiny_beir, t
 
 def test_whole_corpus_dev_evaluation_works(tiny_model_dir, tiny_beir, tmp_path):
     result = run_training(tiny_config(tiny_model_dir, tiny_beir, tmp_path / "runs", "data.dev_max_corpus=none"))
-    assert [entry["step"] for entry in result.metrics["dev_history"]] == [0, 1]
+    assert [entry["step"] for entry in result.metrics.to_dict()["dev_history"]] == [0, 1]
 
 
 def test_prefixes_are_saved_as_the_models_prompts(tiny_model_dir, tiny_beir, tmp_path):
@@ -162,9 +162,14 @@ def test_prefixes_are_saved_as_the_models_prompts(tiny_model_dir, tiny_beir, tmp
 def test_without_a_test_split_the_report_is_labelled_as_the_selection_split(tiny_model_dir, tiny_beir, tmp_path):
     (tiny_beir / "qrels" / "test.tsv").unlink()
     carved = run_training(tiny_config(tiny_model_dir, tiny_beir, tmp_path / "runs"))
-    assert carved.metrics["report"]["role"] == "test" and carved.metrics["splits"]["test_queries"] >= 1
+    assert (
+        carved.metrics.to_dict()["report"]["role"] == "test"
+        and carved.metrics.to_dict()["splits"]["test_queries"] >= 1
+    )
     none = run_training(tiny_config(tiny_model_dir, tiny_beir, tmp_path / "runs", "data.test_fraction=0"))
-    assert none.metrics["report"]["role"] == "selection" and none.metrics["report"]["split"] == "dev"
+    assert (
+        none.metrics.to_dict()["report"]["role"] == "selection" and none.metrics.to_dict()["report"]["split"] == "dev"
+    )
     assert "selection split" in runs.format_run_show(runs.load_run(none.folder))
 
 

@@ -5,6 +5,11 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from embedtune.config import ExperimentConfig
+    from embedtune.training.pipeline import RunResult
 
 DEMO_DATA_DIR = Path("demo-data")
 DEMO_SETTINGS = (
@@ -69,7 +74,7 @@ def run_train(args: argparse.Namespace) -> int:
     return _train(config)
 
 
-def _check(config) -> int:
+def _check(config: ExperimentConfig) -> int:
     from embedtune.data.prepare import prepare_data
     from embedtune.models.loading import check_model_available
     from embedtune.runs import check_runs_dir
@@ -83,7 +88,7 @@ def _check(config) -> int:
     return 0
 
 
-def _train(config) -> int:
+def _train(config: ExperimentConfig) -> int:
     from embedtune.training.pipeline import run_training
 
     result = run_training(config)
@@ -91,24 +96,25 @@ def _train(config) -> int:
     return 0
 
 
-def format_summary(result, config) -> str:
+def format_summary(result: RunResult, config: ExperimentConfig) -> str:
     """Format the end-of-run summary: the table, run folder, model path, verdict and the next command."""
     from embedtune.evaluation.report import format_comparison
+    from embedtune.runs import CHOSEN_BASE
 
-    report = result.metrics["report"]
-    split = report["split"] if report["role"] == "test" else f"{report['split']}, selection split, not held out"
-    what = "the base model" if result.selection.chosen == "base" else f"checkpoint of step {result.selection.step}"
+    report, selection = result.metrics.report, result.metrics.selection
+    split = report.split if report.is_held_out else f"{report.split}, selection split, not held out"
+    what = "the base model" if selection.chosen == CHOSEN_BASE else f"checkpoint of step {selection.step}"
     next_command = f"embedtune runs show {result.folder.name}"
     if config.data.path:
         next_command += f"   |   embedtune eval --model {result.folder} --data {config.data.path}"
     return "\n".join(
         [
             "",
-            format_comparison(report["base"], report["fine_tuned"], split),
+            format_comparison(report.base, report.fine_tuned, split),
             "",
             f"Run folder: {result.folder}",
             f"Model:      {result.folder / 'model'} ({what})",
-            f"Verdict:    {result.selection.verdict}",
+            f"Verdict:    {selection.verdict}",
             f"Next:       {next_command}",
         ]
     )

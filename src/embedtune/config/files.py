@@ -127,7 +127,7 @@ def load_config_file(path: str | Path) -> dict[str, Any]:
     label = _label(text, 200)
     _require(isinstance(path, str | os.PathLike) and bool(text), "config file", f"bad path {label}")
     try:
-        raw = _read(Path(path))
+        raw = _read(Path(path).expanduser())
         try:
             data = _parse_text(raw.decode("utf-8-sig"), Path(path).suffix.lower() == ".json")
         except UnicodeDecodeError as error:

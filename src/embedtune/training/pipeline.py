@@ -14,7 +14,6 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import torch
 from sentence_transformers import SentenceTransformer, SentenceTransformerTrainer
@@ -29,11 +28,11 @@ from embedtune.io import file_sha256
 from embedtune.losses import build_loss
 from embedtune.models.loading import load_model
 from embedtune.models.prompts import document_prompt, query_prompt, set_prompts
-from embedtune.runs import RunMetrics, check_runs_dir, fail_run, finish_run, start_run
+from embedtune.runs import CHOSEN_BASE, Report, RunMetrics, Selection, check_runs_dir, fail_run, finish_run, start_run
 from embedtune.training.arguments import column_prompts, training_arguments
 from embedtune.training.callbacks import ConsoleLogCallback, GradientMonitorCallback, QuietProgressCallback
 from embedtune.training.dataset import build_train_dataset
-from embedtune.training.selection import BASE, Selection, dev_history, select_model
+from embedtune.training.selection import dev_history, select_model
 
 logger = logging.getLogger(__name__)
 
@@ -59,13 +58,11 @@ class RunResult:
 
     Attributes:
         folder: The run folder.
-        metrics: The content written to ``metrics.json``.
-        selection: Which model became ``model/`` and why.
+        metrics: What was written to ``metrics.json``.
     """
 
     folder: Path
-    metrics: dict[str, Any]
-    selection: Selection
+    metrics: RunMetrics
 
 
 def run_training(config: ExperimentConfig) -> RunResult:
@@ -142,34 +139,38 @@ def _train_and_report(
     primary = config.train.primary_metric.lower()
     history = dev_history(trainer.state.log_history, primary)
     selection = select_model(history, primary)
-    (logger.info if selection.chosen != BASE else logger.warning)("%s", selection.verdict)
-    selected = load_base_model(config) if selection.chosen == BASE else trainer.model
+    (logger.warning if selection.chosen == CHOSEN_BASE else logger.info)("%s", selection.verdict)
+    _check_trainer_agrees(trainer, selection)
+    selected = load_base_model(config) if selection.chosen == CHOSEN_BASE else trainer.model
     save_model_atomic(selected, folder / "model")
     shutil.rmtree(folder / "checkpoints", ignore_errors=True)
-    if selection.chosen == BASE:
+    if selection.chosen == CHOSEN_BASE:
         tuned_scores = dict(base_scores)
     else:
         logger.info("Evaluating the fine-tuned model on %s", _split_label(data))
         tuned_scores = report_evaluator(selected)
-    metrics = {
-        "primary_metric": primary,
-        "report": {
-            "split": data.report.name,
-            "role": data.report_role,
-            "base": base_scores,
-            "fine_tuned": tuned_scores,
-        },
-        "selection": selection.to_dict(),
-        "dev_history": history,
-        "loss_history": [{"step": e["step"], "loss": e["loss"]} for e in trainer.state.log_history if "loss" in e],
-        "splits": dict(data.counts),
-        "num_train_examples": len(data.train_examples),
-        "wall_time_s": round(time.time() - started, 1),
-        "train_time_s": round(train_time, 1),
-        "peak_memory_mb": peak_memory_mb(),
-    }
-    finish_run(folder, RunMetrics.from_dict(metrics, folder / "metrics.json"))
-    return RunResult(folder, metrics, selection)
+    metrics = RunMetrics(
+        primary_metric=primary,
+        report=Report(data.report.name, data.report_role, base_scores, tuned_scores),
+        selection=selection,
+        dev_history=history,
+        loss_history=[{"step": e["step"], "loss": e["loss"]} for e in trainer.state.log_history if "loss" in e],
+        splits=dict(data.counts),
+        num_train_examples=len(data.train_examples),
+        wall_time_s=round(time.time() - started, 1),
+        train_time_s=round(train_time, 1),
+        peak_memory_mb=peak_memory_mb(),
+    )
+    finish_run(folder, metrics)
+    return RunResult(folder, metrics)
+
+
+def _check_trainer_agrees(trainer: SentenceTransformerTrainer, selection: Selection) -> None:
+    """Raise unless the checkpoint the trainer loaded is the one the selection names (else model/ would lie)."""
+    if selection.chosen != CHOSEN_BASE and trainer.state.best_global_step != selection.step:
+        raise RuntimeError(
+            f"the trainer kept step {trainer.state.best_global_step} but dev selection chose step {selection.step}"
+        )
 
 
 def _fine_tune(

@@ -2,38 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
 from typing import Any
 
 from embedtune.evaluation.metrics import display_name
-
-FINE_TUNED = "fine_tuned"
-BASE = "base"
-
-
-@dataclass(frozen=True)
-class Selection:
-    """The outcome of model selection on dev.
-
-    Attributes:
-        chosen: ``"fine_tuned"`` or ``"base"``.
-        step: Optimiser step of the chosen checkpoint (``None`` when the base model is kept).
-        base_dev: Dev value of the primary metric for the untouched model (step 0).
-        best_dev: Best dev value among the fine-tuned checkpoints.
-        delta: ``best_dev - base_dev``.
-        verdict: One line for people, e.g. ``"fine-tuning did not beat the base model on dev: ..."``.
-    """
-
-    chosen: str
-    step: int | None
-    base_dev: float
-    best_dev: float
-    delta: float
-    verdict: str
-
-    def to_dict(self) -> dict[str, Any]:
-        """Return the selection as a JSON-serialisable dict (the ``selection`` entry of ``metrics.json``)."""
-        return asdict(self)
+from embedtune.runs import CHOSEN_BASE, CHOSEN_FINE_TUNED, Selection
 
 
 def dev_history(log_history: list[dict[str, Any]], primary: str) -> list[dict[str, Any]]:
@@ -82,6 +54,6 @@ def select_model(history: list[dict[str, Any]], primary: str) -> Selection:
             f"fine-tuning beat the base model on dev: {shown} {base_dev:.4f} -> {best[primary]:.4f} "
             f"(Δ {delta:+.4f}) at step {best['step']}; model/ is that checkpoint"
         )
-        return Selection(FINE_TUNED, best["step"], base_dev, best[primary], delta, verdict)
+        return Selection(CHOSEN_FINE_TUNED, best["step"], base_dev, best[primary], delta, verdict)
     verdict = f"fine-tuning did not beat the base model on dev: best Δ {shown} {delta:+.4f}; model/ is the base model"
-    return Selection(BASE, None, base_dev, best[primary], delta, verdict)
+    return Selection(CHOSEN_BASE, None, base_dev, best[primary], delta, verdict)
