@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 
 import torch
 from sentence_transformers import SentenceTransformer
@@ -23,10 +24,7 @@ def encode_queries(
     Returns:
         ``(n, dim)`` float32 tensor on CPU.
     """
-    embeddings = model.encode_query(
-        texts, batch_size=batch_size, convert_to_tensor=True, show_progress_bar=_show(progress)
-    )
-    return embeddings.float().cpu()
+    return _encode(model.encode_query, texts, batch_size, progress)
 
 
 def encode_documents(
@@ -43,10 +41,7 @@ def encode_documents(
     Returns:
         ``(n, dim)`` float32 tensor on CPU.
     """
-    embeddings = model.encode_document(
-        texts, batch_size=batch_size, convert_to_tensor=True, show_progress_bar=_show(progress)
-    )
-    return embeddings.float().cpu()
+    return _encode(model.encode_document, texts, batch_size, progress)
 
 
 def retrieve(
@@ -80,5 +75,6 @@ def retrieve(
     }
 
 
-def _show(progress: bool | None) -> bool:
-    return sys.stderr.isatty() if progress is None else progress
+def _encode(encode: Callable[..., torch.Tensor], texts: list[str], batch_size: int, progress: bool | None):
+    show = sys.stderr.isatty() if progress is None else progress
+    return encode(texts, batch_size=batch_size, convert_to_tensor=True, show_progress_bar=show).float().cpu()
