@@ -179,3 +179,19 @@ def test_gradient_logs_are_opt_in(tiny_model_dir, tiny_beir, tmp_path):
     tags = scalar_tags(run_training(config).folder)
     assert any(tag.startswith("grad_norm/") for tag in tags)
     assert any(tag.startswith("hist:grad/") for tag in tags)
+
+
+def test_the_step_0_dev_evaluation_does_not_change_training(tiny_model_dir, noise_beir, tmp_path, monkeypatch):
+    with_start = run_training(tiny_config(tiny_model_dir, noise_beir, tmp_path / "a", "train.epochs=3"))
+    original = pipeline.training_arguments
+
+    def without_start_evaluation(*args, **kwargs):
+        arguments = original(*args, **kwargs)
+        arguments.eval_on_start = False
+        return arguments
+
+    monkeypatch.setattr(pipeline, "training_arguments", without_start_evaluation)
+    monkeypatch.setattr(pipeline, "select_model", lambda history, primary: with_start.metrics.selection)
+    without = run_training(tiny_config(tiny_model_dir, noise_beir, tmp_path / "b", "train.epochs=3"))
+    assert with_start.metrics.loss_history == without.metrics.loss_history
+    assert with_start.metrics.dev_history[1:] == without.metrics.dev_history

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import logging
 import math
+import random
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 from torch.utils.tensorboard import SummaryWriter
@@ -47,6 +49,35 @@ class ConsoleLogCallback(TrainerCallback):
             logger.info("%s epoch %.2f: %s", where, logs.get("epoch", 0.0), ", ".join(parts))
         elif "train_runtime" in logs:
             logger.info("training finished in %.0f s", logs["train_runtime"])
+
+
+class IsolateStartEvaluationCallback(TrainerCallback):
+    """Keep the step-0 dev evaluation (``eval_on_start``) from shifting the training's random streams.
+
+    The evaluation before the first step consumes random numbers; without this, adding or changing it would change
+    the data order and dropout of the whole run. The Python, NumPy and torch generators are saved when training
+    begins and restored once that evaluation is done, so a run trains exactly as it would without it.
+    """
+
+    def __init__(self) -> None:
+        self._saved: tuple | None = None
+
+    def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        """Save every random generator's state."""
+        cuda = torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None
+        self._saved = (random.getstate(), np.random.get_state(), torch.get_rng_state(), cuda)
+
+    def on_evaluate(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        """Restore the saved states after the step-0 evaluation (later evaluations are left alone)."""
+        if state.global_step != 0 or self._saved is None:
+            return
+        python, numpy_state, torch_state, cuda = self._saved
+        random.setstate(python)
+        np.random.set_state(numpy_state)
+        torch.set_rng_state(torch_state)
+        if cuda is not None:
+            torch.cuda.set_rng_state_all(cuda)
+        self._saved = None
 
 
 class GradientMonitorCallback(TrainerCallback):

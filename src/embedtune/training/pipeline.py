@@ -30,7 +30,12 @@ from embedtune.models.loading import load_model
 from embedtune.models.prompts import document_prompt, query_prompt, set_prompts
 from embedtune.runs import CHOSEN_BASE, Report, RunMetrics, Selection, check_runs_dir, fail_run, finish_run, start_run
 from embedtune.training.arguments import column_prompts, training_arguments
-from embedtune.training.callbacks import ConsoleLogCallback, GradientMonitorCallback, QuietProgressCallback
+from embedtune.training.callbacks import (
+    ConsoleLogCallback,
+    GradientMonitorCallback,
+    IsolateStartEvaluationCallback,
+    QuietProgressCallback,
+)
 from embedtune.training.dataset import build_train_dataset
 from embedtune.training.selection import dev_history, select_model
 
@@ -180,7 +185,11 @@ def _fine_tune(
     logger.info("Training rows: %d, columns: %s", len(train_dataset), ", ".join(train_dataset.column_names))
     prompts = column_prompts(train_dataset.column_names, query_prompt(model), document_prompt(model))
     writer = SummaryWriter(str(folder / "tensorboard"))
-    callbacks = [TensorBoardCallback(writer), ConsoleLogCallback(config.train.primary_metric.lower())]
+    callbacks = [
+        TensorBoardCallback(writer),
+        ConsoleLogCallback(config.train.primary_metric.lower()),
+        IsolateStartEvaluationCallback(),
+    ]
     if config.train.log_module_grad_norms or config.train.log_grad_histograms:
         callbacks.append(
             GradientMonitorCallback(writer, config.train.log_module_grad_norms, config.train.log_grad_histograms)
