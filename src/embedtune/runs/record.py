@@ -8,7 +8,7 @@ a :class:`RunMetrics` (written once, when a run finishes). ``from_dict`` checks 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -70,21 +70,10 @@ class RunRecord:
     error: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        """Return the JSON content of ``run.json``, keys in schema order."""
-        return {
-            "name": self.name,
-            "created": self.created,
-            "status": self.status,
-            "finished": self.finished,
-            "error": self.error,
-            "pid": self.pid,
-            "host": self.host,
-            "config": self.config,
-            "versions": self.versions,
-            "data_hashes": self.data_hashes,
-            "git_commit": self.git_commit,
-            "command": self.command,
-        }
+        """Return the JSON content of ``run.json``, keys in schema order (status first, not in field order)."""
+        order = ("name", "created", "status", "finished", "error", "pid", "host", "config", "versions")
+        order += ("data_hashes", "git_commit", "command")
+        return {key: getattr(self, key) for key in order}
 
     @classmethod
     def from_dict(cls, data: Any, path: str | Path) -> RunRecord:
@@ -141,7 +130,7 @@ class Report:
 
     def to_dict(self) -> dict[str, Any]:
         """Return the JSON content of ``metrics.json``'s ``report``."""
-        return {"split": self.split, "role": self.role, "base": self.base, "fine_tuned": self.fine_tuned}
+        return asdict(self)
 
     @classmethod
     def from_dict(cls, data: Any, path: str | Path, prefix: str = "report") -> Report:
@@ -181,14 +170,7 @@ class Selection:
 
     def to_dict(self) -> dict[str, Any]:
         """Return the JSON content of ``metrics.json``'s ``selection``."""
-        return {
-            "chosen": self.chosen,
-            "step": self.step,
-            "base_dev": self.base_dev,
-            "best_dev": self.best_dev,
-            "delta": self.delta,
-            "verdict": self.verdict,
-        }
+        return asdict(self)
 
     @classmethod
     def from_dict(cls, data: Any, path: str | Path, prefix: str = "selection") -> Selection:
@@ -237,19 +219,8 @@ class RunMetrics:
     peak_memory_mb: float
 
     def to_dict(self) -> dict[str, Any]:
-        """Return the JSON content of ``metrics.json``, keys in schema order."""
-        return {
-            "primary_metric": self.primary_metric,
-            "report": self.report.to_dict(),
-            "selection": self.selection.to_dict(),
-            "dev_history": self.dev_history,
-            "loss_history": self.loss_history,
-            "splits": self.splits,
-            "num_train_examples": self.num_train_examples,
-            "wall_time_s": self.wall_time_s,
-            "train_time_s": self.train_time_s,
-            "peak_memory_mb": self.peak_memory_mb,
-        }
+        """Return the JSON content of ``metrics.json``."""
+        return asdict(self)
 
     @classmethod
     def from_dict(cls, data: Any, path: str | Path) -> RunMetrics:
