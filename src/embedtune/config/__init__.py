@@ -11,6 +11,7 @@ from embedtune.config.sections import (
     MAX_NAME_BYTES,
     MAX_NAME_CHARS,
     MAX_SEED,
+    PAIR_LOSS_NAMES,
     DataConfig,
     EvalConfig,
     ExperimentConfig,
@@ -22,6 +23,7 @@ from embedtune.config.values import ConfigError, config_from_dict
 
 __all__ = [
     "LOSS_NAMES",
+    "PAIR_LOSS_NAMES",
     "MAX_CONFIG_BYTES",
     "MAX_NAME_BYTES",
     "MAX_NAME_CHARS",

@@ -11,7 +11,11 @@ from embedtune.config.values import ConfigError, _check_fields, _require
 from embedtune.evaluation.metrics import DEFAULT_METRICS, parse_metric
 from embedtune.io import shorten
 
-LOSS_NAMES = ("infonce",)  # the names embedtune.losses registers; loss.name must be one of them
+LOSS_NAMES = ("infonce", "mnrl", "cosent", "cosine_mse")  # the names embedtune.losses registers
+PAIR_LOSS_NAMES = ("cosent", "cosine_mse")  # objectives trained on labelled pairs {"text1", "text2", "label"}
+MARGIN_STRATEGIES = ("absolute", "relative")
+MNRL_DIRECTIONS = ("query_to_doc", "query_to_query", "doc_to_query", "doc_to_doc")
+MNRL_HARDNESS_MODES = ("in_batch_negatives", "hard_negatives", "all_negatives")
 MAX_SEED = 2**32 - 1  # data.split_seed and train.seed lie in [0, MAX_SEED]
 MAX_NAME_CHARS, MAX_NAME_BYTES = 100, 200  # the run folder <YYYYmmdd-HHMMSS>-<name> must fit the OS's 255 bytes
 
@@ -82,6 +86,11 @@ class DataConfig:
     split_seed: int = _setting(42, "Seed of the dev split.")
     eval_split: str = _setting("test", "Split reported at the end, base vs fine-tuned (never used for selection).")
     max_hard_negatives: int = _setting(3, "Hard negatives per query used in training (the first n of 'neg').")
+    feature_weights: str | None = _setting(
+        None,
+        "JSON/YAML weight config {features: {name: weight}, default, combine: max|sum|product} turning each "
+        "record's neg_features into neg_weights.",
+    )
     dev_max_corpus: int | None = _setting(
         2000,
         "Dev evaluation during training ranks the dev queries' relevant documents plus a seeded random sample of "
@@ -92,6 +101,9 @@ class DataConfig:
         _check_fields(self, "data.")
         self.path = None if self.path is None else _path(self.path, "data.path")
         self.train_file = None if self.train_file is None else _path(self.train_file, "data.train_file")
+        self.feature_weights = (
+            None if self.feature_weights is None else _path(self.feature_weights, "data.feature_weights")
+        )
         _require(0 <= self.test_fraction < 1, "data.test_fraction", f"must be in [0, 1), got {self.test_fraction}")
         _require(0 < self.dev_fraction < 1, "data.dev_fraction", f"must be in (0, 1), got {self.dev_fraction}")
         _require(0 <= self.split_seed <= MAX_SEED, "data.split_seed", f"must be an integer in [0, {MAX_SEED}]")
@@ -104,14 +116,83 @@ class DataConfig:
 class LossConfig:
     """Training objective (see :mod:`embedtune.losses`). Raises ConfigError (``loss.<key>: ...``) on a bad value."""
 
-    name: str = _setting("infonce", "Training objective, chosen by name from embedtune.losses.LOSSES.")
-    scale: float = _setting(20.0, "Inverse temperature: 20 means temperature 0.05.")
-    symmetric: bool = _setting(True, "Add the passage-to-query InfoNCE term.")
+    name: str = _setting(
+        "infonce",
+        "Objective: 'infonce' (weighted, masked, symmetric InfoNCE), 'mnrl' (sentence-transformers' "
+        "MultipleNegativesRankingLoss), 'cosent' or 'cosine_mse' (labelled pairs).",
+    )
+    scale: float = _setting(20.0, "Inverse temperature: 20 means temperature 0.05 (infonce, mnrl, cosent).")
+    symmetric: bool = _setting(True, "infonce: add the passage-to-query InfoNCE term.")
+    mask_false_negatives: bool = _setting(
+        True,
+        "infonce: drop from the denominator every candidate that is one of the query's positives (same text, or a "
+        "document the qrels mark relevant), wherever it sits in the batch.",
+    )
+    guide: bool = _setting(
+        False,
+        "infonce: also drop candidates the guide model scores above the positive minus guide_margin "
+        "(GISTEmbed, arXiv:2402.16829; NV-Retriever, arXiv:2407.15831).",
+    )
+    guide_model: str | None = _setting(None, "Guide model folder or name; None uses a frozen copy of the base model.")
+    guide_margin: float = _setting(0.0, "Margin below the positive's guide similarity above which candidates drop.")
+    guide_margin_strategy: str = _setting(
+        "absolute", "'absolute' (drop if sim > pos - margin) or 'relative' (drop if sim > pos * (1 - margin))."
+    )
+    isotropy_weight: float = _setting(
+        0.0, "infonce: weight of the uniformity regulariser (Wang & Isola, arXiv:2005.10242); 0 turns it off."
+    )
+    matryoshka: bool = _setting(False, "Wrap the objective in MatryoshkaLoss over matryoshka_dims (arXiv:2205.13147).")
+    matryoshka_dims: list[int] = _setting(
+        None,
+        "Matryoshka dimensions, capped at the model's dimension (which is always included).",
+        default_factory=lambda: [768, 512, 256, 128, 64],
+    )
+    mini_batch_size: int | None = _setting(
+        None,
+        "Gradient caching (GradCache, arXiv:2101.06983): embed the batch in mini-batches of this many texts, so a "
+        "large batch fits the memory of a small one; None turns it off (infonce, mnrl).",
+    )
+    directions: list[str] = _setting(
+        None,
+        f"mnrl: directions of the loss, any of {', '.join(MNRL_DIRECTIONS)}.",
+        default_factory=lambda: ["query_to_doc"],
+    )
+    hardness_mode: str | None = _setting(
+        None, f"mnrl: up-weight hard negatives in {', '.join(MNRL_HARDNESS_MODES)}; None turns it off."
+    )
+    hardness_strength: float = _setting(0.0, "mnrl: strength of hardness_mode (0 = off).")
 
     def __post_init__(self) -> None:
         _check_fields(self, "loss.")
         _require(self.name in LOSS_NAMES, "loss.name", f"must be one of {LOSS_NAMES}, got {shorten(self.name)}")
         _require(self.scale > 0, "loss.scale", "must be a positive number")
+        self.guide_model = None if self.guide_model is None else _path(self.guide_model, "loss.guide_model")
+        _require(self.guide_margin >= 0, "loss.guide_margin", "must be >= 0")
+        _require(
+            self.guide_margin_strategy in MARGIN_STRATEGIES,
+            "loss.guide_margin_strategy",
+            f"must be one of {MARGIN_STRATEGIES}, got {shorten(self.guide_margin_strategy)}",
+        )
+        _require(self.isotropy_weight >= 0, "loss.isotropy_weight", "must be >= 0")
+        _require(bool(self.matryoshka_dims), "loss.matryoshka_dims", "must name at least one dimension")
+        _require(all(dim > 0 for dim in self.matryoshka_dims), "loss.matryoshka_dims", "must all be > 0")
+        _require(self.mini_batch_size is None or self.mini_batch_size > 0, "loss.mini_batch_size", "must be > 0")
+        _require(bool(self.directions), "loss.directions", "must name at least one direction")
+        for direction in self.directions:
+            _require(direction in MNRL_DIRECTIONS, "loss.directions", f"unknown direction {shorten(direction)}")
+        _require(
+            self.hardness_mode is None or self.hardness_mode in MNRL_HARDNESS_MODES,
+            "loss.hardness_mode",
+            f"must be one of {MNRL_HARDNESS_MODES} or none, got {shorten(self.hardness_mode)}",
+        )
+        _require(self.hardness_strength >= 0, "loss.hardness_strength", "must be >= 0")
+        uses_pairs = self.name in PAIR_LOSS_NAMES
+        _require(not (uses_pairs and self.mini_batch_size), "loss.mini_batch_size", f"not supported by {self.name}")
+
+    @property
+    def uses_pairs(self) -> bool:
+        """Whether the objective trains on labelled pairs rather than (query, positive, negatives) records."""
+        return self.name in PAIR_LOSS_NAMES
 
 
 @dataclass
