@@ -167,7 +167,7 @@ def test_recursion_error_while_reading_a_training_file_names_it(
 ) -> None:
     path = weight_file(tmp_path / "train.jsonl", "1")
 
-    def recurse(record, path, line):
+    def recurse(record, path, line, *_):
         raise RecursionError("maximum recursion depth exceeded")
 
     monkeypatch.setattr(training_file, "_parse_example", recurse)

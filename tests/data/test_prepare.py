@@ -229,4 +229,4 @@ def test_examples_from_qrels_keep_only_relevant_documents() -> None:
         queries={"q1": "query one", "q2": "query two"},
         qrels={"train": {"q1": {"d1": 1, "d2": 0}, "q2": {"d2": 0}}},
     )
-    assert examples_from_qrels(retrieval_set, "train") == [TrainingExample("query one", ("doc one",))]
+    assert examples_from_qrels(retrieval_set, "train") == [TrainingExample("query one", ("doc one",), pos_ids=("d1",))]

@@ -19,6 +19,13 @@ def model(tiny_model_dir) -> SentenceTransformer:
     return SentenceTransformer(str(tiny_model_dir), device="cpu")
 
 
+def with_rows(weights: torch.Tensor | None) -> torch.Tensor | None:
+    """Labels as the trainer passes them: ``[row index, weights...]`` (row indices are unused without a table)."""
+    if weights is None:
+        return None
+    return torch.cat([torch.arange(weights.shape[0], dtype=weights.dtype).unsqueeze(1), weights], dim=1)
+
+
 def random_columns(batch: int, num_negatives: int, dim: int = 8, seed: int = 0) -> list[torch.Tensor]:
     generator = torch.Generator().manual_seed(seed)
     columns = []
@@ -80,7 +87,7 @@ def test_loss_matches_definition(scale, batch, num_negatives, weighted):
     if weighted and num_negatives == 2:
         weights[1][1] = 0.0  # one padding slot
     tensor_weights = None if weights is None else torch.tensor(weights).reshape(batch, num_negatives)
-    loss = loss_fn.compute_loss_from_embeddings(columns, tensor_weights)
+    loss = loss_fn.compute_loss_from_embeddings(columns, with_rows(tensor_weights))
     assert loss.dim() == 0
     assert loss.item() == pytest.approx(reference_loss(columns, weights, scale), abs=ATOL)
 
@@ -107,7 +114,9 @@ def test_integer_weight_equals_duplicating_the_negative(weight):
     # Batch of one: the only query sees its negative `weight` times when the column is repeated.
     query, positive, negative = random_columns(1, 1, seed=3)
     loss_fn = InfoNCELoss(model=None, scale=20.0)
-    weighted = loss_fn.compute_loss_from_embeddings([query, positive, negative], torch.tensor([[float(weight)]]))
+    weighted = loss_fn.compute_loss_from_embeddings(
+        [query, positive, negative], with_rows(torch.tensor([[float(weight)]]))
+    )
     duplicated = loss_fn.compute_loss_from_embeddings([query, positive] + [negative] * weight)
     assert weighted.item() == pytest.approx(duplicated.item(), abs=ATOL)
 
@@ -118,8 +127,8 @@ def test_weight_multiplies_exp_of_similarity_not_similarity():
     positive = torch.tensor([[0.6, 0.8]])
     negative = torch.tensor([[-0.6, 0.8]])  # cosine -0.6 with the query
     loss_fn = InfoNCELoss(model=None, scale=5.0)
-    base = loss_fn.compute_loss_from_embeddings([query, positive, negative], torch.tensor([[1.0]]))
-    doubled = loss_fn.compute_loss_from_embeddings([query, positive, negative], torch.tensor([[2.0]]))
+    base = loss_fn.compute_loss_from_embeddings([query, positive, negative], with_rows(torch.tensor([[1.0]])))
+    doubled = loss_fn.compute_loss_from_embeddings([query, positive, negative], with_rows(torch.tensor([[2.0]])))
     assert doubled.item() > base.item()
     s_pos, s_neg = 5.0 * 0.6, 5.0 * -0.6
     expected = -math.log(math.exp(s_pos) / (math.exp(s_pos) + 2 * math.exp(s_neg)))
@@ -132,11 +141,13 @@ def test_zero_weight_removes_the_column_for_every_query():
     loss_fn = InfoNCELoss(model=None, scale=20.0)
     weights = torch.ones(batch, 2)
     weights[2, 0] = 0.0
-    loss = loss_fn.compute_loss_from_embeddings(columns, weights)
+    loss = loss_fn.compute_loss_from_embeddings(columns, with_rows(weights))
     # Whatever the padded row holds (here: a copy of each query's positive, the worst case) changes nothing.
     changed = [c.clone() for c in columns]
     changed[2][2] = columns[0][2]
-    assert loss_fn.compute_loss_from_embeddings(changed, weights).item() == pytest.approx(loss.item(), abs=ATOL)
+    assert loss_fn.compute_loss_from_embeddings(changed, with_rows(weights)).item() == pytest.approx(
+        loss.item(), abs=ATOL
+    )
     assert loss.item() == pytest.approx(reference_loss(columns, weights.tolist(), 20.0), abs=ATOL)
     # Removing the padded negative from the candidate set by hand gives the same figure.
     without = 0.0
@@ -153,10 +164,10 @@ def test_fully_padded_column_equals_dropping_the_column():
     columns = random_columns(batch, 2, seed=11)
     loss_fn = InfoNCELoss(model=None, scale=20.0)
     weights = torch.tensor([[1.5, 0.0], [0.5, 0.0], [2.0, 0.0]])
-    padded = loss_fn.compute_loss_from_embeddings(columns, weights)
-    dropped = loss_fn.compute_loss_from_embeddings(columns[:3], weights[:, :1])
+    padded = loss_fn.compute_loss_from_embeddings(columns, with_rows(weights))
+    dropped = loss_fn.compute_loss_from_embeddings(columns[:3], with_rows(weights[:, :1]))
     assert padded.item() == pytest.approx(dropped.item(), abs=ATOL)
-    all_padded = loss_fn.compute_loss_from_embeddings(columns, torch.zeros(batch, 2))
+    all_padded = loss_fn.compute_loss_from_embeddings(columns, with_rows(torch.zeros(batch, 2)))
     pairs_only = loss_fn.compute_loss_from_embeddings(columns[:2])
     assert all_padded.item() == pytest.approx(pairs_only.item(), abs=ATOL)
 
@@ -164,7 +175,7 @@ def test_fully_padded_column_equals_dropping_the_column():
 def test_padded_negative_gets_no_gradient():
     columns = [c.clone().requires_grad_(True) for c in random_columns(3, 1, seed=2)]
     weights = torch.tensor([[1.0], [0.0], [2.0]])
-    InfoNCELoss(model=None, scale=20.0).compute_loss_from_embeddings(columns, weights).backward()
+    InfoNCELoss(model=None, scale=20.0).compute_loss_from_embeddings(columns, with_rows(weights)).backward()
     negative_grad = columns[2].grad
     assert torch.all(negative_grad[1] == 0)
     assert negative_grad[0].abs().sum() > 0 and negative_grad[2].abs().sum() > 0
@@ -176,7 +187,7 @@ def test_unit_weights_equal_unweighted_and_sentence_transformers(model, num_nega
     columns = random_columns(batch, num_negatives, seed=21 + num_negatives)
     ours = InfoNCELoss(model, scale=scale)
     unweighted = ours.compute_loss_from_embeddings(columns, None)
-    unit = ours.compute_loss_from_embeddings(columns, torch.ones(batch, num_negatives))
+    unit = ours.compute_loss_from_embeddings(columns, with_rows(torch.ones(batch, num_negatives)))
     theirs = MultipleNegativesRankingLoss(model, scale=scale).compute_loss_from_embeddings(columns, None)
     assert unit.item() == pytest.approx(unweighted.item(), abs=ATOL)
     assert unweighted.item() == pytest.approx(theirs.item(), abs=ATOL)
@@ -188,7 +199,7 @@ def test_symmetric_is_mean_of_both_directions(model, num_negatives):
     batch, scale = 4, 20.0
     columns = random_columns(batch, num_negatives, seed=31 + num_negatives)
     weights = torch.tensor(random_weights(batch, num_negatives, seed=3)).reshape(batch, num_negatives)
-    loss = InfoNCELoss(model, scale=scale, symmetric=True).compute_loss_from_embeddings(columns, weights)
+    loss = InfoNCELoss(model, scale=scale, symmetric=True).compute_loss_from_embeddings(columns, with_rows(weights))
     forward = reference_loss(columns, weights.tolist(), scale)
     backward = reference_passage_to_query(columns, scale)
     assert loss.item() == pytest.approx((forward + backward) / 2, abs=ATOL)
@@ -215,6 +226,9 @@ def test_scale_and_temperature():
         "scale": 20.0,
         "symmetric": True,
         "similarity_fct": "cos_sim",
+        "mask_false_negatives": False,
+        "guide": False,
+        "isotropy_weight": 0.0,
     }
 
 
@@ -224,10 +238,10 @@ def test_non_positive_scale_is_rejected(scale):
         InfoNCELoss(model=None, scale=scale)
 
 
-@pytest.mark.parametrize("shape", [(3, 2), (4, 2), (4,), (3, 1), (4, 0)])
-def test_weight_shape_mismatch_is_rejected(shape):
-    columns = random_columns(4, 1)
-    with pytest.raises(ValueError, match="neg_weights"):
+@pytest.mark.parametrize("shape", [(3, 2), (4, 3), (4, 1), (3, 1), (4, 2, 1)])
+def test_label_shape_mismatch_is_rejected(shape):
+    columns = random_columns(4, 1)  # labels must be (4, 2): [row index, one weight]
+    with pytest.raises(ValueError, match="labels have shape"):
         InfoNCELoss(model=None).compute_loss_from_embeddings(columns, torch.ones(shape))
 
 
@@ -249,7 +263,7 @@ def test_forward_backpropagates_into_the_model(model):
     model.train()
     model.zero_grad()
     try:
-        loss = loss_fn(features, labels)
+        loss = loss_fn(features, with_rows(labels))
         assert loss.dim() == 0 and torch.isfinite(loss)
         loss.backward()
     finally:
@@ -267,7 +281,7 @@ def test_forward_equals_loss_on_model_embeddings(model):
     loss_fn = InfoNCELoss(model, scale=20.0)
     model.eval()
     with torch.no_grad():
-        loss = loss_fn(features, labels)
+        loss = loss_fn(features, with_rows(labels))
         embeddings = [model.encode(column, convert_to_tensor=True) for column in texts]
     expected = reference_loss(embeddings, labels.tolist(), 20.0)
     assert loss.item() == pytest.approx(expected, abs=1e-4)

@@ -1,3 +1,5 @@
+import torch
+
 from embedtune.data.types import TrainingExample
 from embedtune.training.dataset import build_train_dataset
 
@@ -8,15 +10,48 @@ def test_train_dataset_pads_missing_negatives_with_zero_weight():
         TrainingExample("q2", ("p2",), ("m1",), (3.0,)),
         TrainingExample("q3", ("p3",)),
     ]
-    dataset = build_train_dataset(examples, max_hard_negatives=2)
+    built = build_train_dataset(examples, max_hard_negatives=2)
+    dataset = built.dataset
+    assert built.num_negatives == 2
     assert dataset.column_names == ["anchor", "positive", "negative_1", "negative_2", "label"]
     assert dataset["anchor"] == ["q1", "q1", "q2", "q3"]
     assert dataset["positive"] == ["p1", "p1b", "p2", "p3"]
     assert dataset["negative_1"] == ["n1", "n1", "m1", "p3"]
     assert dataset["negative_2"] == ["n2", "n2", "p2", "p3"]
-    assert dataset["label"] == [[2.0, 0.5], [2.0, 0.5], [3.0, 0.0], [0.0, 0.0]]
+    assert dataset["label"] == [[0.0, 2.0, 0.5], [1.0, 2.0, 0.5], [2.0, 3.0, 0.0], [3.0, 0.0, 0.0]]
 
 
-def test_train_dataset_without_negatives_has_pairs_only():
-    dataset = build_train_dataset([TrainingExample("q", ("p",), ("n",))], max_hard_negatives=0)
-    assert dataset.column_names == ["anchor", "positive"]
+def test_without_padding_the_shortest_negative_list_sets_the_columns():
+    examples = [TrainingExample("q1", ("p1",), ("n1", "n2")), TrainingExample("q2", ("p2",), ("m1",))]
+    built = build_train_dataset(examples, max_hard_negatives=3, pad_negatives=False)
+    assert built.num_negatives == 1
+    assert built.dataset["negative_1"] == ["n1", "m1"]
+
+
+def test_train_dataset_without_negatives_has_pairs_and_row_indices():
+    built = build_train_dataset([TrainingExample("q", ("p",), ("n",))], max_hard_negatives=0)
+    assert built.dataset.column_names == ["anchor", "positive", "label"]
+    assert built.dataset["label"] == [[0.0]]
+
+
+def test_table_marks_other_positives_of_the_same_query_and_shared_documents():
+    examples = [
+        TrainingExample("q1", ("p1", "p2"), pos_ids=("d1", "d2")),
+        TrainingExample("Q1 ", ("p3",)),  # same query after normalisation: p3 is relevant to both q1 rows
+        TrainingExample("q2", ("other text of d1",), ("p2",), pos_ids=("d1",)),  # d1 by id; p2 as a negative by text
+    ]
+    built = build_train_dataset(examples, max_hard_negatives=1)
+    rows = torch.arange(len(built.dataset))  # rows: q1/p1, q1/p2, Q1/p3, q2/d1
+    mask = built.false_negatives.query_to_candidates_mask(rows, 2)
+    batch = 4
+    positives = mask[:, :batch]
+    negatives = mask[:, batch:]
+    assert positives.tolist() == [
+        [False, True, True, True],  # q1: p2 and p3 by text, row 3's positive is d1 by id
+        [True, False, True, True],
+        [True, True, False, True],
+        [True, False, False, False],  # q2: row 0's positive p1 is document d1, relevant to q2 by id
+    ]
+    # q2's hard negative p2 is q1's positive; padded negatives of rows 0-2 are not candidates
+    assert negatives[:, 3].tolist() == [True, True, True, False]
+    assert not negatives[:, :3].any()

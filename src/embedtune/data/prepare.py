@@ -23,6 +23,8 @@ from embedtune.data.eval_splits import (
     pool_from_qrels,
     shipped_split,
 )
+from embedtune.data.feature_weights import FeatureWeights, load_feature_weights
+from embedtune.data.pairs import PairExample, is_pairs_file, load_pair_groups, pairs_outside
 from embedtune.data.splits import DEV_SPLIT, TEST_SPLIT, TRAIN_SPLIT, check_disjoint_splits, normalize_query
 from embedtune.data.training_file import load_triplets
 from embedtune.data.types import EvalSplit, RetrievalSet, TrainingExample
@@ -51,7 +53,11 @@ class PreparedData:
         files: Input files, for hashing into the run folder.
         counts: ``train_queries`` (distinct training queries), ``train_examples``, ``dev_queries``,
             ``test_queries`` (queries of the held-out test split, 0 without one) and ``dropped_duplicates``
-            (training examples or queries dropped because their text is a dev or test query's).
+            (training examples or queries dropped because their text is a dev or test query's); with a pairs file
+            also ``train_pairs``.
+        train_pairs: With a labelled-pairs training file, the pairs left to train on (every pair whose ``text1`` is
+            no dev or test query, those of a ``text1`` without a relevant pair included); ``train_examples`` then
+            holds the same queries grouped. ``None`` for triplets or BEIR training data.
     """
 
     train_examples: list[TrainingExample]
@@ -60,6 +66,7 @@ class PreparedData:
     report_role: str
     files: list[Path]
     counts: dict[str, int]
+    train_pairs: list[PairExample] | None = None
 
 
 @dataclass
@@ -70,14 +77,17 @@ class _Sources:
     qrels_files: dict[str, Path]
     train_file: Path | None
     examples: list[TrainingExample]
+    pairs: list[PairExample] | None = None
+    feature_weights_file: Path | None = None
 
     def files(self) -> list[Path]:
-        """Return the input files read: the folder's corpus, queries and loaded qrels, then the training file."""
+        """Return the input files read: the folder's corpus, queries and loaded qrels, the training file, weights."""
         files = []
         if self.folder is not None and self.folder.source is not None:
             files += [self.folder.source / CORPUS_FILE, self.folder.source / QUERIES_FILE]
             files += sorted(self.qrels_files.values())
-        return files + ([self.train_file] if self.train_file is not None else [])
+        files += [self.train_file] if self.train_file is not None else []
+        return files + ([self.feature_weights_file] if self.feature_weights_file is not None else [])
 
 
 @dataclass
@@ -101,7 +111,10 @@ def prepare_data(config: DataConfig) -> PreparedData:
     """Load and validate all data of a run and split it honestly, before any model is loaded.
 
     Sources: a BEIR folder (``config.path``: corpus, queries, ``qrels/{train,dev,test}.tsv`` as present) and/or a
-    FlagEmbedding JSONL file (``config.train_file``), which replaces the folder's train qrels as training data.
+    JSONL training file (``config.train_file``), which replaces the folder's train qrels as training data: either
+    FlagEmbedding records or labelled pairs (:mod:`embedtune.data.pairs`, told apart by the first record), whose
+    ``text1`` groups stand for queries when carving splits and dropping held-out queries. A weight config
+    (``config.feature_weights``) turns the FlagEmbedding records' ``neg_features`` into ``neg_weights``.
 
     * test: the folder's ``qrels/test.tsv`` (or ``qrels/<eval_split>.tsv`` for another ``config.eval_split``);
       else carved (``test_fraction`` of the queries) from the folder's train qrels, or from the training file
@@ -109,7 +122,7 @@ def prepare_data(config: DataConfig) -> PreparedData:
     * dev: the folder's ``qrels/dev.tsv``, else carved (``dev_fraction`` of what is left) from the same pool.
     * training: the training file's examples, else one example per train query (relevant documents as positives),
       minus the queries carved out, minus those whose normalised text equals a dev or test query's (counted in
-      ``counts["dropped_duplicates"]`` and logged).
+      ``counts["dropped_duplicates"]`` and logged); with a pairs file, ``train_pairs`` likewise.
 
     Splits from the folder rank the folder's corpus; splits carved from the file rank every passage of the file.
 
@@ -123,7 +136,9 @@ def prepare_data(config: DataConfig) -> PreparedData:
         DataError: naming file, line and field for malformed input; naming both qrels files when a query id is
             judged in two shipped splits; naming the qrels file of an evaluation split without any judgement
             > 0; naming the file and setting when too few queries are left to carve a split; naming the folder
-            when ``config.eval_split`` is missing from it; naming the training source when no example is left.
+            when ``config.eval_split`` is missing from it; naming the training source when no example is left;
+            naming the weight config when it is malformed (see :func:`load_feature_weights`) or given without
+            FlagEmbedding records in ``config.train_file``.
         ValueError: when neither ``config.path`` nor ``config.train_file`` is set, or ``config.eval_split`` is not
             a plain split name, or names a split other than dev/test without a BEIR folder.
     """
@@ -135,6 +150,7 @@ def prepare_data(config: DataConfig) -> PreparedData:
     dev, test, held_out_texts = _eval_splits(config, sources, pools)
     train_examples, train_queries, dropped = _training_examples(sources, pools, held_out_texts)
     report, report_role = _report_split(config, dev, test)
+    train_pairs = pairs_outside(sources.pairs, held_out_texts) if sources.pairs is not None else None
     counts = {
         "train_queries": train_queries,
         "train_examples": len(train_examples),
@@ -142,7 +158,9 @@ def prepare_data(config: DataConfig) -> PreparedData:
         "test_queries": len(test.queries) if test is not None else 0,
         "dropped_duplicates": dropped,
     }
-    return PreparedData(train_examples, dev, report, report_role, sources.files(), counts)
+    if train_pairs is not None:
+        counts["train_pairs"] = len(train_pairs)
+    return PreparedData(train_examples, dev, report, report_role, sources.files(), counts, train_pairs)
 
 
 def examples_from_qrels(retrieval_set: RetrievalSet, split: str) -> list[TrainingExample]:
@@ -160,9 +178,10 @@ def examples_from_qrels(retrieval_set: RetrievalSet, split: str) -> list[Trainin
     """
     examples = []
     for query_id, judgements in retrieval_set.qrels[split].items():
-        positives = tuple(retrieval_set.corpus[doc_id] for doc_id, relevance in judgements.items() if relevance > 0)
-        if positives:
-            examples.append(TrainingExample(query=retrieval_set.queries[query_id], pos=positives))
+        doc_ids = tuple(doc_id for doc_id, relevance in judgements.items() if relevance > 0)
+        if doc_ids:
+            positives = tuple(retrieval_set.corpus[doc_id] for doc_id in doc_ids)
+            examples.append(TrainingExample(query=retrieval_set.queries[query_id], pos=positives, pos_ids=doc_ids))
     return examples
 
 
@@ -197,10 +216,34 @@ def _load_sources(config: DataConfig) -> _Sources:
     check_split_name(config.eval_split)
     if config.path is None and _test_split_name(config) != TEST_SPLIT:
         raise ValueError(f"data.eval_split {shorten(config.eval_split)} needs data.path, a BEIR folder holding it")
+    feature_weights = _load_feature_weights(config)
     folder, qrels_files = _load_folder(config) if config.path is not None else (None, {})
     train_file = Path(config.train_file) if config.train_file is not None else None
-    examples = load_triplets(train_file) if train_file is not None else []
-    return _Sources(folder=folder, qrels_files=qrels_files, train_file=train_file, examples=examples)
+    if train_file is not None and is_pairs_file(train_file):
+        if feature_weights is not None:
+            message = "data.feature_weights only applies to FlagEmbedding records (neg_features), not to a pairs file"
+            raise DataError(feature_weights.source or train_file, None, None, message)
+        return _pairs_sources(folder, qrels_files, train_file)
+    examples = load_triplets(train_file, feature_weights) if train_file is not None else []
+    weights_file = feature_weights.source if feature_weights is not None else None
+    return _Sources(folder, qrels_files, train_file, examples, feature_weights_file=weights_file)
+
+
+def _load_feature_weights(config: DataConfig) -> FeatureWeights | None:
+    """Load ``config.feature_weights`` (None when unset); it needs ``config.train_file``, whose records it weights."""
+    if config.feature_weights is None:
+        return None
+    path = Path(config.feature_weights)
+    if config.train_file is None:
+        message = "data.feature_weights only applies to data.train_file records (their neg_features)"
+        raise DataError(path, None, None, f"{message}; set data.train_file")
+    return load_feature_weights(path)
+
+
+def _pairs_sources(folder: RetrievalSet | None, qrels_files: dict[str, Path], train_file: Path) -> _Sources:
+    """Load a labelled-pairs training file: its pairs, and their ``text1`` groups as the file's examples."""
+    pairs, examples = load_pair_groups(train_file)
+    return _Sources(folder=folder, qrels_files=qrels_files, train_file=train_file, examples=examples, pairs=pairs)
 
 
 def _load_folder(config: DataConfig) -> tuple[RetrievalSet, dict[str, Path]]:

@@ -1,18 +1,23 @@
 """Read and validate FlagEmbedding-style training files (one query, its positives and weighted hard negatives a line).
 
 Each line of the JSONL file is an object ``{"query": str, "pos": [str, ...], "neg": [str, ...],
-"neg_weights": [float, ...]}``; ``neg`` and ``neg_weights`` are optional and other fields are ignored.
+"neg_weights": [float, ...]}``; ``neg`` and ``neg_weights`` are optional and other fields are ignored. Instead of
+``neg_weights`` a record may give ``neg_features`` (one list of feature names per negative), turned into weights by
+a :class:`~embedtune.data.feature_weights.FeatureWeights` config.
 """
 
 from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from embedtune.data.errors import DataError, reading
 from embedtune.data.types import TrainingExample
 from embedtune.io import iter_jsonl_objects, shorten
+
+if TYPE_CHECKING:  # feature_weights imports this module
+    from embedtune.data.feature_weights import FeatureWeights
 
 FLOAT32_MAX = 3.4028235e38
 """Largest weight accepted: the float32 maximum (as float32 prints it); anything larger overflows to inf."""
@@ -20,37 +25,50 @@ FLOAT32_MIN_NORMAL = 1.1754944e-38
 """Smallest weight accepted: the smallest normal float32; smaller weights lose precision or become 0 (padding)."""
 
 
-def load_triplets(path: str | Path) -> list[TrainingExample]:
+def load_triplets(path: str | Path, feature_weights: FeatureWeights | None = None) -> list[TrainingExample]:
     """Read and validate a FlagEmbedding-style JSONL training file.
 
     Args:
         path: JSONL file, one training record a line; blank lines are skipped.
+        feature_weights: Weight config turning a record's ``neg_features`` (``[["price"], ["location", "price"],
+            []]``: one list of feature names per ``neg`` entry) into ``neg_weights``; ``None`` when the file has
+            no ``neg_features``.
 
     Returns:
-        One :class:`TrainingExample` per record, in file order. Missing ``neg_weights`` default to ones.
+        One :class:`TrainingExample` per record, in file order. Missing ``neg_weights`` default to ones; a record
+        with ``neg_features`` gets ``neg_weights[i] = feature_weights.weight(neg_features[i])``.
 
     Raises:
         DataError: naming file, line and field, on a missing file, malformed JSON, a line that is not an object, a
             missing or empty ``query``, a missing or empty ``pos`` list, an empty or non-string passage (field such
             as ``pos[2]``), a ``neg`` that is not a list, ``neg_weights`` without ``neg`` or of the wrong length, a
             weight that is not a finite number > 0 representable as a normal float32 (field such as
-            ``neg_weights[1]``), or a file with no records; any other failure while reading also becomes a
-            DataError naming the file.
+            ``neg_weights[1]``), or a file with no records. For ``neg_features``: given without ``feature_weights``
+            (telling the user to set ``data.feature_weights``), together with ``neg_weights``, without ``neg``, not
+            a list of lists of strings (field such as ``neg_features[1]`` or ``neg_features[1][0]``), of another
+            length than ``neg``, naming an unknown or repeated feature (``neg_features[2][0]``), or combining into a
+            weight that is not a normal float32 (``neg_features[2]``). Any other failure while reading also becomes
+            a DataError naming the file.
     """
     path = Path(path)
     with reading(path):
-        examples = [_parse_example(record, path, line) for line, record in iter_jsonl_objects(path)]
+        examples = [_parse_example(record, path, line, feature_weights) for line, record in iter_jsonl_objects(path)]
     if not examples:
         raise DataError(path, None, None, "no training examples")
     return examples
 
 
-def _parse_example(record: dict[str, Any], path: Path, line: int) -> TrainingExample:
+def _parse_example(
+    record: dict[str, Any], path: Path, line: int, feature_weights: FeatureWeights | None
+) -> TrainingExample:
     """Validate one decoded record and turn it into a TrainingExample."""
     query = _query(record, path, line)
     pos = _passages(record, "pos", path, line, allow_empty_list=False)
     neg = _passages(record, "neg", path, line, allow_empty_list=True) if "neg" in record else ()
-    weights = _neg_weights(record, len(neg), path, line)
+    if "neg_features" in record:
+        weights = _feature_weights(record, len(neg), path, line, feature_weights)
+    else:
+        weights = _neg_weights(record, len(neg), path, line)
     return TrainingExample(query=query, pos=pos, neg=neg, neg_weights=weights)
 
 
@@ -97,25 +115,89 @@ def _neg_weights(record: dict[str, Any], neg_count: int, path: Path, line: int) 
     return tuple(_weight(weight, f"neg_weights[{index}]", path, line) for index, weight in enumerate(weights))
 
 
+def _feature_weights(
+    record: dict[str, Any], neg_count: int, path: Path, line: int, feature_weights: FeatureWeights | None
+) -> tuple[float, ...]:
+    """Return the weights of the record's ``neg_features``, one per negative, resolved by ``feature_weights``."""
+    lists = record["neg_features"]
+    if "neg_weights" in record:
+        raise DataError(path, line, "neg_features", "give either neg_weights or neg_features, not both")
+    if feature_weights is None:
+        message = "neg_features needs a weight config: set data.feature_weights (a JSON or YAML file of weights)"
+        raise DataError(path, line, "neg_features", message)
+    if "neg" not in record:
+        raise DataError(path, line, "neg_features", "neg_features given without neg")
+    if not isinstance(lists, list):
+        message = f"expected a list of lists of feature names, got {type(lists).__name__}"
+        raise DataError(path, line, "neg_features", message)
+    if len(lists) != neg_count:
+        message = f"expected {neg_count} feature lists (one per neg), got {len(lists)}"
+        raise DataError(path, line, "neg_features", message)
+    return tuple(_combined_weight(names, index, path, line, feature_weights) for index, names in enumerate(lists))
+
+
+def _combined_weight(names: object, index: int, path: Path, line: int, feature_weights: FeatureWeights) -> float:
+    """Return the weight of negative ``index`` from its feature names ``neg_features[index]``."""
+    field = f"neg_features[{index}]"
+    if not isinstance(names, list):
+        raise DataError(path, line, field, f"expected a list of feature names, got {type(names).__name__}")
+    seen: set[str] = set()
+    for position, name in enumerate(names):
+        if not isinstance(name, str):
+            message = f"expected a feature name (string), got {type(name).__name__}"
+            raise DataError(path, line, f"{field}[{position}]", message)
+        if name not in feature_weights.features:
+            message = f"unknown feature {shorten(name)}; known: {feature_weights.known_features()}"
+            raise DataError(path, line, f"{field}[{position}]", message)
+        if name in seen:
+            raise DataError(path, line, f"{field}[{position}]", f"feature {shorten(name)} given twice")
+        seen.add(name)
+    try:
+        return feature_weights.weight(names)
+    except ValueError as error:
+        raise DataError(path, line, field, str(error)) from None
+
+
 def _weight(value: object, field: str, path: Path, line: int) -> float:
-    """Return one negative's weight as a float: a finite number > 0 that is a normal float32 (booleans excluded)."""
+    """Return one negative's weight as a float (see :func:`float32_weight`), or raise a DataError at ``field``."""
+    try:
+        return float32_weight(value)
+    except ValueError as error:
+        raise DataError(path, line, field, str(error)) from None
+
+
+def float32_weight(value: object) -> float:
+    """Check one weight: a finite number > 0 that is a normal float32 (booleans excluded).
+
+    Shared by the training file's ``neg_weights`` and the feature-weight configs (their weights and combinations).
+
+    Args:
+        value: A decoded JSON number (``int`` or ``float``), or any other value (rejected).
+
+    Returns:
+        The weight as a Python float, in ``[FLOAT32_MIN_NORMAL, FLOAT32_MAX]``.
+
+    Raises:
+        ValueError: whose message says what is wrong (not a number, not finite, <= 0, above :data:`FLOAT32_MAX`
+            or below :data:`FLOAT32_MIN_NORMAL`); callers turn it into a DataError naming file, line and field.
+    """
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise DataError(path, line, field, f"expected a number, got {type(value).__name__}")
+        raise ValueError(f"expected a number, got {type(value).__name__}")
     try:
         weight = float(value)
     except OverflowError:
         weight = math.inf
     if not math.isfinite(weight):
-        raise DataError(path, line, field, f"expected a finite number, got {shorten(value)}")
+        raise ValueError(f"expected a finite number, got {shorten(value)}")
     if weight <= 0:
-        raise DataError(path, line, field, f"expected a weight > 0, got {shorten(value)}")
+        raise ValueError(f"expected a weight > 0, got {shorten(value)}")
     if weight > FLOAT32_MAX:
-        message = f"weight {shorten(value)} is above the float32 maximum {FLOAT32_MAX!r}: it would overflow to inf"
-        raise DataError(path, line, field, message)
+        raise ValueError(
+            f"weight {shorten(value)} is above the float32 maximum {FLOAT32_MAX!r}: it would overflow to inf"
+        )
     if weight < FLOAT32_MIN_NORMAL:
-        message = (
+        raise ValueError(
             f"weight {shorten(value)} is below the smallest normal float32 {FLOAT32_MIN_NORMAL!r}: it would lose "
             "precision or underflow to 0, which the loss reads as a padding slot"
         )
-        raise DataError(path, line, field, message)
     return weight

@@ -44,12 +44,15 @@ class TrainingExample:
         neg: Hard-negative passages (may be empty).
         neg_weights: One weight per entry of ``neg`` (finite, > 0); it multiplies ``exp(sim)`` of that negative in
             the InfoNCE denominator. Defaults to all ones.
+        pos_ids: Document ids of ``pos`` (same order) when the data has them (BEIR qrels), else empty; they let the
+            loss recognise a relevant document in the batch by id as well as by text.
     """
 
     query: str
     pos: tuple[str, ...]
     neg: tuple[str, ...] = ()
     neg_weights: tuple[float, ...] = field(default=())
+    pos_ids: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if not self.neg_weights and self.neg:

@@ -81,9 +81,17 @@ def mixed_precision(precision: str) -> tuple[bool, bool]:
 def column_prompts(columns: list[str], query_prompt: str, document_prompt: str) -> dict[str, str] | None:
     """Map each text column of the training dataset to its prompt.
 
-    ``anchor`` gets the query prompt, the other text columns the document prompt (``label`` holds weights, not text).
-    Returns ``None`` when both prompts are empty.
+    ``anchor`` (triplets) and ``sentence1`` (labelled pairs) get the query prompt, the other text columns the
+    document prompt (``label`` and ``score`` hold numbers, not text). Returns ``None`` when both prompts are empty.
     """
     if not query_prompt and not document_prompt:
         return None
-    return {column: query_prompt if column == "anchor" else document_prompt for column in columns if column != "label"}
+    return {
+        column: query_prompt if column in QUERY_COLUMNS else document_prompt
+        for column in columns
+        if column not in NUMBER_COLUMNS
+    }
+
+
+QUERY_COLUMNS = ("anchor", "sentence1")
+NUMBER_COLUMNS = ("label", "score")

@@ -14,6 +14,8 @@ from torch.utils.tensorboard import SummaryWriter
 from transformers import TrainerCallback
 from transformers.trainer_callback import ProgressCallback
 
+from embedtune.losses.components import LossComponents
+
 logger = logging.getLogger("embedtune.training")
 
 
@@ -134,3 +136,29 @@ def is_histogram_worthy(grad: torch.Tensor) -> bool:
 def _format_metrics(metrics: dict[str, float], first: str) -> str:
     ordered = sorted(metrics, key=lambda name: name != first)
     return ", ".join(f"{name} {metrics[name]:.4f}" for name in ordered if isinstance(metrics[name], float | int))
+
+
+class LossComponentsCallback(TrainerCallback):
+    """Log the loss's parts (each direction, masked candidates, alignment, uniformity, ...) with every training log.
+
+    Each part's mean since the previous log goes to TensorBoard as ``loss_components/<name>`` and into the log entry
+    of ``trainer_state.json`` (and so into ``metrics.json``'s loss history) as ``loss/<name>``.
+
+    Args:
+        writer: The run's TensorBoard writer.
+        components: The loss's accumulator.
+    """
+
+    def __init__(self, writer: SummaryWriter, components: LossComponents) -> None:
+        self.writer = writer
+        self.components = components
+
+    def on_log(self, args: Any, state: Any, control: Any, logs: dict | None = None, **kwargs: Any) -> None:
+        """At a training log, write the parts' means and start over; dev evaluations leave them accumulating."""
+        if not logs or "loss" not in logs:
+            return
+        means = self.components.pop_means()
+        for name, value in means.items():
+            self.writer.add_scalar(f"loss_components/{name}", value, state.global_step)
+        if state.log_history and state.log_history[-1].get("step") == state.global_step:
+            state.log_history[-1].update({f"loss/{name}": round(value, 6) for name, value in means.items()})

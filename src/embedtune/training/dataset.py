@@ -2,39 +2,100 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from datasets import Dataset
 
+from embedtune.data.splits import normalize_query
 from embedtune.data.types import TrainingExample
+from embedtune.losses.false_negatives import FalseNegativeTable
 
 
-def build_train_dataset(examples: list[TrainingExample], max_hard_negatives: int) -> Dataset:
+@dataclass
+class TrainDataset:
+    """The trainer's rows and, built from the same rows, the table that tells false negatives apart.
+
+    Attributes:
+        dataset: Columns ``anchor``, ``positive``, ``negative_1`` ... ``negative_n`` and ``label``: per row
+            ``[row index, w_1, ..., w_n]`` (the hard-negative weights, 0 on padding slots).
+        false_negatives: Candidate and relevant keys of every row, indexed by the label's row index.
+        num_negatives: ``n``, the hard-negative columns.
+    """
+
+    dataset: Dataset
+    false_negatives: FalseNegativeTable
+    num_negatives: int
+
+
+def build_train_dataset(
+    examples: list[TrainingExample], max_hard_negatives: int, pad_negatives: bool = True
+) -> TrainDataset:
     """Build the trainer's dataset: one row per (query, positive) pair with the query's first hard negatives.
 
-    Columns: ``anchor``, ``positive``, ``negative_1`` ... ``negative_n`` and, when ``n > 0``, ``label`` holding the
-    ``n`` weights. A query with fewer than ``n`` negatives is padded with its positive at weight 0, which
-    :class:`embedtune.losses.info_nce.InfoNCELoss` masks out.
+    With ``pad_negatives``, ``n`` is the most negatives any record has (capped) and a query with fewer is padded with
+    its positive at weight 0, which :class:`embedtune.losses.info_nce.InfoNCELoss` masks out. Without it (losses that
+    know no weights, e.g. sentence-transformers' MNRL), ``n`` is the fewest negatives any record has (capped).
 
     Args:
         examples: Training records.
         max_hard_negatives: Upper bound on ``n``.
+        pad_negatives: Pad to the longest negative list instead of cutting to the shortest.
 
     Returns:
-        A ``datasets.Dataset`` with ``sum(len(e.pos) for e in examples)`` rows.
+        The dataset (``sum(len(e.pos) for e in examples)`` rows) and its false-negative table.
+
+    Raises:
+        ValueError: if there are more rows than the float32 label can index (2**24).
     """
-    num_negatives = min(max_hard_negatives, max((len(example.neg) for example in examples), default=0))
+    counts = [len(example.neg) for example in examples] or [0]
+    num_negatives = min(max_hard_negatives, max(counts) if pad_negatives else min(counts))
+    keys = _KeyIndex()
+    relevant = _relevant_keys_by_query(examples, keys)
     columns: dict[str, list] = {"anchor": [], "positive": []}
     columns.update({f"negative_{j + 1}": [] for j in range(num_negatives)})
-    weights: list[list[float]] = []
+    labels: list[list[float]] = []
+    candidate_keys: list[tuple[frozenset[int], ...]] = []
     for example in examples:
         negatives = list(example.neg[:num_negatives])
         row_weights = list(example.neg_weights[:num_negatives])
-        for positive in example.pos:
+        pos_ids = example.pos_ids or (None,) * len(example.pos)
+        for positive, positive_id in zip(example.pos, pos_ids, strict=True):
             padding = num_negatives - len(negatives)
             columns["anchor"].append(example.query)
             columns["positive"].append(positive)
             for j, text in enumerate(negatives + [positive] * padding):
                 columns[f"negative_{j + 1}"].append(text)
-            weights.append(row_weights + [0.0] * padding)
-    if num_negatives:
-        columns["label"] = weights
-    return Dataset.from_dict(columns)
+            labels.append([float(len(labels))] + row_weights + [0.0] * padding)
+            candidates = [keys.of(positive, positive_id)] + [keys.of(text) for text in negatives]
+            candidate_keys.append(tuple(candidates))
+    columns["label"] = labels
+    row_relevant = [relevant[normalize_query(example.query)] for example in examples for _ in range(len(example.pos))]
+    table = FalseNegativeTable(candidate_keys, row_relevant)
+    return TrainDataset(Dataset.from_dict(columns), table, num_negatives)
+
+
+class _KeyIndex:
+    """Integer keys for texts and document ids (separate namespaces)."""
+
+    def __init__(self) -> None:
+        self._keys: dict[tuple[str, str], int] = {}
+
+    def key(self, kind: str, value: str) -> int:
+        return self._keys.setdefault((kind, value), len(self._keys))
+
+    def of(self, text: str, doc_id: str | None = None) -> frozenset[int]:
+        found = {self.key("text", text)}
+        if doc_id is not None:
+            found.add(self.key("id", doc_id))
+        return frozenset(found)
+
+
+def _relevant_keys_by_query(examples: list[TrainingExample], keys: _KeyIndex) -> dict[str, frozenset[int]]:
+    """Normalised query text -> keys of every positive (text and id) any record of that query gives."""
+    relevant: dict[str, set[int]] = {}
+    for example in examples:
+        found = relevant.setdefault(normalize_query(example.query), set())
+        pos_ids = example.pos_ids or (None,) * len(example.pos)
+        for text, doc_id in zip(example.pos, pos_ids, strict=True):
+            found |= keys.of(text, doc_id)
+    return {query: frozenset(found) for query, found in relevant.items()}

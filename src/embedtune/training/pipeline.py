@@ -16,17 +16,18 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from datasets import Dataset
 from sentence_transformers import SentenceTransformer, SentenceTransformerTrainer
 from torch.utils.tensorboard import SummaryWriter
 from transformers.integrations import TensorBoardCallback
 from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
-from embedtune.config import ExperimentConfig
+from embedtune.config import ConfigError, ExperimentConfig, LossConfig
 from embedtune.data.prepare import EvalSplit, PreparedData, prepare_data
 from embedtune.evaluation.retrieval_evaluator import RetrievalEvaluator, subsample_corpus
 from embedtune.io import file_sha256
-from embedtune.losses import build_loss
-from embedtune.models.loading import load_model
+from embedtune.losses import LossContext, build_loss
+from embedtune.models.loading import check_model_available, load_model
 from embedtune.models.prompts import document_prompt, query_prompt, set_prompts
 from embedtune.runs import CHOSEN_BASE, Report, RunMetrics, Selection, check_runs_dir, fail_run, finish_run, start_run
 from embedtune.training.arguments import column_prompts, training_arguments
@@ -34,9 +35,11 @@ from embedtune.training.callbacks import (
     ConsoleLogCallback,
     GradientMonitorCallback,
     IsolateStartEvaluationCallback,
+    LossComponentsCallback,
     QuietProgressCallback,
 )
 from embedtune.training.dataset import build_train_dataset
+from embedtune.training.pair_dataset import build_pair_dataset
 from embedtune.training.selection import dev_history, select_model
 
 logger = logging.getLogger(__name__)
@@ -94,7 +97,10 @@ def run_training(config: ExperimentConfig) -> RunResult:
     """
     started = time.time()
     data = prepare_data(config.data)
+    check_loss_fits_data(config.loss, data)
     check_runs_dir(config.runs_dir)
+    if config.loss.guide and config.loss.guide_model is not None:
+        check_model_available(config.loss.guide_model)
     model = load_base_model(config)
     folder = start_run(
         config.runs_dir,
@@ -119,6 +125,26 @@ def run_training(config: ExperimentConfig) -> RunResult:
         logging.getLogger().removeHandler(log_handler)
         log_handler.close()
     return result
+
+
+def check_loss_fits_data(loss: LossConfig, data: PreparedData) -> None:
+    """Check that the objective and the training data are made for each other, before any model loads.
+
+    Raises:
+        ConfigError: if a pair objective (cosent, cosine_mse) gets (query, positive, negatives) data or the other way
+            round, naming the setting and the file.
+    """
+    has_pairs = data.train_pairs is not None
+    if loss.uses_pairs and not has_pairs:
+        raise ConfigError(
+            f"loss.name: {loss.name} trains on labelled pairs; set data.train_file to a JSONL file of "
+            '{"text1", "text2", "label"} records'
+        )
+    if has_pairs and not loss.uses_pairs:
+        raise ConfigError(
+            f"loss.name: {loss.name} needs (query, positive, negatives) records, but data.train_file holds labelled "
+            "pairs; use loss.name=cosent or cosine_mse"
+        )
 
 
 def load_base_model(config: ExperimentConfig) -> SentenceTransformer:
@@ -181,15 +207,19 @@ def _check_trainer_agrees(trainer: SentenceTransformerTrainer, selection: Select
 def _fine_tune(
     config: ExperimentConfig, data: PreparedData, model: SentenceTransformer, folder: Path
 ) -> SentenceTransformerTrainer:
-    train_dataset = build_train_dataset(data.train_examples, config.data.max_hard_negatives)
+    train_dataset, context = _training_data(config, data)
     logger.info("Training rows: %d, columns: %s", len(train_dataset), ", ".join(train_dataset.column_names))
     prompts = column_prompts(train_dataset.column_names, query_prompt(model), document_prompt(model))
+    loss = build_loss(model, config.loss, context)
     writer = SummaryWriter(str(folder / "tensorboard"))
     callbacks = [
         TensorBoardCallback(writer),
         ConsoleLogCallback(config.train.primary_metric.lower()),
         IsolateStartEvaluationCallback(),
     ]
+    components = getattr(getattr(loss, "loss", loss), "components", None)  # MatryoshkaLoss wraps the loss
+    if components is not None:
+        callbacks.append(LossComponentsCallback(writer, components))
     if config.train.log_module_grad_norms or config.train.log_grad_histograms:
         callbacks.append(
             GradientMonitorCallback(writer, config.train.log_module_grad_norms, config.train.log_grad_histograms)
@@ -198,7 +228,7 @@ def _fine_tune(
         model=model,
         args=training_arguments(config, folder / "checkpoints", prompts),
         train_dataset=train_dataset,
-        loss=build_loss(model, config.loss),
+        loss=loss,
         evaluator=_evaluator(config, data.dev, max_docs=config.data.dev_max_corpus, name="dev"),
         callbacks=callbacks,
     )
@@ -211,6 +241,18 @@ def _fine_tune(
     finally:
         writer.close()
     return trainer
+
+
+def _training_data(config: ExperimentConfig, data: PreparedData) -> tuple[Dataset, LossContext]:
+    """Build the trainer's dataset and what the loss needs from it (false-negative table, guide model)."""
+    guide = None
+    if config.loss.guide and config.loss.guide_model is not None:
+        guide = load_model(config.loss.guide_model, config.model.max_seq_length)
+    if data.train_pairs is not None:
+        return build_pair_dataset(data.train_pairs), LossContext(guide=guide)
+    pad = config.loss.name == "infonce"  # only InfoNCE reads the weights that mark padding slots
+    built = build_train_dataset(data.train_examples, config.data.max_hard_negatives, pad_negatives=pad)
+    return built.dataset, LossContext(false_negatives=built.false_negatives, guide=guide)
 
 
 def _evaluator(config: ExperimentConfig, split: EvalSplit, max_docs: int | None, name: str = "") -> RetrievalEvaluator:
