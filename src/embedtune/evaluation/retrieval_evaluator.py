@@ -9,7 +9,7 @@ from sentence_transformers.base.evaluation.evaluator import BaseEvaluator
 
 from embedtune.data.types import Qrels
 from embedtune.evaluation.metrics import DEFAULT_METRICS, evaluate_run, parse_metric
-from embedtune.search.retrieve import retrieve
+from embedtune.search.retrieve import encode_documents, encode_queries, rank
 
 
 class RetrievalEvaluator(BaseEvaluator):
@@ -27,6 +27,8 @@ class RetrievalEvaluator(BaseEvaluator):
         primary_metric: The metric that selects checkpoints.
         batch_size: Texts per forward pass.
         progress: Show encoding progress bars; ``None`` shows them when stderr is a terminal.
+        truncate_dims: Matryoshka dimensions: also report ``<primary metric>@<dim>d`` for each dimension smaller than
+            the model's, ranking with the first ``dim`` coordinates renormalised (cosine); ``None`` reports none.
 
     Queries and documents are encoded with the model's own prompts (``encode_query``/``encode_document``), so a model
     saved by embedtune with its prefixes needs no prefix settings here.
@@ -42,6 +44,7 @@ class RetrievalEvaluator(BaseEvaluator):
         primary_metric: str = "ndcg@10",
         batch_size: int = 64,
         progress: bool | None = None,
+        truncate_dims: list[int] | None = None,
     ) -> None:
         super().__init__()
         self.corpus = corpus
@@ -53,20 +56,23 @@ class RetrievalEvaluator(BaseEvaluator):
         self.batch_size = batch_size
         self.progress = progress
         self.top_k = max(parse_metric(m)[1] for m in self.metrics)
+        self.truncate_dims = sorted(set(truncate_dims or []), reverse=True)
 
     def __call__(
         self, model: SentenceTransformer, output_path: str | None = None, epoch: int = -1, steps: int = -1
     ) -> dict[str, float]:
         """Evaluate ``model``; returns metric name (prefixed with ``name``) -> mean value over judged queries."""
-        run = retrieve(
-            model,
-            self.corpus,
-            self.queries,
-            top_k=self.top_k,
-            batch_size=self.batch_size,
-            progress=self.progress,
-        )
-        return self.prefix_name_to_metrics(evaluate_run(self.qrels, run, self.metrics), self.name)
+        doc_ids, query_ids = list(self.corpus), list(self.queries)
+        docs = encode_documents(model, [self.corpus[d] for d in doc_ids], self.batch_size, self.progress)
+        queries = encode_queries(model, [self.queries[q] for q in query_ids], self.batch_size, self.progress)
+        run = rank(queries, docs, query_ids, doc_ids, self.top_k, model.similarity)
+        scores = evaluate_run(self.qrels, run, self.metrics)
+        for dim in self.truncate_dims:
+            if dim < docs.size(1):  # cosine on the first dim coordinates: truncate and renormalise
+                truncated = rank(queries[:, :dim], docs[:, :dim], query_ids, doc_ids, self.top_k)
+                primary = evaluate_run(self.qrels, truncated, [self.primary_metric])[self.primary_metric]
+                scores[f"{self.primary_metric}@{dim}d"] = primary
+        return self.prefix_name_to_metrics(scores, self.name)
 
 
 def subsample_corpus(corpus: dict[str, str], qrels: Qrels, max_docs: int | None, seed: int = 0) -> dict[str, str]:

@@ -7,7 +7,7 @@ from collections.abc import Callable
 
 import torch
 from sentence_transformers import SentenceTransformer
-from sentence_transformers.util import semantic_search
+from sentence_transformers.util import cos_sim, semantic_search
 
 
 def encode_queries(
@@ -68,7 +68,31 @@ def retrieve(
     doc_ids, query_ids = list(corpus), list(queries)
     doc_embeddings = encode_documents(model, [corpus[d] for d in doc_ids], batch_size, progress)  # (docs, dim)
     query_embeddings = encode_queries(model, [queries[q] for q in query_ids], batch_size, progress)  # (queries, dim)
-    hits = semantic_search(query_embeddings, doc_embeddings, top_k=top_k, score_function=model.similarity)
+    return rank(query_embeddings, doc_embeddings, query_ids, doc_ids, top_k, model.similarity)
+
+
+def rank(
+    query_embeddings: torch.Tensor,
+    doc_embeddings: torch.Tensor,
+    query_ids: list[str],
+    doc_ids: list[str],
+    top_k: int,
+    score_function: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] = cos_sim,
+) -> dict[str, dict[str, float]]:
+    """Rank documents for queries from their embeddings.
+
+    Args:
+        query_embeddings: ``(num_queries, dim)``.
+        doc_embeddings: ``(num_docs, dim)``.
+        query_ids: ``num_queries`` ids, row order.
+        doc_ids: ``num_docs`` ids, row order.
+        top_k: Documents kept per query.
+        score_function: ``(a, b) -> (len(a), len(b))`` similarity; cosine by default.
+
+    Returns:
+        The run: query id -> document id -> score, ``min(top_k, num_docs)`` documents per query.
+    """
+    hits = semantic_search(query_embeddings, doc_embeddings, top_k=top_k, score_function=score_function)
     return {
         query_id: {doc_ids[hit["corpus_id"]]: float(hit["score"]) for hit in query_hits}
         for query_id, query_hits in zip(query_ids, hits, strict=True)

@@ -25,8 +25,8 @@ from transformers.trainer_callback import PrinterCallback, ProgressCallback
 from embedtune.config import ConfigError, ExperimentConfig, LossConfig
 from embedtune.data.prepare import EvalSplit, PreparedData, prepare_data
 from embedtune.evaluation.retrieval_evaluator import RetrievalEvaluator, subsample_corpus
-from embedtune.io import file_sha256
-from embedtune.losses import LossContext, build_loss
+from embedtune.io import file_sha256, write_json_atomic
+from embedtune.losses import LossContext, build_loss, matryoshka_dims
 from embedtune.models.loading import check_model_available, load_model
 from embedtune.models.prompts import document_prompt, query_prompt, set_prompts
 from embedtune.runs import CHOSEN_BASE, Report, RunMetrics, Selection, check_runs_dir, fail_run, finish_run, start_run
@@ -161,7 +161,10 @@ def load_base_model(config: ExperimentConfig) -> SentenceTransformer:
 def _train_and_report(
     config: ExperimentConfig, data: PreparedData, model: SentenceTransformer, folder: Path, started: float
 ) -> RunResult:
-    report_evaluator = _evaluator(config, data.report, max_docs=None)
+    dims = matryoshka_dims(config.loss.matryoshka_dims, model.get_embedding_dimension())
+    report_evaluator = _evaluator(
+        config, data.report, max_docs=None, truncate_dims=dims if config.loss.matryoshka else None
+    )
     logger.info("Evaluating the base model on %s (%d documents)", _split_label(data), len(report_evaluator.corpus))
     base_scores = report_evaluator(model)
     train_started = time.time()
@@ -173,7 +176,8 @@ def _train_and_report(
     (logger.warning if selection.chosen == CHOSEN_BASE else logger.info)("%s", selection.verdict)
     _check_trainer_agrees(trainer, selection)
     selected = load_base_model(config) if selection.chosen == CHOSEN_BASE else trainer.model
-    save_model_atomic(selected, folder / "model")
+    model_notes = {"matryoshka_dims": dims} if config.loss.matryoshka else {}
+    save_model_atomic(selected, folder / "model", model_notes)
     shutil.rmtree(folder / "checkpoints", ignore_errors=True)
     if selection.chosen == CHOSEN_BASE:
         tuned_scores = dict(base_scores)
@@ -255,7 +259,13 @@ def _training_data(config: ExperimentConfig, data: PreparedData) -> tuple[Datase
     return built.dataset, LossContext(false_negatives=built.false_negatives, guide=guide)
 
 
-def _evaluator(config: ExperimentConfig, split: EvalSplit, max_docs: int | None, name: str = "") -> RetrievalEvaluator:
+def _evaluator(
+    config: ExperimentConfig,
+    split: EvalSplit,
+    max_docs: int | None,
+    name: str = "",
+    truncate_dims: list[int] | None = None,
+) -> RetrievalEvaluator:
     corpus = subsample_corpus(split.corpus, split.qrels, max_docs, seed=config.data.split_seed)
     return RetrievalEvaluator(
         corpus,
@@ -265,11 +275,19 @@ def _evaluator(config: ExperimentConfig, split: EvalSplit, max_docs: int | None,
         metrics=config.eval.metrics,
         primary_metric=config.train.primary_metric,
         batch_size=config.eval.batch_size,
+        truncate_dims=truncate_dims,
     )
 
 
-def save_model_atomic(model: SentenceTransformer, target: Path) -> None:
+MODEL_NOTES_FILE = "embedtune.json"
+"""Written into a saved model folder: what embedtune knows about the model that sentence-transformers does not keep
+(e.g. ``{"matryoshka_dims": [384, 256, 128, 64]}``, the dimensions it was trained to be truncated to)."""
+
+
+def save_model_atomic(model: SentenceTransformer, target: Path, notes: dict | None = None) -> None:
     """Save ``model`` to ``target`` via a staging folder renamed into place (a crash never leaves half a model).
+
+    ``notes``, when given, are written as :data:`MODEL_NOTES_FILE` inside the folder.
 
     Raises:
         FileExistsError: if ``target`` already exists (a run's model is written once).
@@ -279,6 +297,8 @@ def save_model_atomic(model: SentenceTransformer, target: Path) -> None:
     staging = target.with_name(f".{target.name}.partial")
     shutil.rmtree(staging, ignore_errors=True)
     model.save(str(staging))
+    if notes:
+        write_json_atomic(staging / MODEL_NOTES_FILE, notes)
     staging.rename(target)
 
 
