@@ -141,3 +141,17 @@ def test_a_corrupt_run_does_not_break_runs_list(tiny_model_dir, tiny_beir, tmp_p
 
 def test_runs_compare_needs_two_runs(tmp_path, capsys):
     assert main(["runs", "--runs-dir", str(tmp_path), "compare", "only-one"]) == 2
+
+
+def test_train_help_lists_every_setting_with_its_default(capsys):
+    import dataclasses
+
+    from embedtune.cli import main
+    from embedtune.config import DataConfig, LossConfig, TrainConfig
+
+    assert main(["train", "--help"]) == 0
+    text = capsys.readouterr().out
+    for section, cls in (("data", DataConfig), ("loss", LossConfig), ("train", TrainConfig)):
+        for field in dataclasses.fields(cls):
+            assert f"  {section}.{field.name} (" in text, field.name
+    assert "  loss.matryoshka_dims ([768, 512, 256, 128, 64]): " in text

@@ -57,6 +57,9 @@ def test_to_dict_has_the_schema_keys(tmp_path: Path):
         "wall_time_s",
         "train_time_s",
         "peak_memory_mb",
+        "significance",
+        "extra_reports",
+        "pair_diagnostics",
     ]
     assert list(make_metrics().to_dict()["report"]) == ["split", "role", "base", "fine_tuned"]
 
@@ -142,3 +145,22 @@ def test_report_and_selection_constructors():
     assert not report.is_held_out
     selection = Selection(chosen="base", step=None, base_dev=0.5, best_dev=0.4, delta=-0.1, verdict="kept base")
     assert Selection.from_dict(selection.to_dict(), "m.json") == selection
+
+
+def test_extra_reports_round_trip_and_old_metrics_without_them_still_load(tmp_path: Path):
+    from dataclasses import replace
+
+    from embedtune.runs.errors import RunRecordError
+    from embedtune.runs.record import ExtraReport, RunMetrics
+
+    extra = ExtraReport("ood", "test", {"ndcg@10": 0.5}, {"ndcg@10": 0.45}, drop=0.05, forgetting=True)
+    metrics = replace(make_metrics(), extra_reports=[extra], significance={"p_permutation": 0.01})
+    data = metrics.to_dict()
+    assert RunMetrics.from_dict(data, tmp_path / "metrics.json") == metrics
+    for key in ("significance", "extra_reports", "pair_diagnostics"):
+        data.pop(key)
+    assert RunMetrics.from_dict(data, tmp_path / "metrics.json").extra_reports == []
+    bad = metrics.to_dict()
+    bad["extra_reports"][0]["forgetting"] = "yes"
+    with pytest.raises(RunRecordError, match=r"extra_reports\[0\]\.forgetting"):
+        RunMetrics.from_dict(bad, tmp_path / "metrics.json")

@@ -1,26 +1,49 @@
-"""``embedtune eval``: a model (path, run name or run folder) on a BEIR split, beside a baseline."""
+"""``embedtune eval``: models (paths, names or runs) on BEIR splits, beside a baseline, with paired significance."""
 
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 
 def add_eval_command(commands: argparse._SubParsersAction) -> None:
     """Register ``embedtune eval``."""
     evaluate = commands.add_parser(
         "eval",
-        help="Evaluate a model on a BEIR split, optionally side by side with a baseline.",
-        description="Rank the whole corpus for every judged query of a split and report nDCG@10, MAP@100, "
-        "Recall@10, Recall@100 and MRR@10 (trec_eval definitions). Queries and documents get the model's own "
-        "prompts (a model trained by embedtune carries its prefixes).",
+        help="Evaluate models on BEIR splits, side by side with a baseline, with paired significance tests.",
+        description="Rank the whole corpus for every judged query of each split and report nDCG@10, MAP@100, "
+        "Recall@10, Recall@100 and MRR@10 (trec_eval definitions) for the baseline and each model, each model's "
+        "difference to the baseline, and one verdict line per model on nDCG@10: bootstrap 95 % interval, "
+        "wins/losses/ties, paired randomisation test and t-test. Queries and documents get the model's own prompts "
+        "(a model trained by embedtune carries its prefixes).",
     )
-    evaluate.add_argument("--model", required=True, help="Model folder or name, or a run (name or folder).")
-    evaluate.add_argument("--data", required=True, help="BEIR folder.")
-    evaluate.add_argument("--split", default="test", help="qrels split to evaluate (default test).")
-    evaluate.add_argument("--baseline", help="Model to report side by side, e.g. the base model (also a run).")
-    evaluate.add_argument("--query-prefix", default="", help="Override the model's query prompt.")
-    evaluate.add_argument("--passage-prefix", default="", help="Override the model's document prompt.")
+    evaluate.add_argument(
+        "--model",
+        action="append",
+        required=True,
+        help="Model folder or name, or a run (name or folder); repeat for several models.",
+    )
+    evaluate.add_argument(
+        "--data",
+        action="append",
+        required=True,
+        metavar="FOLDER[:SPLIT]",
+        help="BEIR folder, optionally with its split; repeat for several datasets.",
+    )
+    evaluate.add_argument("--split", default="test", help="qrels split of a --data without one (default test).")
+    baseline = evaluate.add_mutually_exclusive_group()
+    baseline.add_argument(
+        "--baseline",
+        help="Model every --model is compared with (also a run). Default: the base model of the runs, when every "
+        "--model is a run and they share one.",
+    )
+    baseline.add_argument("--no-baseline", action="store_true", help="Report the models only, without comparison.")
+    evaluate.add_argument("--out", help="Write summary.json and per_query.jsonl into this new folder.")
+    evaluate.add_argument("--alpha", type=float, default=0.05, help="Significance level (default 0.05).")
+    evaluate.add_argument(
+        "--resamples", type=int, default=10_000, help="Bootstrap and permutation resamples (default 10000)."
+    )
+    evaluate.add_argument("--query-prefix", default="", help="Override the models' query prompt.")
+    evaluate.add_argument("--passage-prefix", default="", help="Override the models' document prompt.")
     evaluate.add_argument("--max-seq-length", type=int, help="Truncation length in tokens.")
     evaluate.add_argument("--batch-size", type=int, default=64, help="Texts per forward pass.")
     evaluate.add_argument("--runs-dir", default="runs", help="Where run names are looked up (default runs).")
@@ -28,28 +51,38 @@ def add_eval_command(commands: argparse._SubParsersAction) -> None:
 
 
 def run_eval(args: argparse.Namespace) -> int:
-    """Evaluate the model (and the baseline) and print the table; returns the exit code."""
-    from embedtune.data.beir import QRELS_DIR, load_beir
-    from embedtune.data.errors import DataError
-    from embedtune.evaluation.report import format_comparison
-    from embedtune.evaluation.retrieval_evaluator import RetrievalEvaluator
+    """Resolve models, load datasets, evaluate, print the tables and verdicts, write ``--out``; returns 0.
+
+    Raises:
+        ValueError: on a bad setting, an existing ``--out``, a model given twice or bad data (DataError).
+        embedtune.models.loading.ModelNotFoundError: if a model cannot be found.
+    """
+    from embedtune.evaluation import compare
 
     if args.batch_size < 1 or (args.max_seq_length is not None and args.max_seq_length < 1):
         raise ValueError("--batch-size and --max-seq-length must be positive")
-    model_path = resolve_model_reference(args.model, args.runs_dir)
-    baseline_path = resolve_model_reference(args.baseline, args.runs_dir) if args.baseline else None
-    beir = load_beir(Path(args.data).expanduser(), splits=[args.split])
-    if not any(score > 0 for judged in beir.qrels[args.split].values() for score in judged.values()):
-        qrels_file = Path(args.data).expanduser() / QRELS_DIR / f"{args.split}.tsv"
-        raise DataError(
-            qrels_file, None, None, f"split '{args.split}': no judgement with score > 0, nothing to evaluate"
-        )
-    evaluator = RetrievalEvaluator(beir.corpus, beir.queries, beir.qrels[args.split], batch_size=args.batch_size)
-    scores = evaluator(_load(model_path, args))
-    if baseline_path:
-        print(format_comparison(evaluator(_load(baseline_path, args)), scores, args.split))
+    if args.resamples < 1 or not 0.0 < args.alpha < 1.0:
+        raise ValueError("--resamples must be positive and --alpha in (0, 1)")
+    out = compare.check_out_dir(args.out) if args.out else None
+    models = [compare.resolve_model_source(ref, args.runs_dir) for ref in args.model]
+    compare.check_model_labels(models)
+    if args.baseline:
+        baseline = compare.resolve_model_source(args.baseline, args.runs_dir)
     else:
-        print("\n".join(f"{name:<14}{value:.4f}" for name, value in scores.items()))
+        baseline = None if args.no_baseline else compare.default_baseline(models)
+    datasets = compare.load_datasets(args.data, args.split)
+    results = compare.evaluate_models(
+        datasets,
+        models,
+        baseline,
+        lambda path: _load(path, args),
+        batch_size=args.batch_size,
+        resamples=args.resamples,
+        alpha=args.alpha,
+    )
+    print(results.format())
+    if out is not None:
+        print(f"\nResults: {compare.write_results(results, out)}")
     return 0
 
 
@@ -59,19 +92,9 @@ def resolve_model_reference(ref: str, runs_dir: str) -> str:
     Raises:
         embedtune.models.loading.ModelNotFoundError: if ``ref`` is neither a run nor an available model.
     """
-    from embedtune import runs
-    from embedtune.models.loading import PACKAGED_MODEL_ALIASES, check_model_available
+    from embedtune.evaluation.compare import resolve_model_source
 
-    candidate = Path(ref).expanduser()
-    if candidate.exists():
-        is_run = (candidate / "model").is_dir() and (candidate / runs.RUN_FILE).is_file()
-        return check_model_available(str(candidate / "model" if is_run else candidate))
-    if ref not in PACKAGED_MODEL_ALIASES:
-        try:
-            return str(runs.resolve_run(ref, runs_dir) / "model")
-        except ValueError:
-            pass
-    return check_model_available(ref)
+    return resolve_model_source(ref, runs_dir).path
 
 
 def _load(name_or_path: str, args: argparse.Namespace):

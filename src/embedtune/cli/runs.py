@@ -17,6 +17,11 @@ def add_runs_command(commands: argparse._SubParsersAction) -> None:
         "compare", help="Config differences and metrics side by side.", description="Compare two or more runs."
     )
     compare.add_argument("runs", nargs="+", help="Two or more runs.")
+    compare.add_argument(
+        "--write",
+        metavar="FILE",
+        help="Also write the comparison as Markdown to FILE, with a bar figure <FILE stem>-metrics.png beside it.",
+    )
     runs.set_defaults(handler=run_runs)
 
 
@@ -33,4 +38,8 @@ def run_runs(args: argparse.Namespace) -> int:
             raise ValueError("runs compare needs at least two runs")
         infos = [runs.load_run(runs.resolve_run(ref, args.runs_dir)) for ref in args.runs]
         print(runs.format_run_compare(infos))
+        if args.write:
+            from embedtune.evaluation.run_report import compare_report
+
+            print(f"Wrote {compare_report([info.path for info in infos], args.write)}")
     return 0

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
+import typing
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -40,6 +42,8 @@ def add_train_command(commands: argparse._SubParsersAction) -> None:
         description="Fine-tune a model with InfoNCE (in-batch + hard negatives), keep the best dev checkpoint unless "
         "the untouched model is better, and report base vs fine-tuned on the held-out test split. "
         "Settings: defaults < --config file < flags < --set.",
+        epilog=settings_help(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     train.add_argument("--config", help="YAML or JSON config file.")
     train.add_argument("--data", help="BEIR folder (corpus.jsonl, queries.jsonl, qrels/).")
@@ -60,6 +64,29 @@ def add_train_command(commands: argparse._SubParsersAction) -> None:
         help="Validate the data, settings and model name, print the plan, create nothing.",
     )
     train.set_defaults(handler=run_train)
+
+
+def settings_help() -> str:
+    """List every setting ``--set`` accepts: ``section.key (default): help``, one per line, by section."""
+    from embedtune.config import ExperimentConfig
+
+    lines = ["settings (--set KEY=VALUE, or in a --config file):"]
+    hints = typing.get_type_hints(ExperimentConfig)
+    for field in dataclasses.fields(ExperimentConfig):
+        section = hints[field.name]
+        if dataclasses.is_dataclass(section):
+            defaults = section()
+            lines += [
+                _setting_line(f"{field.name}.{f.name}", getattr(defaults, f.name), f)
+                for f in dataclasses.fields(section)
+            ]
+        else:
+            lines.append(_setting_line(field.name, field.default, field))
+    return "\n".join(lines)
+
+
+def _setting_line(key: str, default: object, field: dataclasses.Field) -> str:
+    return f"  {key} ({default}): {field.metadata.get('help', '')}"
 
 
 def run_train(args: argparse.Namespace) -> int:

@@ -136,7 +136,7 @@ class LossConfig:
     guide_model: str | None = _setting(None, "Guide model folder or name; None uses a frozen copy of the base model.")
     guide_margin: float = _setting(0.0, "Margin below the positive's guide similarity above which candidates drop.")
     guide_margin_strategy: str = _setting(
-        "absolute", "'absolute' (drop if sim > pos - margin) or 'relative' (drop if sim > pos * (1 - margin))."
+        "absolute", "'absolute' (drop if sim >= pos - margin) or 'relative' (drop if sim >= pos - |pos| * margin)."
     )
     isotropy_weight: float = _setting(
         0.0, "infonce: weight of the uniformity regulariser (Wang & Isola, arXiv:2005.10242); 0 turns it off."
@@ -250,9 +250,20 @@ class EvalConfig:
         None, "Metrics reported (nDCG@k, MAP@k, Recall@k, MRR@k).", default_factory=lambda: list(DEFAULT_METRICS)
     )
     batch_size: int = _setting(64, "Texts per forward pass when encoding.")
+    extra_datasets: list[str] = _setting(
+        None,
+        "Out-of-domain BEIR folders (FOLDER or FOLDER:SPLIT, test by default) evaluated with the base and the "
+        "fine-tuned model: the forgetting check.",
+        default_factory=list,
+    )
+    forgetting_threshold: float = _setting(
+        0.01, "Flag an extra dataset whose primary metric drops by more than this after fine-tuning."
+    )
 
     def __post_init__(self) -> None:
         _check_fields(self, "eval.")
+        self.extra_datasets = [_path(spec, "eval.extra_datasets") for spec in self.extra_datasets]
+        _require(self.forgetting_threshold >= 0, "eval.forgetting_threshold", "must be >= 0")
         _require(bool(self.metrics), "eval.metrics", "must name at least one metric")
         for name in self.metrics:
             _check_metric(name, "eval.metrics")

@@ -11,7 +11,8 @@ from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from embedtune.data.errors import DataError
+from embedtune.data.beir import QRELS_DIR, load_beir
+from embedtune.data.errors import DataError, reading
 from embedtune.data.splits import carve_queries, group_by_normalized_text, normalize_query
 from embedtune.data.types import EvalSplit, Qrels, RetrievalSet, TrainingExample
 
@@ -166,3 +167,41 @@ def shipped_split(retrieval_set: RetrievalSet, name: str, path: Path) -> EvalSpl
 def normalized_texts(split: EvalSplit) -> set[str]:
     """Return the normalised texts of a split's queries (what training queries must not equal)."""
     return {normalize_query(text) for text in split.queries.values()}
+
+
+def parse_dataset_spec(spec: str, default_split: str = "test") -> tuple[Path, str]:
+    """Split ``FOLDER`` or ``FOLDER:SPLIT`` into the folder and the split name.
+
+    The text after the last ``:`` is a split only when it is a plain name (letters, digits, ``_``, ``-``) and the
+    text before it is an existing folder, so a folder whose name holds a colon still works.
+
+    Returns:
+        ``(folder, split)``.
+    """
+    folder, _, split = spec.rpartition(":")
+    if folder and split and split.replace("_", "").replace("-", "").isalnum() and Path(folder).expanduser().is_dir():
+        return Path(folder).expanduser(), split
+    return Path(spec).expanduser(), default_split
+
+
+def load_extra_split(spec: str) -> EvalSplit:
+    """Load an out-of-domain evaluation set (``eval.extra_datasets``) as an :class:`EvalSplit` named ``spec``.
+
+    Args:
+        spec: ``FOLDER`` (its test split) or ``FOLDER:SPLIT``, a BEIR folder.
+
+    Returns:
+        The split over the folder's whole corpus; ``source`` names the qrels file.
+
+    Raises:
+        DataError: naming the folder or file when it is missing, malformed or has no judgement > 0.
+    """
+    folder, split = parse_dataset_spec(spec)
+    qrels_file = folder / QRELS_DIR / f"{split}.tsv"
+    with reading(folder):
+        if not folder.is_dir():
+            raise DataError(folder, None, None, "eval.extra_datasets: folder not found")
+        if not qrels_file.is_file():
+            raise DataError(qrels_file, None, None, f"eval.extra_datasets: no split '{split}' in this folder")
+    loaded = shipped_split(load_beir(folder, splits=[split]), split, qrels_file)
+    return EvalSplit(spec, loaded.corpus, loaded.queries, loaded.qrels, loaded.source)

@@ -17,7 +17,7 @@ from typing import Any
 
 from embedtune.data.errors import DataError, reading
 from embedtune.data.splits import normalize_query
-from embedtune.data.types import TrainingExample
+from embedtune.data.types import EvalSplit, TrainingExample
 from embedtune.io import iter_jsonl_objects, iter_text_lines, json_type_name, parse_json, shorten
 
 RELEVANT_LABEL = 0.5
@@ -148,6 +148,20 @@ def pairs_outside(pairs: Iterable[PairExample], held_out_texts: Collection[str])
         without a relevant pair included).
     """
     return [pair for pair in pairs if normalize_query(pair.text1) not in held_out_texts]
+
+
+def pairs_within(pairs: Iterable[PairExample], split: EvalSplit) -> list[PairExample]:
+    """Keep the pairs whose query belongs to an evaluation split (for pair diagnostics on dev or test).
+
+    Args:
+        pairs: Labelled pairs.
+        split: A split carved from the pairs' grouped queries.
+
+    Returns:
+        The pairs whose normalised ``text1`` is one of the split's queries, in input order.
+    """
+    texts = {normalize_query(text) for text in split.queries.values()}
+    return [pair for pair in pairs if normalize_query(pair.text1) in texts]
 
 
 def _parse_pair(record: dict[str, Any], path: Path, line: int) -> PairExample:

@@ -24,7 +24,7 @@ from embedtune.data.eval_splits import (
     shipped_split,
 )
 from embedtune.data.feature_weights import FeatureWeights, load_feature_weights
-from embedtune.data.pairs import PairExample, is_pairs_file, load_pair_groups, pairs_outside
+from embedtune.data.pairs import PairExample, is_pairs_file, load_pair_groups, pairs_outside, pairs_within
 from embedtune.data.splits import DEV_SPLIT, TEST_SPLIT, TRAIN_SPLIT, check_disjoint_splits, normalize_query
 from embedtune.data.training_file import load_triplets
 from embedtune.data.types import EvalSplit, RetrievalSet, TrainingExample
@@ -58,6 +58,8 @@ class PreparedData:
         train_pairs: With a labelled-pairs training file, the pairs left to train on (every pair whose ``text1`` is
             no dev or test query, those of a ``text1`` without a relevant pair included); ``train_examples`` then
             holds the same queries grouped. ``None`` for triplets or BEIR training data.
+        eval_pairs: With a labelled-pairs file, the pairs of the dev and of the reported split's queries
+            (``{"dev": [...], "report": [...]}``), for pair diagnostics; ``None`` otherwise.
     """
 
     train_examples: list[TrainingExample]
@@ -67,6 +69,7 @@ class PreparedData:
     files: list[Path]
     counts: dict[str, int]
     train_pairs: list[PairExample] | None = None
+    eval_pairs: dict[str, list[PairExample]] | None = None
 
 
 @dataclass
@@ -158,9 +161,11 @@ def prepare_data(config: DataConfig) -> PreparedData:
         "test_queries": len(test.queries) if test is not None else 0,
         "dropped_duplicates": dropped,
     }
-    if train_pairs is not None:
+    eval_pairs = None
+    if sources.pairs is not None:
         counts["train_pairs"] = len(train_pairs)
-    return PreparedData(train_examples, dev, report, report_role, sources.files(), counts, train_pairs)
+        eval_pairs = {role: pairs_within(sources.pairs, split) for role, split in (("dev", dev), ("report", report))}
+    return PreparedData(train_examples, dev, report, report_role, sources.files(), counts, train_pairs, eval_pairs)
 
 
 def examples_from_qrels(retrieval_set: RetrievalSet, split: str) -> list[TrainingExample]:

@@ -83,10 +83,30 @@ def evaluate_run(qrels: Qrels, run: Run, metrics: Sequence[str] = DEFAULT_METRIC
     Raises:
         ValueError: if a metric name is not supported, or no query of ``qrels`` has a relevant document.
     """
-    per_query = evaluate_run_per_query(qrels, run, metrics)
-    if not _queries_with_relevant_docs(qrels):
+    return average_per_query(qrels, evaluate_run_per_query(qrels, run, metrics))
+
+
+def average_per_query(qrels: Qrels, per_query: Mapping[str, Mapping[str, float]]) -> dict[str, float]:
+    """Average per-query scores (from :func:`evaluate_run_per_query` on ``qrels``) into ``trec_eval -c`` means.
+
+    :func:`evaluate_run` is this applied to :func:`evaluate_run_per_query`; callers that keep the per-query scores
+    (:class:`~embedtune.evaluation.retrieval_evaluator.RetrievalEvaluator`) use it to get the means without scoring
+    the run twice.
+
+    Args:
+        qrels: The judgements the scores were computed against (only checked for a relevant document).
+        per_query: Query id -> metric name -> value, one entry per judged query of ``qrels``, every entry with the
+            same metric names.
+
+    Returns:
+        Metric name -> mean over the entries of ``per_query``, metric names in the entries' order.
+
+    Raises:
+        ValueError: if no query of ``qrels`` has a relevant document (relevance > 0), or ``per_query`` is empty.
+    """
+    if not _queries_with_relevant_docs(qrels) or not per_query:
         raise ValueError("no query in qrels has a relevant document (relevance > 0); nothing to average")
-    keys = _metric_keys(metrics)
+    keys = list(next(iter(per_query.values())))
     return {key: sum(values[key] for values in per_query.values()) / len(per_query) for key in keys}
 
 

@@ -6,9 +6,16 @@ import random
 
 from sentence_transformers import SentenceTransformer
 from sentence_transformers.base.evaluation.evaluator import BaseEvaluator
+from torch import Tensor
 
 from embedtune.data.types import Qrels
-from embedtune.evaluation.metrics import DEFAULT_METRICS, evaluate_run, parse_metric
+from embedtune.evaluation.metrics import (
+    DEFAULT_METRICS,
+    average_per_query,
+    evaluate_run,
+    evaluate_run_per_query,
+    parse_metric,
+)
 from embedtune.search.retrieve import encode_documents, encode_queries, rank
 
 
@@ -32,6 +39,12 @@ class RetrievalEvaluator(BaseEvaluator):
 
     Queries and documents are encoded with the model's own prompts (``encode_query``/``encode_document``), so a model
     saved by embedtune with its prefixes needs no prefix settings here.
+
+    Attributes:
+        last_per_query: The per-query scores of the latest call, query id -> metric name (lower-cased, unprefixed,
+            e.g. ``"ndcg@10"``) -> value, for every judged query of ``qrels`` (``trec_eval -c``: a query without a
+            relevant document scores 0); the call's means are their averages. Empty before the first call. Each call
+            replaces the dict (it never mutates the previous one), so a caller may keep a reference.
     """
 
     def __init__(
@@ -57,22 +70,58 @@ class RetrievalEvaluator(BaseEvaluator):
         self.progress = progress
         self.top_k = max(parse_metric(m)[1] for m in self.metrics)
         self.truncate_dims = sorted(set(truncate_dims or []), reverse=True)
+        self.last_per_query: dict[str, dict[str, float]] = {}
+        self.last_score_distribution: dict[str, list[float]] = {}
 
     def __call__(
         self, model: SentenceTransformer, output_path: str | None = None, epoch: int = -1, steps: int = -1
     ) -> dict[str, float]:
-        """Evaluate ``model``; returns metric name (prefixed with ``name``) -> mean value over judged queries."""
+        """Evaluate ``model``; returns metric name (prefixed with ``name``) -> mean value over judged queries.
+
+        Also sets :attr:`last_per_query` to this evaluation's per-query scores (full dimension only) and
+        :attr:`last_score_distribution` to the similarity of every judged relevant (query, document) pair
+        (``"positive"``) and of every non-relevant document in each query's top 10 (``"negative"``: the hard ones).
+        """
         doc_ids, query_ids = list(self.corpus), list(self.queries)
         docs = encode_documents(model, [self.corpus[d] for d in doc_ids], self.batch_size, self.progress)
         queries = encode_queries(model, [self.queries[q] for q in query_ids], self.batch_size, self.progress)
         run = rank(queries, docs, query_ids, doc_ids, self.top_k, model.similarity)
-        scores = evaluate_run(self.qrels, run, self.metrics)
+        per_query = evaluate_run_per_query(self.qrels, run, self.metrics)
+        scores = average_per_query(self.qrels, per_query)
+        self.last_per_query = per_query
+        self.last_score_distribution = self._score_distribution(model, queries, docs, query_ids, doc_ids, run)
         for dim in self.truncate_dims:
             if dim < docs.size(1):  # cosine on the first dim coordinates: truncate and renormalise
                 truncated = rank(queries[:, :dim], docs[:, :dim], query_ids, doc_ids, self.top_k)
                 primary = evaluate_run(self.qrels, truncated, [self.primary_metric])[self.primary_metric]
                 scores[f"{self.primary_metric}@{dim}d"] = primary
         return self.prefix_name_to_metrics(scores, self.name)
+
+    def _score_distribution(
+        self,
+        model: SentenceTransformer,
+        queries: Tensor,
+        docs: Tensor,
+        query_ids: list[str],
+        doc_ids: list[str],
+        run: dict[str, dict[str, float]],
+    ) -> dict[str, list[float]]:
+        query_row = {qid: i for i, qid in enumerate(query_ids)}
+        doc_row = {did: i for i, did in enumerate(doc_ids)}
+        pairs = [
+            (query_row[qid], doc_row[did])
+            for qid, judged in self.qrels.items()
+            for did, relevance in judged.items()
+            if relevance > 0 and did in doc_row
+        ]
+        positive = [float(model.similarity(queries[q : q + 1], docs[d : d + 1])) for q, d in pairs]
+        negative = [
+            score
+            for qid, ranking in run.items()
+            for did, score in sorted(ranking.items(), key=lambda item: -item[1])[:10]
+            if self.qrels.get(qid, {}).get(did, 0) <= 0
+        ]
+        return {"positive": positive, "negative": negative}
 
 
 def subsample_corpus(corpus: dict[str, str], qrels: Qrels, max_docs: int | None, seed: int = 0) -> dict[str, str]:

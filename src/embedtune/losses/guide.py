@@ -16,6 +16,9 @@ from sentence_transformers.base.losses.gradcache import _create_minibatch
 from sentence_transformers.util import batch_to_device
 from torch import Tensor
 
+TIE_TOLERANCE = 1e-6
+"""Similarities this close to the threshold count as reaching it (an exact copy of the positive, float noise)."""
+
 
 class GuideModel:
     """Embed the training batch with a frozen model and mark candidates above the positive's similarity - margin.
@@ -24,7 +27,8 @@ class GuideModel:
         model: The model being trained (its tokenizer produced the batch).
         guide: The guide; ``None`` uses a frozen copy of ``model`` as it is now (the base model at build time).
         margin: How far below the positive's guide similarity a candidate may score and stay a negative.
-        strategy: ``"absolute"``: drop if ``sim > pos - margin``; ``"relative"``: drop if ``sim > pos * (1 - margin)``.
+        strategy: ``"absolute"``: drop if ``sim >= pos - margin``; ``"relative"``: drop if
+            ``sim >= pos - |pos| * margin`` (``pos * (1 - margin)`` for a positive ``pos``).
 
     Raises:
         ValueError: on an unknown strategy or a negative margin.
@@ -51,7 +55,7 @@ class GuideModel:
             model.tokenizer.get_vocab() != self.guide.tokenizer.get_vocab()
             or self.guide.max_seq_length < model.max_seq_length
         )
-        self._last: tuple[tuple[int, ...], list[Tensor]] | None = None
+        self._last: tuple[tuple[Tensor, ...], list[Tensor]] | None = None
 
     def embed(
         self, sentence_features: Sequence[dict[str, Tensor]], mini_batch_size: int | None = None
@@ -69,15 +73,18 @@ class GuideModel:
         Returns:
             One ``(batch, guide_dim)`` tensor per column.
         """
-        key = tuple(id(features["input_ids"]) for features in sentence_features)
-        if self._last is not None and self._last[0] == key:
-            return self._last[1]
+        key = tuple(features["input_ids"] for features in sentence_features)  # kept alive: identity stays unique
+        if self._last is not None and len(self._last[0]) == len(key):
+            if all(old is new for old, new in zip(self._last[0], key, strict=True)):
+                return self._last[1]
         with torch.no_grad():
             embeddings = [self._embed_column(column, mini_batch_size) for column in sentence_features]
         self._last = (key, embeddings)
         return embeddings
 
     def _embed_column(self, column: dict[str, Tensor], mini_batch_size: int | None) -> Tensor:
+        if not self.must_retokenize and self.guide.device != column["input_ids"].device:
+            self.guide.to(column["input_ids"].device)  # the trainer moved the batch (and the model) to its device
         size = column["input_ids"].size(0)
         step = mini_batch_size or size
         chunks = [_create_minibatch(column, begin, begin + step) for begin in range(0, size, step)]
@@ -98,8 +105,10 @@ class GuideModel:
             positive_similarity: ``(batch,)`` guide similarity of each query to its own positive.
 
         Returns:
-            ``(batch, candidates)`` bool, True where the candidate is dropped from the denominator.
+            ``(batch, candidates)`` bool, True where the candidate scores at or above the threshold (ties within
+            :data:`TIE_TOLERANCE` count, so an exact copy of the positive is dropped at margin 0): it leaves the
+            denominator. The relative margin is taken from ``|pos|`` so the threshold stays below a negative ``pos``.
         """
         positive = positive_similarity.unsqueeze(1)
-        threshold = positive - self.margin if self.strategy == "absolute" else positive * (1 - self.margin)
-        return similarities > threshold
+        margin = self.margin if self.strategy == "absolute" else positive.abs() * self.margin
+        return similarities >= positive - margin - TIE_TOLERANCE

@@ -157,6 +157,8 @@ class InfoNCELoss(nn.Module):
             if guide_embeddings is None:
                 raise ValueError("this loss has a guide model: pass the guide's embeddings")
             guide_query, guide_passage = self._guide_masks(guide_embeddings, device)
+            targets = torch.arange(batch_size, device=device)
+            guide_query[targets, targets] = False
             self.components.add("masked_by_guide", (guide_query & ~query_mask).sum())
             query_mask |= guide_query
             passage_mask |= guide_passage

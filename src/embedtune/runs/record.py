@@ -149,6 +149,48 @@ class Report:
 
 
 @dataclass(frozen=True)
+class ExtraReport:
+    """Base and fine-tuned figures on an out-of-domain set (``eval.extra_datasets``): the forgetting check.
+
+    Attributes:
+        dataset: The dataset as configured (a BEIR folder, optionally ``FOLDER:SPLIT``).
+        split: The split evaluated.
+        base: Metric name -> value of the base model.
+        fine_tuned: Metric name -> value of the selected model.
+        drop: Base minus fine-tuned on the primary metric (positive = worse after fine-tuning).
+        forgetting: Whether ``drop`` exceeds ``eval.forgetting_threshold``.
+    """
+
+    dataset: str
+    split: str
+    base: dict[str, float]
+    fine_tuned: dict[str, float]
+    drop: float
+    forgetting: bool
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the JSON content."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Any, path: str | Path, prefix: str) -> ExtraReport:
+        """Build from decoded JSON, checking every field.
+
+        Raises:
+            RunRecordError: naming ``path`` and the field.
+        """
+        fields = FieldReader(data, Path(path), prefix)
+        return cls(
+            dataset=fields.string("dataset"),
+            split=fields.string("split"),
+            base=fields.number_map("base"),
+            fine_tuned=fields.number_map("fine_tuned"),
+            drop=fields.number("drop"),
+            forgetting=fields.boolean("forgetting"),
+        )
+
+
+@dataclass(frozen=True)
 class Selection:
     """Which model a run kept, decided on the dev split by the primary metric.
 
@@ -205,6 +247,10 @@ class RunMetrics:
         wall_time_s: Seconds from start to end of the run.
         train_time_s: Seconds spent training.
         peak_memory_mb: Peak memory in MiB.
+        significance: Fine-tuned vs base on the reported split, query by query
+            (:meth:`embedtune.evaluation.significance.PairedComparison.to_dict`), or ``None``.
+        extra_reports: The forgetting check on each ``eval.extra_datasets`` entry.
+        pair_diagnostics: For labelled-pair runs, ``{"base": {...}, "fine_tuned": {...}}`` pair metrics, or ``None``.
     """
 
     primary_metric: str
@@ -217,6 +263,9 @@ class RunMetrics:
     wall_time_s: float
     train_time_s: float
     peak_memory_mb: float
+    significance: dict[str, Any] | None = None
+    extra_reports: list[ExtraReport] = field(default_factory=list)
+    pair_diagnostics: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """Return the JSON content of ``metrics.json``."""
@@ -248,7 +297,20 @@ class RunMetrics:
             wall_time_s=fields.non_negative("wall_time_s"),
             train_time_s=fields.non_negative("train_time_s"),
             peak_memory_mb=fields.non_negative("peak_memory_mb"),
+            significance=fields.optional_obj("significance"),
+            extra_reports=_extra_reports(fields, path),
+            pair_diagnostics=fields.optional_obj("pair_diagnostics"),
         )
+
+
+def _extra_reports(fields: FieldReader, path: str | Path) -> list[ExtraReport]:
+    """Read the optional ``extra_reports`` array (absent in runs made before the forgetting check existed)."""
+    items = fields.data.get("extra_reports")
+    if items is None:
+        return []
+    if not isinstance(items, list):
+        fields._wrong_type("extra_reports", "an array", items)
+    return [ExtraReport.from_dict(item, path, f"extra_reports[{index}]") for index, item in enumerate(items)]
 
 
 def read_run_record(folder: str | Path) -> RunRecord:

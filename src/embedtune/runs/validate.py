@@ -132,6 +132,27 @@ class FieldReader:
             self._wrong_type(key, "a JSON object", value)
         return value
 
+    def boolean(self, key: str) -> bool:
+        """Return the boolean at ``key``.
+
+        Raises:
+            RunRecordError: if the field is missing or not true/false.
+        """
+        value = self._required(key)
+        if not isinstance(value, bool):
+            self._wrong_type(key, "true or false", value)
+        return value
+
+    def optional_obj(self, key: str) -> dict[str, Any] | None:
+        """Return the free-form JSON object at ``key``, or ``None`` when the field is absent or null.
+
+        Raises:
+            RunRecordError: if the field is present and neither null nor an object.
+        """
+        if self.data.get(key) is None:
+            return None
+        return self.obj(key)
+
     def nested(self, key: str) -> FieldReader:
         """Return a reader for the JSON object at ``key``.
 

@@ -8,14 +8,12 @@ interrupted in its record instead of leaving it looking alive.
 from __future__ import annotations
 
 import logging
-import resource
 import shutil
 import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import torch
 from datasets import Dataset
 from sentence_transformers import SentenceTransformer, SentenceTransformerTrainer
 from torch.utils.tensorboard import SummaryWriter
@@ -23,6 +21,7 @@ from transformers.integrations import TensorBoardCallback
 from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
 from embedtune.config import ConfigError, ExperimentConfig, LossConfig
+from embedtune.data.eval_splits import load_extra_split
 from embedtune.data.prepare import EvalSplit, PreparedData, prepare_data
 from embedtune.evaluation.retrieval_evaluator import RetrievalEvaluator, subsample_corpus
 from embedtune.io import file_sha256, write_json_atomic
@@ -39,6 +38,15 @@ from embedtune.training.callbacks import (
     QuietProgressCallback,
 )
 from embedtune.training.dataset import build_train_dataset
+from embedtune.training.final_eval import FinalEvaluation, per_query_record, score_distribution_record
+from embedtune.training.outputs import (
+    PER_QUERY_FILE,
+    SCORES_FILE,
+    loss_history,
+    peak_memory_mb,
+    save_model_atomic,
+    write_run_report,
+)
 from embedtune.training.pair_dataset import build_pair_dataset
 from embedtune.training.selection import dev_history, select_model
 
@@ -98,6 +106,7 @@ def run_training(config: ExperimentConfig) -> RunResult:
     started = time.time()
     data = prepare_data(config.data)
     check_loss_fits_data(config.loss, data)
+    extra_splits = [load_extra_split(spec) for spec in config.eval.extra_datasets]
     check_runs_dir(config.runs_dir)
     if config.loss.guide and config.loss.guide_model is not None:
         check_model_available(config.loss.guide_model)
@@ -113,7 +122,7 @@ def run_training(config: ExperimentConfig) -> RunResult:
     try:
         logger.info("Run folder %s", folder)
         _log_data_summary(data)
-        result = _train_and_report(config, data, model, folder, started)
+        result = _train_and_report(config, data, extra_splits, model, folder, started)
     except KeyboardInterrupt:
         fail_run(folder, "interrupted by the user (KeyboardInterrupt)", interrupted=True)
         raise
@@ -159,14 +168,17 @@ def load_base_model(config: ExperimentConfig) -> SentenceTransformer:
 
 
 def _train_and_report(
-    config: ExperimentConfig, data: PreparedData, model: SentenceTransformer, folder: Path, started: float
+    config: ExperimentConfig,
+    data: PreparedData,
+    extra_splits: list[EvalSplit],
+    model: SentenceTransformer,
+    folder: Path,
+    started: float,
 ) -> RunResult:
     dims = matryoshka_dims(config.loss.matryoshka_dims, model.get_embedding_dimension())
-    report_evaluator = _evaluator(
-        config, data.report, max_docs=None, truncate_dims=dims if config.loss.matryoshka else None
-    )
-    logger.info("Evaluating the base model on %s (%d documents)", _split_label(data), len(report_evaluator.corpus))
-    base_scores = report_evaluator(model)
+    final = FinalEvaluation(config, data.report, extra_splits, dims if config.loss.matryoshka else None)
+    logger.info("Reported split: %s", _split_label(data))
+    base = final.evaluate(model, "base")
     train_started = time.time()
     trainer = _fine_tune(config, data, model, folder)
     train_time = time.time() - train_started
@@ -179,25 +191,41 @@ def _train_and_report(
     model_notes = {"matryoshka_dims": dims} if config.loss.matryoshka else {}
     save_model_atomic(selected, folder / "model", model_notes)
     shutil.rmtree(folder / "checkpoints", ignore_errors=True)
-    if selection.chosen == CHOSEN_BASE:
-        tuned_scores = dict(base_scores)
-    else:
-        logger.info("Evaluating the fine-tuned model on %s", _split_label(data))
-        tuned_scores = report_evaluator(selected)
+    tuned = base if selection.chosen == CHOSEN_BASE else final.evaluate(selected, "fine-tuned")
+    write_json_atomic(folder / PER_QUERY_FILE, per_query_record(data.report.name, base, tuned))
+    write_json_atomic(folder / SCORES_FILE, score_distribution_record(base, tuned))
     metrics = RunMetrics(
         primary_metric=primary,
-        report=Report(data.report.name, data.report_role, base_scores, tuned_scores),
+        report=Report(data.report.name, data.report_role, base.report, tuned.report),
         selection=selection,
         dev_history=history,
-        loss_history=[{"step": e["step"], "loss": e["loss"]} for e in trainer.state.log_history if "loss" in e],
+        loss_history=loss_history(trainer.state.log_history),
         splits=dict(data.counts),
         num_train_examples=len(data.train_examples),
         wall_time_s=round(time.time() - started, 1),
         train_time_s=round(train_time, 1),
         peak_memory_mb=peak_memory_mb(),
+        extra_reports=final.extra_reports(base, tuned),
+        significance=final.significance(base, tuned),
+        pair_diagnostics=_pair_diagnostics(final, data, config, selected, selection),
     )
     finish_run(folder, metrics)
+    write_run_report(folder)
     return RunResult(folder, metrics)
+
+
+def _pair_diagnostics(
+    final: FinalEvaluation,
+    data: PreparedData,
+    config: ExperimentConfig,
+    selected: SentenceTransformer,
+    selection: Selection,
+) -> dict | None:
+    """Pair metrics of base and selected model for a labelled-pairs run; ``None`` for other runs."""
+    if data.eval_pairs is None:
+        return None
+    base = selected if selection.chosen == CHOSEN_BASE else load_base_model(config)
+    return final.pair_diagnostics(data.eval_pairs, base, selected)
 
 
 def _check_trainer_agrees(trainer: SentenceTransformerTrainer, selection: Selection) -> None:
@@ -259,13 +287,7 @@ def _training_data(config: ExperimentConfig, data: PreparedData) -> tuple[Datase
     return built.dataset, LossContext(false_negatives=built.false_negatives, guide=guide)
 
 
-def _evaluator(
-    config: ExperimentConfig,
-    split: EvalSplit,
-    max_docs: int | None,
-    name: str = "",
-    truncate_dims: list[int] | None = None,
-) -> RetrievalEvaluator:
+def _evaluator(config: ExperimentConfig, split: EvalSplit, max_docs: int | None, name: str = "") -> RetrievalEvaluator:
     corpus = subsample_corpus(split.corpus, split.qrels, max_docs, seed=config.data.split_seed)
     return RetrievalEvaluator(
         corpus,
@@ -275,39 +297,7 @@ def _evaluator(
         metrics=config.eval.metrics,
         primary_metric=config.train.primary_metric,
         batch_size=config.eval.batch_size,
-        truncate_dims=truncate_dims,
     )
-
-
-MODEL_NOTES_FILE = "embedtune.json"
-"""Written into a saved model folder: what embedtune knows about the model that sentence-transformers does not keep
-(e.g. ``{"matryoshka_dims": [384, 256, 128, 64]}``, the dimensions it was trained to be truncated to)."""
-
-
-def save_model_atomic(model: SentenceTransformer, target: Path, notes: dict | None = None) -> None:
-    """Save ``model`` to ``target`` via a staging folder renamed into place (a crash never leaves half a model).
-
-    ``notes``, when given, are written as :data:`MODEL_NOTES_FILE` inside the folder.
-
-    Raises:
-        FileExistsError: if ``target`` already exists (a run's model is written once).
-    """
-    if target.exists():
-        raise FileExistsError(f"{target} already exists; refusing to overwrite it")
-    staging = target.with_name(f".{target.name}.partial")
-    shutil.rmtree(staging, ignore_errors=True)
-    model.save(str(staging))
-    if notes:
-        write_json_atomic(staging / MODEL_NOTES_FILE, notes)
-    staging.rename(target)
-
-
-def peak_memory_mb() -> float:
-    """Peak resident memory of this process in MiB (plus peak CUDA memory when a GPU was used)."""
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # ru_maxrss is KiB on Linux
-    if torch.cuda.is_available():
-        peak += torch.cuda.max_memory_allocated() / 2**20
-    return round(peak, 1)
 
 
 def _split_label(data: PreparedData) -> str:

@@ -1,0 +1,472 @@
+"""Evaluate several models on several BEIR datasets, beside a baseline, with paired significance per model.
+
+The logic behind ``embedtune eval``: resolve the models (no weights loaded), load and validate every dataset, then
+load each distinct model once and evaluate it on every dataset, keeping the per-query scores; compare each model
+with the baseline query by query (:func:`~embedtune.evaluation.significance.compare_per_query`); format the tables
+and verdict lines; write ``summary.json`` and ``per_query.jsonl``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sentence_transformers import SentenceTransformer
+
+from embedtune.data.types import EvalSplit
+from embedtune.evaluation.metrics import DEFAULT_METRICS, average_per_query
+from embedtune.evaluation.report import format_side_by_side
+from embedtune.evaluation.significance import PairedComparison, compare_per_query
+from embedtune.io import jsonl_line, write_json_atomic, write_lines_atomic
+
+logger = logging.getLogger(__name__)
+
+VERDICT_METRIC = "ndcg@10"
+"""The metric each model is tested on against the baseline."""
+
+SUMMARY_FILE = "summary.json"
+PER_QUERY_FILE = "per_query.jsonl"
+
+PerQuery = dict[str, dict[str, float]]
+"""Query id -> metric name -> value."""
+
+
+@dataclass(frozen=True)
+class ModelSource:
+    """A model named on the command line, resolved without loading it.
+
+    Attributes:
+        label: The reference as the user gave it (run name, folder, model name); the column header.
+        path: What :func:`~embedtune.models.loading.load_model` loads (a run's ``model/`` folder for a run).
+        run: The run folder when the reference is a run, else ``None``.
+        base_model: For a run, its ``run.json`` config's ``model.name_or_path`` (``None`` when unrecorded or not a
+            run).
+    """
+
+    label: str
+    path: str
+    run: Path | None = None
+    base_model: str | None = None
+
+
+@dataclass(frozen=True)
+class EvalDataset:
+    """One dataset to evaluate on: a BEIR folder's split, loaded and validated.
+
+    Attributes:
+        name: Label in tables and files: ``<folder name>:<split>`` (the full folder path when two folders share a
+            name).
+        folder: The BEIR folder.
+        split: The qrels split.
+        data: Its corpus, judged queries and judgements.
+    """
+
+    name: str
+    folder: Path
+    split: str
+    data: EvalSplit
+
+
+@dataclass
+class DatasetResult:
+    """Every system's scores on one dataset.
+
+    Attributes:
+        dataset: The dataset.
+        baseline: The baseline's per-query scores, or ``None`` without a baseline.
+        models: Per-query scores of each model, in the order of :attr:`EvalResults.models`.
+        comparisons: Each model against the baseline on :data:`VERDICT_METRIC` (empty without a baseline).
+    """
+
+    dataset: EvalDataset
+    baseline: PerQuery | None
+    models: list[PerQuery]
+    comparisons: list[PairedComparison] = field(default_factory=list)
+
+    def means(self, per_query: PerQuery) -> dict[str, float]:
+        """Average one system's per-query scores on this dataset (``trec_eval -c`` means).
+
+        Args:
+            per_query: :attr:`baseline` or an entry of :attr:`models`.
+
+        Returns:
+            Metric name -> mean over the dataset's judged queries.
+        """
+        return average_per_query(self.dataset.data.qrels, per_query)
+
+
+@dataclass
+class EvalResults:
+    """The outcome of :func:`evaluate_models`.
+
+    Attributes:
+        models: The evaluated models, in column order.
+        baseline: The reference model, or ``None``.
+        datasets: One result per dataset, in the order given.
+        metrics: Metric names, in row order.
+        resamples: Resamples of the significance tests.
+        seed: Seed of the significance tests.
+        alpha: Significance level.
+    """
+
+    models: list[ModelSource]
+    baseline: ModelSource | None
+    datasets: list[DatasetResult]
+    metrics: list[str]
+    resamples: int
+    seed: int
+    alpha: float
+
+    def format(self) -> str:
+        """Render every dataset: a header line, the side-by-side table, then one verdict line per model.
+
+        Returns:
+            Plain text, datasets separated by a blank line.
+        """
+        blocks = []
+        for result in self.datasets:
+            data = result.dataset.data
+            pairs = zip(self.models, result.models, strict=True)
+            columns = [(model.label, result.means(scores)) for model, scores in pairs]
+            baseline = None
+            if self.baseline is not None and result.baseline is not None:
+                baseline = (self.baseline.label, result.means(result.baseline))
+            lines = [
+                f"{result.dataset.name}: {len(data.qrels)} queries, {len(data.corpus)} documents",
+                format_side_by_side(columns, baseline, title="metric"),
+            ]
+            lines += [comparison.verdict for comparison in result.comparisons]
+            blocks.append("\n".join(lines))
+        return "\n\n".join(blocks)
+
+    def summary(self) -> dict[str, Any]:
+        """Build the content of ``summary.json``.
+
+        Returns:
+            ``{"metrics": [...], "verdict_metric", "resamples", "seed", "alpha", "baseline": model | None,
+            "models": [model, ...], "datasets": [{"name", "folder", "split", "queries", "documents",
+            "baseline": {"label", "means"} | None, "models": [{"label", "means", "delta" | None,
+            "comparison" | None}]}]}`` where a model is ``{"label", "path", "run", "base_model"}``, ``means`` and
+            ``delta`` (model - baseline) map metric -> value, and ``comparison`` is
+            :meth:`PairedComparison.to_dict`.
+        """
+        datasets = []
+        for result in self.datasets:
+            base_means = None
+            if self.baseline is not None and result.baseline is not None:
+                base_means = result.means(result.baseline)
+            models = []
+            for index, (model, scores) in enumerate(zip(self.models, result.models, strict=True)):
+                means = result.means(scores)
+                entry: dict[str, Any] = {"label": model.label, "means": means, "delta": None, "comparison": None}
+                if base_means is not None:
+                    entry["delta"] = {metric: means[metric] - base_means[metric] for metric in means}
+                    entry["comparison"] = result.comparisons[index].to_dict()
+                models.append(entry)
+            datasets.append(
+                {
+                    "name": result.dataset.name,
+                    "folder": str(result.dataset.folder),
+                    "split": result.dataset.split,
+                    "queries": len(result.dataset.data.qrels),
+                    "documents": len(result.dataset.data.corpus),
+                    "baseline": None if base_means is None else {"label": self.baseline.label, "means": base_means},
+                    "models": models,
+                }
+            )
+        return {
+            "metrics": list(self.metrics),
+            "verdict_metric": VERDICT_METRIC,
+            "resamples": self.resamples,
+            "seed": self.seed,
+            "alpha": self.alpha,
+            "baseline": None if self.baseline is None else _model_dict(self.baseline),
+            "models": [_model_dict(model) for model in self.models],
+            "datasets": datasets,
+        }
+
+    def per_query_lines(self) -> Iterator[str]:
+        """Yield the lines of ``per_query.jsonl``: one JSON object per dataset, system and judged query.
+
+        Each object is ``{"dataset", "model", "role": "baseline" | "model", "query_id", <metric>: value, ...}``,
+        baseline first, then the models in order; queries in the split's order.
+        """
+        for result in self.datasets:
+            systems: list[tuple[str, str, PerQuery]] = []
+            if self.baseline is not None and result.baseline is not None:
+                systems.append((self.baseline.label, "baseline", result.baseline))
+            pairs = zip(self.models, result.models, strict=True)
+            systems += [(model.label, "model", scores) for model, scores in pairs]
+            for label, role, per_query in systems:
+                for query_id, values in per_query.items():
+                    record = {"dataset": result.dataset.name, "model": label, "role": role, "query_id": query_id}
+                    yield jsonl_line({**record, **values})
+
+
+def resolve_model_source(ref: str, runs_dir: str | Path) -> ModelSource:
+    """Resolve a ``--model``/``--baseline`` reference without loading weights.
+
+    An existing path is a run folder (it holds ``model/`` and ``run.json``: its ``model/`` is loaded) or a model
+    folder; anything else is tried as a run name under ``runs_dir`` (except the packaged MiniLM aliases), then as a
+    model name (packaged alias, Hugging Face cache or hub).
+
+    Args:
+        ref: The reference as given.
+        runs_dir: Folder holding run folders.
+
+    Returns:
+        The :class:`ModelSource` labelled ``ref``; for a run, with its folder and recorded base model.
+
+    Raises:
+        embedtune.models.loading.ModelNotFoundError: if ``ref`` is neither a run nor an available model.
+        embedtune.runs.RunStoreError: if ``runs_dir`` exists but cannot be listed.
+    """
+    from embedtune import runs
+    from embedtune.models.loading import PACKAGED_MODEL_ALIASES, check_model_available
+
+    candidate = Path(ref).expanduser()
+    run_folder: Path | None = None
+    if candidate.exists():
+        if (candidate / "model").is_dir() and (candidate / runs.RUN_FILE).is_file():
+            run_folder = candidate
+        else:
+            return ModelSource(ref, check_model_available(str(candidate)))
+    elif ref not in PACKAGED_MODEL_ALIASES:
+        try:
+            run_folder = runs.resolve_run(ref, runs_dir)
+        except ValueError:
+            pass
+    if run_folder is None:
+        return ModelSource(ref, check_model_available(ref))
+    path = check_model_available(str(run_folder / "model"))
+    return ModelSource(ref, path, run_folder, runs.load_run(run_folder).base_model)
+
+
+def default_baseline(models: Sequence[ModelSource]) -> ModelSource | None:
+    """Pick the baseline when none is named: the base model every model was fine-tuned from.
+
+    Args:
+        models: The resolved models.
+
+    Returns:
+        When every model is a run and their ``run.json`` configs all record the same ``model.name_or_path``, that
+        model (labelled with the recorded name, resolved as a model name or folder, never as a run); else ``None``.
+
+    Raises:
+        embedtune.models.loading.ModelNotFoundError: if the shared base model cannot be found here (the message
+            suggests ``--baseline`` or ``--no-baseline``).
+    """
+    from embedtune.models.loading import ModelNotFoundError, check_model_available
+
+    bases = {model.base_model for model in models}
+    if not models or any(model.run is None for model in models) or len(bases) != 1 or None in bases:
+        return None
+    base = bases.pop()
+    try:
+        return ModelSource(base, check_model_available(base))
+    except ModelNotFoundError as error:
+        raise ModelNotFoundError(
+            f"the runs' base model cannot be found ({error}); name one with --baseline, or pass --no-baseline"
+        ) from None
+
+
+def check_model_labels(models: Sequence[ModelSource]) -> None:
+    """Check that no model is named twice (labels key the columns and the files).
+
+    Raises:
+        ValueError: naming the repeated references.
+    """
+    labels = [model.label for model in models]
+    duplicates = sorted({label for label in labels if labels.count(label) > 1})
+    if duplicates:
+        raise ValueError(f"--model given twice: {', '.join(duplicates)}")
+
+
+def load_datasets(specs: Sequence[str], default_split: str = "test") -> list[EvalDataset]:
+    """Load and validate every dataset named on the command line, before any model is loaded.
+
+    Args:
+        specs: ``FOLDER`` or ``FOLDER:SPLIT`` per dataset (BEIR folders).
+        default_split: The split of a ``FOLDER`` without one.
+
+    Returns:
+        The datasets, in the order given, each ranking its folder's whole corpus.
+
+    Raises:
+        ValueError: if ``specs`` is empty or names one folder and split twice.
+        embedtune.data.errors.DataError: naming the folder or file when one is missing or malformed, or a split has
+            no judgement with score > 0.
+    """
+    from embedtune.data.beir import QRELS_DIR, load_beir
+    from embedtune.data.eval_splits import parse_dataset_spec, shipped_split
+
+    if not specs:
+        raise ValueError("no dataset to evaluate on: give --data at least once")
+    parsed = [parse_dataset_spec(spec, default_split) for spec in specs]
+    seen: set[tuple[Path, str]] = set()
+    for spec, (folder, split) in zip(specs, parsed, strict=True):
+        key = (folder.resolve(), split)
+        if key in seen:
+            raise ValueError(f"--data {spec}: split '{split}' of {folder} is given twice")
+        seen.add(key)
+    short = [f"{folder.name}:{split}" for folder, split in parsed]
+    names = short if len(set(short)) == len(short) else [f"{folder}:{split}" for folder, split in parsed]
+    datasets = []
+    for name, (folder, split) in zip(names, parsed, strict=True):
+        data = shipped_split(load_beir(folder, splits=[split]), split, folder / QRELS_DIR / f"{split}.tsv")
+        datasets.append(EvalDataset(name, folder, split, data))
+    return datasets
+
+
+def check_out_dir(path: str | Path) -> Path:
+    """Check, before any work, that ``path`` can become the results folder; nothing is created.
+
+    Args:
+        path: The ``--out`` folder.
+
+    Returns:
+        ``path`` as a :class:`~pathlib.Path`, ``~`` expanded.
+
+    Raises:
+        ValueError: if ``path`` already exists (results are never overwritten), or its nearest existing ancestor is
+            not a folder or not writable.
+    """
+    out = Path(path).expanduser()
+    if out.exists() or out.is_symlink():
+        raise ValueError(f"--out {out}: already exists; embedtune eval never overwrites results, choose a new folder")
+    ancestor = out.absolute().parent
+    while not ancestor.exists():
+        ancestor = ancestor.parent
+    if not ancestor.is_dir():
+        raise ValueError(f"--out {out}: {ancestor} is not a folder")
+    if not os.access(ancestor, os.W_OK | os.X_OK):
+        raise ValueError(f"--out {out}: cannot create it, {ancestor} is not writable")
+    return out
+
+
+def write_results(results: EvalResults, out: str | Path) -> Path:
+    """Create the folder ``out`` and write ``summary.json`` and ``per_query.jsonl`` into it, each atomically.
+
+    Args:
+        results: What :func:`evaluate_models` returned.
+        out: A folder that must not exist yet (its parents are created).
+
+    Returns:
+        The folder.
+
+    Raises:
+        FileExistsError: if ``out`` exists (created meanwhile); nothing is overwritten.
+        OSError: if the folder or a file cannot be written.
+    """
+    folder = Path(out).expanduser()
+    folder.mkdir(parents=True, exist_ok=False)
+    write_json_atomic(folder / SUMMARY_FILE, results.summary())
+    write_lines_atomic(folder / PER_QUERY_FILE, results.per_query_lines())
+    return folder
+
+
+def evaluate_models(
+    datasets: Sequence[EvalDataset],
+    models: Sequence[ModelSource],
+    baseline: ModelSource | None,
+    load_model: Callable[[str], SentenceTransformer],
+    batch_size: int = 64,
+    metrics: Sequence[str] = DEFAULT_METRICS,
+    resamples: int = 10_000,
+    seed: int = 0,
+    alpha: float = 0.05,
+) -> EvalResults:
+    """Evaluate each model (and the baseline) on each dataset, and compare each model with the baseline.
+
+    Each distinct model path is loaded once (the baseline first), evaluated on every dataset in turn, and released
+    before the next is loaded; a model also given as the baseline is evaluated once.
+
+    Args:
+        datasets: Loaded datasets (:func:`load_datasets`).
+        models: The models to report, at least one.
+        baseline: The reference model, or ``None`` (then no deltas and no comparisons).
+        load_model: Loads a model from a :attr:`ModelSource.path` (with the prompts and length the caller wants).
+        batch_size: Texts per forward pass.
+        metrics: Metric names reported; must include :data:`VERDICT_METRIC` when there is a baseline.
+        resamples: Resamples of the bootstrap and randomisation test.
+        seed: Seed of the significance tests.
+        alpha: Significance level of the verdicts.
+
+    Returns:
+        The per-query scores of every system on every dataset, and the comparisons.
+
+    Raises:
+        ValueError: if ``models`` or ``datasets`` is empty, two models share a label, or the verdict metric is not
+            among ``metrics`` while there is a baseline.
+    """
+    from embedtune.evaluation.retrieval_evaluator import RetrievalEvaluator
+
+    metrics = [metric.strip().lower() for metric in metrics]
+    if not models or not datasets:
+        raise ValueError("nothing to evaluate: give at least one --model and one --data")
+    check_model_labels(models)
+    if baseline is not None and VERDICT_METRIC not in metrics:
+        raise ValueError(f"comparing with a baseline needs {VERDICT_METRIC} among the metrics")
+    evaluators = [
+        RetrievalEvaluator(
+            dataset.data.corpus, dataset.data.queries, dataset.data.qrels, metrics=metrics, batch_size=batch_size
+        )
+        for dataset in datasets
+    ]
+    systems = ([baseline] if baseline is not None else []) + list(models)
+    scores: dict[str, list[PerQuery]] = {}
+    for system in systems:
+        if system.path in scores:
+            continue
+        logger.info("Loading %s", system.label)
+        model = load_model(system.path)
+        scores[system.path] = []
+        for dataset, evaluator in zip(datasets, evaluators, strict=True):
+            logger.info(
+                "Evaluating %s on %s (%d queries, %d documents)",
+                system.label,
+                dataset.name,
+                len(dataset.data.qrels),
+                len(dataset.data.corpus),
+            )
+            evaluator(model)
+            scores[system.path].append(evaluator.last_per_query)
+        del model
+    results = []
+    for index, dataset in enumerate(datasets):
+        base_scores = scores[baseline.path][index] if baseline is not None else None
+        result = DatasetResult(dataset, base_scores, [scores[model.path][index] for model in models])
+        if base_scores is not None:
+            result.comparisons = [
+                compare_per_query(
+                    _column(base_scores, VERDICT_METRIC),
+                    _column(model_scores, VERDICT_METRIC),
+                    metric=VERDICT_METRIC,
+                    resamples=resamples,
+                    seed=seed,
+                    alpha=alpha,
+                    labels=(baseline.label, model.label),
+                )
+                for model, model_scores in zip(models, result.models, strict=True)
+            ]
+        results.append(result)
+    return EvalResults(list(models), baseline, results, metrics, resamples, seed, alpha)
+
+
+def _column(per_query: PerQuery, metric: str) -> dict[str, float]:
+    """Query id -> the value of one metric."""
+    return {query_id: values[metric] for query_id, values in per_query.items()}
+
+
+def _model_dict(model: ModelSource) -> dict[str, Any]:
+    """Build a model's entry in ``summary.json``."""
+    return {
+        "label": model.label,
+        "path": model.path,
+        "run": None if model.run is None else str(model.run),
+        "base_model": model.base_model,
+    }

@@ -1,0 +1,167 @@
+"""Encode texts for a vector index, and tell whether a model is the one a saved index was built with.
+
+A saved index records its model's similarity, dimension, prompts and a *fingerprint*: the first
+:data:`FINGERPRINT_DIMS` components of the unit-length embedding of :data:`FINGERPRINT_TEXT`, encoded without any
+prompt. Two models whose fingerprints differ (cosine below :data:`FINGERPRINT_MIN_COSINE`) embed differently, whatever
+their names or paths say, so searching one's index with the other would return meaningless neighbours.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Literal
+
+import numpy as np
+from sentence_transformers import SentenceTransformer
+
+from embedtune.models.prompts import DOCUMENT_PROMPT_NAMES, QUERY_PROMPT, document_prompt, query_prompt
+from embedtune.search.vectors import as_float32_matrix
+
+if TYPE_CHECKING:
+    from embedtune.search.index import IndexInfo
+
+FINGERPRINT_TEXT = "embedtune index fingerprint: the quick brown fox jumps over the lazy dog by the river bank"
+FINGERPRINT_DIMS = 32
+"""Leading components of the fingerprint embedding kept in ``index.json``."""
+FINGERPRINT_MIN_COSINE = 0.999
+"""Fingerprints at least this close (cosine) count as the same model; float noise across devices stays far above."""
+
+
+class ModelMismatchError(ValueError):
+    """A model that differs from the one a saved index was built with (dimension, similarity, weights or prompts)."""
+
+
+def model_similarity(model: SentenceTransformer) -> str:
+    """Return the model's similarity function name (``cosine``, ``dot``, ``euclidean``...); ``cosine`` if unset."""
+    name = getattr(model, "similarity_fn_name", None) or "cosine"
+    return str(getattr(name, "value", name))
+
+
+def model_prompts(model: SentenceTransformer) -> dict[str, str]:
+    """Return what ``encode_query``/``encode_document`` prepend: ``{"query": str, "document": str}``, ``""`` = none."""
+    return {"query": query_prompt(model), "document": document_prompt(model)}
+
+
+def apply_prompts(model: SentenceTransformer, prompts: dict[str, str]) -> None:
+    """Make ``encode_query``/``encode_document`` prepend exactly ``prompts["query"]``/``prompts["document"]``."""
+    for name in DOCUMENT_PROMPT_NAMES:
+        model.prompts.pop(name, None)
+    model.prompts[QUERY_PROMPT] = prompts.get("query", "")
+    model.prompts[DOCUMENT_PROMPT_NAMES[0]] = prompts.get("document", "")
+
+
+def model_source(model: SentenceTransformer) -> str | None:
+    """Guess the folder or hub name a loaded model came from (its first module's ``_name_or_path``), or ``None``."""
+    try:
+        name = model[0].auto_model.config._name_or_path
+    except (AttributeError, IndexError, KeyError, TypeError):
+        return None
+    if not isinstance(name, str) or not name:
+        return None
+    return str(Path(name).resolve()) if Path(name).is_dir() else name
+
+
+def encode_texts(
+    model: SentenceTransformer,
+    texts: list[str],
+    role: Literal["query", "document"],
+    batch_size: int = 64,
+    progress: bool | None = None,
+) -> np.ndarray:
+    """Encode texts as an index stores or searches them.
+
+    Queries go through ``model.encode_query`` and documents through ``model.encode_document``, so the model's saved
+    prompts are prepended. For a ``cosine`` model every row is scaled to unit length, so that the inner product of a
+    query and a document row is their cosine similarity.
+
+    Args:
+        model: The embedding model.
+        texts: ``n`` texts.
+        role: ``"query"`` or ``"document"``.
+        batch_size: Texts per forward pass.
+        progress: Show a progress bar; ``None`` shows one when stderr is a terminal.
+
+    Returns:
+        ``(n, dim)`` float32 matrix (``(0, dim)`` for no texts).
+
+    Raises:
+        ValueError: if ``batch_size < 1`` or ``role`` is neither ``"query"`` nor ``"document"``.
+    """
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+    if role not in ("query", "document"):
+        raise ValueError(f"role must be 'query' or 'document', got {role!r}")
+    if not texts:
+        return np.empty((0, model.get_embedding_dimension() or 0), np.float32)
+    encode = model.encode_query if role == "query" else model.encode_document
+    show = sys.stderr.isatty() if progress is None else progress
+    embeddings = encode(
+        list(texts),
+        batch_size=batch_size,
+        show_progress_bar=show,
+        convert_to_numpy=True,
+        normalize_embeddings=model_similarity(model) == "cosine",
+    )
+    return as_float32_matrix(embeddings)
+
+
+def model_fingerprint(model: SentenceTransformer) -> tuple[int, list[float]]:
+    """Encode :data:`FINGERPRINT_TEXT` without any prompt.
+
+    Returns:
+        ``(dim, components)``: the embedding dimension and the first :data:`FINGERPRINT_DIMS` components of the
+        unit-length embedding, rounded to 6 decimals.
+    """
+    vector = model.encode([FINGERPRINT_TEXT], prompt="", convert_to_numpy=True, show_progress_bar=False)[0]
+    vector = np.asarray(vector, dtype=np.float64)
+    vector = vector / max(float(np.linalg.norm(vector)), 1e-12)
+    return len(vector), [round(float(value), 6) for value in vector[:FINGERPRINT_DIMS]]
+
+
+def check_model_matches(model: SentenceTransformer, info: IndexInfo, index_dir: str | Path, label: str) -> None:
+    """Check that ``model`` is the model a saved index was built with, with the same prompts.
+
+    Args:
+        model: The model meant to encode queries for the index.
+        info: The index's ``index.json`` record.
+        index_dir: The index folder (named in the message).
+        label: How the user named the model (named in the message).
+
+    Raises:
+        ModelMismatchError: naming both models, if the dimension, the similarity function, the fingerprint (the
+            weights) or the query/document prompts differ.
+    """
+    built_with = f"index {index_dir} was built with model {info.model_reference or info.model_path!r}"
+    dim, fingerprint = model_fingerprint(model)
+    if dim != info.dimension:
+        raise ModelMismatchError(
+            f"{built_with} ({info.dimension}-dimensional embeddings) but model {label!r} gives {dim}-dimensional "
+            "embeddings; rebuild the index with this model or search with the index's own model"
+        )
+    similarity = model_similarity(model)
+    if similarity != info.similarity:
+        raise ModelMismatchError(
+            f"{built_with} (similarity {info.similarity}) but model {label!r} uses similarity {similarity}"
+        )
+    closeness = _cosine(fingerprint, list(info.fingerprint))
+    if closeness < FINGERPRINT_MIN_COSINE:
+        raise ModelMismatchError(
+            f"{built_with} ({info.model_path}) but model {label!r} embeds text differently (fingerprint cosine "
+            f"{closeness:.4f} < {FINGERPRINT_MIN_COSINE}); rebuild the index with this model or search with the "
+            "index's own model"
+        )
+    prompts = model_prompts(model)
+    if prompts != info.prompts:
+        raise ModelMismatchError(
+            f"{built_with} with prompts {info.prompts} but model {label!r} has prompts {prompts}; "
+            "set the same prompts (embedtune.models.prompts.set_prompts) or load the index without a model"
+        )
+
+
+def _cosine(a: list[float], b: list[float]) -> float:
+    if len(a) != len(b):
+        return 0.0
+    left, right = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    norm = float(np.linalg.norm(left) * np.linalg.norm(right))
+    return float(left @ right / norm) if norm > 0 else 0.0
