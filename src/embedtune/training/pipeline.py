@@ -221,11 +221,15 @@ def _pair_diagnostics(
     selected: SentenceTransformer,
     selection: Selection,
 ) -> dict | None:
-    """Pair metrics of base and selected model for a labelled-pairs run; ``None`` for other runs."""
+    """Pair metrics of base and selected model for a labelled-pairs run; ``None`` for other runs or when undefined."""
     if data.eval_pairs is None:
         return None
     base = selected if selection.chosen == CHOSEN_BASE else load_base_model(config)
-    return final.pair_diagnostics(data.eval_pairs, base, selected)
+    try:
+        return final.pair_diagnostics(data.eval_pairs, base, selected)
+    except ValueError as error:  # e.g. every dev pair relevant: ROC-AUC and the F1 threshold are undefined
+        logger.warning("No pair diagnostics: %s", error)
+        return None
 
 
 def _check_trainer_agrees(trainer: SentenceTransformerTrainer, selection: Selection) -> None:
