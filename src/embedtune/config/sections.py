@@ -209,7 +209,11 @@ class TrainConfig:
     max_grad_norm: float = _setting(1.0, "Gradient clipping norm; 0 disables clipping.")
     seed: int = _setting(42, "Seed of initialisation-free randomness: shuffling, dropout.")
     gradient_checkpointing: bool = _setting(False, "Recompute activations in backward to save memory.")
-    precision: str = _setting("auto", "'auto' (bf16/fp16 autocast on CUDA, fp32 on CPU), 'fp32', 'fp16' or 'bf16'.")
+    precision: str = _setting(
+        "auto",
+        "'auto' (bf16/fp16 autocast on CUDA; bf16 autocast on CPUs with AVX512-BF16 or AMX, else fp32), 'fp32', "
+        "'fp16' (CUDA only) or 'bf16'.",
+    )
     eval_strategy: str = _setting("epoch", "When to evaluate on dev: 'epoch' or 'steps'.")
     eval_steps: int | None = _setting(None, "Evaluate every this many steps when eval_strategy is 'steps'.")
     primary_metric: str = _setting("ndcg@10", "Dev metric that picks the best checkpoint.")

@@ -1,0 +1,37 @@
+import pytest
+import torch
+
+from embedtune.training import arguments
+from embedtune.training.arguments import cpu_has_native_bf16, mixed_precision
+
+ZEN4 = "processor\t: 0\nflags\t\t: fpu sse avx2 avx512f avx512_bf16 avx512_vnni\n"
+SAPPHIRE = "flags\t\t: fpu avx512f amx_bf16 amx_tile\n"
+OLD = "flags\t\t: fpu sse avx2 avx512f\n"
+
+
+def test_native_bf16_is_read_from_the_cpu_flags():
+    assert cpu_has_native_bf16(ZEN4) and cpu_has_native_bf16(SAPPHIRE)
+    assert not cpu_has_native_bf16(OLD) and not cpu_has_native_bf16("")
+    assert not cpu_has_native_bf16("model name\t: avx512_bf16 in a name, not a flag\n")
+
+
+@pytest.mark.parametrize(("native", "expected"), [(True, (False, True)), (False, (False, False))])
+def test_auto_on_cpu_uses_bf16_only_with_native_support(monkeypatch, native, expected):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(arguments, "cpu_has_native_bf16", lambda: native)
+    assert mixed_precision("auto") == expected
+
+
+def test_explicit_precisions_on_cpu(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert mixed_precision("fp32") == (False, False)
+    assert mixed_precision("bf16") == (False, True)
+    assert mixed_precision("fp16") == (False, False)  # needs CUDA
+
+
+def test_auto_on_cuda_prefers_bf16_where_supported(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda: True)
+    assert mixed_precision("auto") == (False, True)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda: False)
+    assert mixed_precision("auto") == (True, False)
