@@ -47,6 +47,14 @@ def build_tiny_model(folder: Path) -> Path:
     return model_dir
 
 
+@pytest.fixture(autouse=True)
+def isolated_embedding_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Point the embedding cache at a fresh folder per test, never at the user's ~/.cache."""
+    folder = tmp_path_factory.mktemp("embedding-cache")
+    monkeypatch.setenv("EMBEDTUNE_CACHE_DIR", str(folder))
+    return folder
+
+
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return build_tiny_model(tmp_path_factory.mktemp("tiny-bert"))

@@ -110,3 +110,31 @@ def test_a_pairs_run_reports_pair_diagnostics_for_both_models(tiny_model_dir, tm
         figures = diagnostics[side]
         assert 0 <= figures["roc_auc"] <= 1 and 0 <= figures["f1"] <= 1
         assert figures["passed"] == (figures["roc_auc"] >= 0.7 and figures["f1"] >= 0.7)
+
+
+@pytest.mark.parametrize("strategy", ["base_top_k", "random"])
+def test_dev_evaluation_ranks_a_pool_of_the_configured_size(tiny_model_dir, tiny_beir, tmp_path, caplog, strategy):
+    config = tiny_config(
+        tiny_model_dir,
+        tiny_beir,
+        tmp_path / "runs",
+        *QUICK,
+        "data.dev_max_corpus=6",
+        f"data.dev_candidates={strategy}",
+    )
+    with caplog.at_level(logging.INFO):
+        run_training(config)
+    assert "Dev pool: 6 of " in caplog.text and f"({strategy})" in caplog.text
+
+
+def test_the_base_models_test_embeddings_come_from_the_cache_on_the_second_run(
+    tiny_model_dir, tiny_beir, tmp_path, isolated_embedding_cache
+):
+    from embedtune.cache import EmbeddingCache
+
+    first = read(run_training(tiny_config(tiny_model_dir, tiny_beir, tmp_path / "a", *QUICK)).folder, "metrics.json")
+    entries = EmbeddingCache(isolated_embedding_cache).info()["entries"]
+    assert entries > 0  # the base model's documents and queries
+    second = read(run_training(tiny_config(tiny_model_dir, tiny_beir, tmp_path / "b", *QUICK)).folder, "metrics.json")
+    assert EmbeddingCache(isolated_embedding_cache).info()["entries"] == entries  # nothing new: all hits
+    assert second["report"]["base"] == first["report"]["base"]

@@ -47,6 +47,16 @@ def add_eval_command(commands: argparse._SubParsersAction) -> None:
     evaluate.add_argument("--max-seq-length", type=int, help="Truncation length in tokens.")
     evaluate.add_argument("--batch-size", type=int, default=64, help="Texts per forward pass.")
     evaluate.add_argument("--runs-dir", default="runs", help="Where run names are looked up (default runs).")
+    cache = evaluate.add_mutually_exclusive_group()
+    cache.add_argument(
+        "--no-cache",
+        action="store_true",
+        help="Encode everything; by default embeddings of an unchanged model (same weights, prompts, length) are "
+        "reused from and stored in the embedding cache ('embedtune cache info').",
+    )
+    cache.add_argument(
+        "--cache-dir", help="Embedding cache folder (default $EMBEDTUNE_CACHE_DIR or ~/.cache/embedtune/embeddings)."
+    )
     evaluate.set_defaults(handler=run_eval)
 
 
@@ -57,6 +67,7 @@ def run_eval(args: argparse.Namespace) -> int:
         ValueError: on a bad setting, an existing ``--out``, a model given twice or bad data (DataError).
         embedtune.models.loading.ModelNotFoundError: if a model cannot be found.
     """
+    from embedtune.cache import EmbeddingCache
     from embedtune.evaluation import compare
 
     if args.batch_size < 1 or (args.max_seq_length is not None and args.max_seq_length < 1):
@@ -79,6 +90,7 @@ def run_eval(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
         resamples=args.resamples,
         alpha=args.alpha,
+        cache=None if args.no_cache else EmbeddingCache(args.cache_dir),
     )
     print(results.format())
     if out is not None:

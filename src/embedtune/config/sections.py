@@ -92,9 +92,14 @@ class DataConfig:
         "record's neg_features into neg_weights.",
     )
     dev_max_corpus: int | None = _setting(
-        2000,
-        "Dev evaluation during training ranks the dev queries' relevant documents plus a seeded random sample of "
-        "the rest, up to this many documents (speed); None uses the whole corpus. Test always uses the whole corpus.",
+        1000,
+        "Dev evaluation during training ranks a candidate pool of at most this many documents (speed); None uses "
+        "the whole corpus. Test always uses the whole corpus.",
+    )
+    dev_candidates: str = _setting(
+        "base_top_k",
+        "How the dev pool is chosen: 'base_top_k' (judged documents, each dev query's top 20 under the base model, "
+        "then random ones: hard to rank) or 'random' (judged documents plus a seeded random sample).",
     )
 
     def __post_init__(self) -> None:
@@ -110,6 +115,11 @@ class DataConfig:
         _require(bool(self.eval_split.strip()), "data.eval_split", "must not be empty")
         _require(self.max_hard_negatives >= 0, "data.max_hard_negatives", "must be >= 0")
         _require(self.dev_max_corpus is None or self.dev_max_corpus > 0, "data.dev_max_corpus", "must be > 0")
+        _require(
+            self.dev_candidates in ("base_top_k", "random"),
+            "data.dev_candidates",
+            f"must be 'base_top_k' or 'random', got {shorten(self.dev_candidates)}",
+        )
 
 
 @dataclass
@@ -263,10 +273,21 @@ class EvalConfig:
     forgetting_threshold: float = _setting(
         0.01, "Flag an extra dataset whose primary metric drops by more than this after fine-tuning."
     )
+    cache_dir: str | None = _setting(
+        None,
+        "Embedding cache folder (embeddings of the unchanged base model are reused across runs); None uses "
+        "$EMBEDTUNE_CACHE_DIR or ~/.cache/embedtune/embeddings.",
+    )
+    cache_max_gb: float = _setting(
+        2.0, "Size cap of the embedding cache in GiB (least recently used embeddings are evicted); 0 disables it."
+    )
 
     def __post_init__(self) -> None:
         _check_fields(self, "eval.")
         self.extra_datasets = [_path(spec, "eval.extra_datasets") for spec in self.extra_datasets]
+        if self.cache_dir is not None:
+            self.cache_dir = _path(self.cache_dir, "eval.cache_dir")
+        _require(self.cache_max_gb >= 0, "eval.cache_max_gb", "must be >= 0")
         _require(self.forgetting_threshold >= 0, "eval.forgetting_threshold", "must be >= 0")
         _require(bool(self.metrics), "eval.metrics", "must name at least one metric")
         for name in self.metrics:

@@ -12,9 +12,13 @@ from __future__ import annotations
 import random
 
 import torch
+from sentence_transformers import SentenceTransformer
 from sentence_transformers.util import semantic_search
 
-from embedtune.data.types import Qrels
+from embedtune.cache import EmbeddingCache
+from embedtune.data.types import EvalSplit, Qrels
+from embedtune.evaluation.retrieval_evaluator import subsample_corpus
+from embedtune.search.retrieve import encode_documents, encode_queries
 
 
 def hard_candidate_pool(
@@ -65,3 +69,35 @@ def hard_candidate_pool(
     fill = max(0, min(len(others), max_docs - len(keep)))
     keep |= set(random.Random(seed).sample(others, fill))
     return {doc_id: text for doc_id, text in corpus.items() if doc_id in keep}
+
+
+def dev_candidate_pool(
+    split: EvalSplit,
+    max_docs: int | None,
+    strategy: str,
+    model: SentenceTransformer,
+    batch_size: int = 64,
+    cache: EmbeddingCache | None = None,
+    seed: int = 0,
+) -> dict[str, str]:
+    """Choose the documents dev evaluation ranks during training.
+
+    Args:
+        split: The dev split (its corpus, queries and judgements).
+        max_docs: Pool size; ``None`` (or a size >= the corpus) keeps the whole corpus.
+        strategy: ``"base_top_k"`` (:func:`hard_candidate_pool` with ``model``) or ``"random"`` (judged documents
+            plus a seeded random sample).
+        model: The base model, before any training step.
+        batch_size: Texts per forward pass.
+        cache: Embedding cache (the base model's corpus embeddings are usually there from the test evaluation).
+        seed: Seed of the random part.
+
+    Returns:
+        Document id -> text.
+    """
+    if max_docs is None or max_docs >= len(split.corpus) or strategy == "random":
+        return subsample_corpus(split.corpus, split.qrels, max_docs, seed=seed)
+    doc_ids, query_ids = list(split.corpus), list(split.queries)
+    docs = encode_documents(model, [split.corpus[d] for d in doc_ids], batch_size, cache=cache)
+    queries = encode_queries(model, [split.queries[q] for q in query_ids], batch_size, cache=cache)
+    return hard_candidate_pool(split.corpus, split.qrels, query_ids, queries, doc_ids, docs, max_docs, seed=seed)

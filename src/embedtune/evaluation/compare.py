@@ -13,7 +13,7 @@ import os
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sentence_transformers import SentenceTransformer
 
@@ -22,6 +22,9 @@ from embedtune.evaluation.metrics import DEFAULT_METRICS, average_per_query
 from embedtune.evaluation.report import format_side_by_side
 from embedtune.evaluation.significance import PairedComparison, compare_per_query
 from embedtune.io import jsonl_line, write_json_atomic, write_lines_atomic
+
+if TYPE_CHECKING:
+    from embedtune.cache import EmbeddingCache
 
 logger = logging.getLogger(__name__)
 
@@ -379,6 +382,7 @@ def evaluate_models(
     resamples: int = 10_000,
     seed: int = 0,
     alpha: float = 0.05,
+    cache: EmbeddingCache | None = None,
 ) -> EvalResults:
     """Evaluate each model (and the baseline) on each dataset, and compare each model with the baseline.
 
@@ -395,6 +399,8 @@ def evaluate_models(
         resamples: Resamples of the bootstrap and randomisation test.
         seed: Seed of the significance tests.
         alpha: Significance level of the verdicts.
+        cache: On-disk embedding cache: a model evaluated before, unchanged (weights, prompts, length), on the same
+            texts is not encoded again; ``None`` encodes everything.
 
     Returns:
         The per-query scores of every system on every dataset, and the comparisons.
@@ -413,7 +419,12 @@ def evaluate_models(
         raise ValueError(f"comparing with a baseline needs {VERDICT_METRIC} among the metrics")
     evaluators = [
         RetrievalEvaluator(
-            dataset.data.corpus, dataset.data.queries, dataset.data.qrels, metrics=metrics, batch_size=batch_size
+            dataset.data.corpus,
+            dataset.data.queries,
+            dataset.data.qrels,
+            metrics=metrics,
+            batch_size=batch_size,
+            cache=cache,
         )
         for dataset in datasets
     ]

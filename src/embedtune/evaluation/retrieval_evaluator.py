@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+from typing import TYPE_CHECKING
 
 from sentence_transformers import SentenceTransformer
 from sentence_transformers.base.evaluation.evaluator import BaseEvaluator
@@ -17,6 +18,9 @@ from embedtune.evaluation.metrics import (
     parse_metric,
 )
 from embedtune.search.retrieve import encode_documents, encode_queries, rank
+
+if TYPE_CHECKING:
+    from embedtune.cache import EmbeddingCache
 
 
 class RetrievalEvaluator(BaseEvaluator):
@@ -36,6 +40,10 @@ class RetrievalEvaluator(BaseEvaluator):
         progress: Show encoding progress bars; ``None`` shows them when stderr is a terminal.
         truncate_dims: Matryoshka dimensions: also report ``<primary metric>@<dim>d`` for each dimension smaller than
             the model's, ranking with the first ``dim`` coordinates renormalised (cosine); ``None`` reports none.
+        cache: On-disk embedding cache (:class:`~embedtune.cache.EmbeddingCache`): embeddings this exact model
+            (weights and encoding settings) made before are read back instead of encoded, new ones are stored.
+            ``None`` (the default, and what dev evaluation during training uses) encodes everything. Worth it only
+            for a model evaluated again unchanged: a base model, a saved model.
 
     Queries and documents are encoded with the model's own prompts (``encode_query``/``encode_document``), so a model
     saved by embedtune with its prefixes needs no prefix settings here.
@@ -58,6 +66,7 @@ class RetrievalEvaluator(BaseEvaluator):
         batch_size: int = 64,
         progress: bool | None = None,
         truncate_dims: list[int] | None = None,
+        cache: EmbeddingCache | None = None,
     ) -> None:
         super().__init__()
         self.corpus = corpus
@@ -70,6 +79,7 @@ class RetrievalEvaluator(BaseEvaluator):
         self.progress = progress
         self.top_k = max(parse_metric(m)[1] for m in self.metrics)
         self.truncate_dims = sorted(set(truncate_dims or []), reverse=True)
+        self.cache = cache
         self.last_per_query: dict[str, dict[str, float]] = {}
         self.last_score_distribution: dict[str, list[float]] = {}
 
@@ -83,8 +93,9 @@ class RetrievalEvaluator(BaseEvaluator):
         (``"positive"``) and of every non-relevant document in each query's top 10 (``"negative"``: the hard ones).
         """
         doc_ids, query_ids = list(self.corpus), list(self.queries)
-        docs = encode_documents(model, [self.corpus[d] for d in doc_ids], self.batch_size, self.progress)
-        queries = encode_queries(model, [self.queries[q] for q in query_ids], self.batch_size, self.progress)
+        doc_texts, query_texts = [self.corpus[d] for d in doc_ids], [self.queries[q] for q in query_ids]
+        docs = encode_documents(model, doc_texts, self.batch_size, self.progress, self.cache)
+        queries = encode_queries(model, query_texts, self.batch_size, self.progress, self.cache)
         run = rank(queries, docs, query_ids, doc_ids, self.top_k, model.similarity)
         per_query = evaluate_run_per_query(self.qrels, run, self.metrics)
         scores = average_per_query(self.qrels, per_query)

@@ -4,14 +4,22 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import torch
 from sentence_transformers import SentenceTransformer
 from sentence_transformers.util import cos_sim, semantic_search
 
+if TYPE_CHECKING:
+    from embedtune.cache import EmbeddingCache
+
 
 def encode_queries(
-    model: SentenceTransformer, texts: list[str], batch_size: int = 64, progress: bool | None = None
+    model: SentenceTransformer,
+    texts: list[str],
+    batch_size: int = 64,
+    progress: bool | None = None,
+    cache: EmbeddingCache | None = None,
 ) -> torch.Tensor:
     """Encode queries with ``model.encode_query`` (the model's ``"query"`` prompt, if any, is prepended).
 
@@ -20,15 +28,21 @@ def encode_queries(
         texts: ``n`` query texts.
         batch_size: Texts per forward pass.
         progress: Show a progress bar; ``None`` shows one when stderr is a terminal.
+        cache: Reuse and store embeddings on disk (:class:`~embedtune.cache.EmbeddingCache`): only texts it lacks
+            for this exact model are encoded. ``None`` encodes everything.
 
     Returns:
         ``(n, dim)`` float32 tensor on CPU.
     """
-    return _encode(model.encode_query, texts, batch_size, progress)
+    return _encode(model, model.encode_query, texts, batch_size, progress, cache, "query")
 
 
 def encode_documents(
-    model: SentenceTransformer, texts: list[str], batch_size: int = 64, progress: bool | None = None
+    model: SentenceTransformer,
+    texts: list[str],
+    batch_size: int = 64,
+    progress: bool | None = None,
+    cache: EmbeddingCache | None = None,
 ) -> torch.Tensor:
     """Encode documents with ``model.encode_document`` (the model's ``"document"`` prompt, if any, is prepended).
 
@@ -37,11 +51,13 @@ def encode_documents(
         texts: ``n`` document texts.
         batch_size: Texts per forward pass.
         progress: Show a progress bar; ``None`` shows one when stderr is a terminal.
+        cache: Reuse and store embeddings on disk (:class:`~embedtune.cache.EmbeddingCache`): only texts it lacks
+            for this exact model are encoded. ``None`` encodes everything.
 
     Returns:
         ``(n, dim)`` float32 tensor on CPU.
     """
-    return _encode(model.encode_document, texts, batch_size, progress)
+    return _encode(model, model.encode_document, texts, batch_size, progress, cache, "document")
 
 
 def retrieve(
@@ -51,6 +67,7 @@ def retrieve(
     top_k: int = 100,
     batch_size: int = 64,
     progress: bool | None = None,
+    cache: EmbeddingCache | None = None,
 ) -> dict[str, dict[str, float]]:
     """Rank the corpus for every query by the model's similarity function (cosine for most models).
 
@@ -61,13 +78,14 @@ def retrieve(
         top_k: Documents kept per query.
         batch_size: Texts per forward pass.
         progress: Show progress bars; ``None`` shows them when stderr is a terminal.
+        cache: On-disk embedding cache (see :func:`encode_documents`); ``None`` encodes everything.
 
     Returns:
         The run: query id -> document id -> similarity score, ``min(top_k, num_docs)`` documents per query.
     """
     doc_ids, query_ids = list(corpus), list(queries)
-    doc_embeddings = encode_documents(model, [corpus[d] for d in doc_ids], batch_size, progress)  # (docs, dim)
-    query_embeddings = encode_queries(model, [queries[q] for q in query_ids], batch_size, progress)  # (queries, dim)
+    doc_embeddings = encode_documents(model, [corpus[d] for d in doc_ids], batch_size, progress, cache)  # (docs, dim)
+    query_embeddings = encode_queries(model, [queries[q] for q in query_ids], batch_size, progress, cache)
     return rank(query_embeddings, doc_embeddings, query_ids, doc_ids, top_k, model.similarity)
 
 
@@ -99,6 +117,18 @@ def rank(
     }
 
 
-def _encode(encode: Callable[..., torch.Tensor], texts: list[str], batch_size: int, progress: bool | None):
+def _encode(
+    model: SentenceTransformer,
+    encode: Callable[..., torch.Tensor],
+    texts: list[str],
+    batch_size: int,
+    progress: bool | None,
+    cache: EmbeddingCache | None,
+    role: str,
+) -> torch.Tensor:
     show = sys.stderr.isatty() if progress is None else progress
-    return encode(texts, batch_size=batch_size, convert_to_tensor=True, show_progress_bar=show).float().cpu()
+
+    def encode_all(batch: list[str]) -> torch.Tensor:
+        return encode(batch, batch_size=batch_size, convert_to_tensor=True, show_progress_bar=show).float().cpu()
+
+    return encode_all(texts) if cache is None else cache.get_or_encode(model, texts, role, encode_all)

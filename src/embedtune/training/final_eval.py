@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 from sentence_transformers import SentenceTransformer
 
+from embedtune.cache import EmbeddingCache
 from embedtune.config import ExperimentConfig
 from embedtune.data.eval_splits import parse_dataset_spec
 from embedtune.data.pairs import PairExample
@@ -61,6 +62,7 @@ class FinalEvaluation:
         self.report_evaluator = self._evaluator(report_split, truncate_dims)
         self.extra_evaluators = {split.name: self._evaluator(split, None) for split in extra_splits}
         self.extra_split_names = {split.name: parse_dataset_spec(split.name)[1] for split in extra_splits}
+        self.cache = EmbeddingCache.from_settings(config.eval.cache_dir, config.eval.cache_max_gb)
 
     def _evaluator(self, split: EvalSplit, truncate_dims: list[int] | None) -> RetrievalEvaluator:
         return RetrievalEvaluator(
@@ -74,7 +76,14 @@ class FinalEvaluation:
         )
 
     def evaluate(self, model: SentenceTransformer, label: str) -> Figures:
-        """Evaluate ``model`` everywhere, logging what is being evaluated (``label``: "base", "fine-tuned")."""
+        """Evaluate ``model`` everywhere, logging what is being evaluated (``label``: "base", "fine-tuned").
+
+        The base model's embeddings go through the embedding cache (the same base model is evaluated by every run);
+        a fine-tuned model's are never seen again and are not cached.
+        """
+        cache = self.cache if label == "base" else None
+        for evaluator in (self.report_evaluator, *self.extra_evaluators.values()):
+            evaluator.cache = cache
         logger.info("Evaluating the %s model (%d documents)", label, len(self.report_evaluator.corpus))
         report = self.report_evaluator(model)
         per_query = dict(self.report_evaluator.last_per_query)

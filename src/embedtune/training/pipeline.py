@@ -20,10 +20,12 @@ from torch.utils.tensorboard import SummaryWriter
 from transformers.integrations import TensorBoardCallback
 from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
+from embedtune.cache import EmbeddingCache
 from embedtune.config import ConfigError, ExperimentConfig, LossConfig
 from embedtune.data.eval_splits import load_extra_split
 from embedtune.data.prepare import EvalSplit, PreparedData, prepare_data
-from embedtune.evaluation.retrieval_evaluator import RetrievalEvaluator, subsample_corpus
+from embedtune.evaluation.candidate_pool import dev_candidate_pool
+from embedtune.evaluation.retrieval_evaluator import RetrievalEvaluator
 from embedtune.io import file_sha256, write_json_atomic
 from embedtune.losses import LossContext, build_loss, matryoshka_dims
 from embedtune.models.loading import check_model_available, load_model
@@ -180,7 +182,7 @@ def _train_and_report(
     logger.info("Reported split: %s", _split_label(data))
     base = final.evaluate(model, "base")
     train_started = time.time()
-    trainer = _fine_tune(config, data, model, folder)
+    trainer = _fine_tune(config, data, model, folder, final.cache)
     train_time = time.time() - train_started
     primary = config.train.primary_metric.lower()
     history = dev_history(trainer.state.log_history, primary)
@@ -241,7 +243,11 @@ def _check_trainer_agrees(trainer: SentenceTransformerTrainer, selection: Select
 
 
 def _fine_tune(
-    config: ExperimentConfig, data: PreparedData, model: SentenceTransformer, folder: Path
+    config: ExperimentConfig,
+    data: PreparedData,
+    model: SentenceTransformer,
+    folder: Path,
+    cache: EmbeddingCache | None,
 ) -> SentenceTransformerTrainer:
     train_dataset, context = _training_data(config, data)
     logger.info("Training rows: %d, columns: %s", len(train_dataset), ", ".join(train_dataset.column_names))
@@ -265,7 +271,7 @@ def _fine_tune(
         args=training_arguments(config, folder / "checkpoints", prompts),
         train_dataset=train_dataset,
         loss=loss,
-        evaluator=_evaluator(config, data.dev, max_docs=config.data.dev_max_corpus, name="dev"),
+        evaluator=_dev_evaluator(config, data.dev, model, cache),
         callbacks=callbacks,
     )
     trainer.remove_callback(PrinterCallback)
@@ -291,13 +297,27 @@ def _training_data(config: ExperimentConfig, data: PreparedData) -> tuple[Datase
     return built.dataset, LossContext(false_negatives=built.false_negatives, guide=guide)
 
 
-def _evaluator(config: ExperimentConfig, split: EvalSplit, max_docs: int | None, name: str = "") -> RetrievalEvaluator:
-    corpus = subsample_corpus(split.corpus, split.qrels, max_docs, seed=config.data.split_seed)
+def _dev_evaluator(
+    config: ExperimentConfig, split: EvalSplit, model: SentenceTransformer, cache: EmbeddingCache | None
+) -> RetrievalEvaluator:
+    """Build the evaluator that selects checkpoints: dev queries against a pool chosen once with the base model."""
+    started = time.time()
+    data = config.data
+    corpus = dev_candidate_pool(
+        split, data.dev_max_corpus, data.dev_candidates, model, config.eval.batch_size, cache, data.split_seed
+    )
+    logger.info(
+        "Dev pool: %d of %d documents (%s), chosen in %.0f s",
+        len(corpus),
+        len(split.corpus),
+        data.dev_candidates,
+        time.time() - started,
+    )
     return RetrievalEvaluator(
         corpus,
         split.queries,
         split.qrels,
-        name=name,
+        name="dev",
         metrics=config.eval.metrics,
         primary_metric=config.train.primary_metric,
         batch_size=config.eval.batch_size,

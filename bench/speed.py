@@ -1,0 +1,249 @@
+"""Speed benchmark on SciFact with all-MiniLM-L6-v2, measured side by side in one process, printed as ratios.
+
+Parts (all by default):
+  cache      the second evaluation of the same model over SciFact test with the embedding cache vs the first
+             (target >= 20x faster), same figures;
+  encoding   embedtune's evaluator vs ``SentenceTransformer.encode_document`` + search and vs sentence-transformers'
+             ``InformationRetrievalEvaluator`` on the same corpus (target >= 1.0x, nDCG@10 equal to 1e-4);
+  precision  training steps/s of embedtune's trainer set-up with fp32 and with bf16 autocast, and of a plain
+             sentence-transformers Trainer (MNRL, batch 32) in fp32 and bf16 (target >= 1.0x; >= 1.5x where bf16
+             pays).
+
+The full default SciFact run before and after (wall time, test nDCG@10) is ``bench/scifact.py``; its rows are in
+docs/benchmarks.md.
+
+    .venv/bin/python bench/speed.py
+    .venv/bin/python bench/speed.py --part precision --steps 12 --no-record
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from datetime import date
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+SCIFACT = ROOT.parent / "shared" / "datasets" / "scifact"
+BENCHMARKS_MD = ROOT / "docs" / "benchmarks.md"
+MODEL = "all-MiniLM-L6-v2"
+
+
+def scifact_test():
+    from embedtune.data.beir import load_beir
+
+    beir = load_beir(SCIFACT, splits=["train", "test"])
+    return beir, beir.qrels["test"]
+
+
+def cache_part() -> dict:
+    """Evaluate the base model twice with a fresh cache folder; the second must re-encode nothing."""
+    from embedtune.cache.store import EmbeddingCache
+    from embedtune.evaluation.retrieval_evaluator import RetrievalEvaluator
+    from embedtune.models.loading import load_model
+
+    beir, qrels = scifact_test()
+    model = load_model(MODEL)
+    with tempfile.TemporaryDirectory() as folder:
+        cache = EmbeddingCache(Path(folder), max_bytes=2 * 2**30)
+        evaluator = RetrievalEvaluator(beir.corpus, beir.queries, qrels, cache=cache)
+        started = time.perf_counter()
+        first = evaluator(model)
+        cold = time.perf_counter() - started
+        started = time.perf_counter()
+        second = evaluator(load_model(MODEL))  # a fresh load of the same model: found by its fingerprint
+        warm = time.perf_counter() - started
+    assert first == second, "cached evaluation must give the same figures"
+    return {
+        "cold_s": round(cold, 2),
+        "warm_s": round(warm, 2),
+        "ratio": round(cold / warm, 1),
+        "ndcg@10": first["ndcg@10"],
+    }
+
+
+def encoding_part() -> dict:
+    """Corpus encoding + ranking: embedtune's evaluator vs ST encode + search vs ST's InformationRetrievalEvaluator."""
+    from sentence_transformers.sentence_transformer.evaluation import InformationRetrievalEvaluator
+
+    from embedtune.evaluation.metrics import evaluate_run
+    from embedtune.evaluation.retrieval_evaluator import RetrievalEvaluator
+    from embedtune.models.loading import load_model
+    from embedtune.search.retrieve import rank
+
+    beir, qrels = scifact_test()
+    model = load_model(MODEL)
+    queries = {qid: beir.queries[qid] for qid in qrels}
+    timings, ndcg = {}, {}
+    started = time.perf_counter()
+    ndcg["embedtune"] = RetrievalEvaluator(beir.corpus, queries, qrels)(model)["ndcg@10"]
+    timings["embedtune"] = time.perf_counter() - started
+    started = time.perf_counter()
+    doc_ids, query_ids = list(beir.corpus), list(queries)
+    docs = model.encode_document([beir.corpus[d] for d in doc_ids], batch_size=64, convert_to_tensor=True)
+    encoded = model.encode_query([queries[q] for q in query_ids], batch_size=64, convert_to_tensor=True)
+    run = rank(encoded, docs, query_ids, doc_ids, 100, model.similarity)
+    ndcg["st_encode"] = evaluate_run(qrels, run, ["ndcg@10"])["ndcg@10"]
+    timings["st_encode"] = time.perf_counter() - started
+    relevant = {qid: {d for d, score in judged.items() if score > 0} for qid, judged in qrels.items()}
+    ir = InformationRetrievalEvaluator(queries, beir.corpus, relevant, batch_size=64, show_progress_bar=False)
+    started = time.perf_counter()
+    results = ir(model)
+    timings["st_ir_evaluator"] = time.perf_counter() - started
+    ndcg["st_ir_evaluator"] = next(v for k, v in results.items() if k.endswith("cosine_ndcg@10"))
+    return {
+        "seconds": {k: round(v, 1) for k, v in timings.items()},
+        "ndcg@10": ndcg,
+        "speedup_vs_st_encode": round(timings["st_encode"] / timings["embedtune"], 2),
+        "speedup_vs_ir_evaluator": round(timings["st_ir_evaluator"] / timings["embedtune"], 2),
+    }
+
+
+def precision_part(steps: int) -> dict:
+    """Training steps/s: embedtune's set-up (InfoNCE, its trainer arguments) and a plain ST Trainer, fp32 and bf16."""
+    from datasets import Dataset
+
+    from embedtune.config import build_config
+    from embedtune.losses import build_loss
+    from embedtune.training.arguments import training_arguments
+
+    beir, _ = scifact_test()
+    pairs = [(beir.queries[q], beir.corpus[d]) for q, docs in beir.qrels["train"].items() for d in docs]
+    dataset = Dataset.from_dict({"anchor": [q for q, _ in pairs], "positive": [d for _, d in pairs]})
+    results = {}
+    for precision in ("fp32", "bf16"):
+        config = build_config(
+            overrides=[f"data.path={SCIFACT}", f"train.precision={precision}", f"train.max_steps={steps}"]
+        )
+        results[f"embedtune {precision}"] = _steps_per_second(
+            lambda model, folder, config=config: (
+                training_arguments(config, folder, None),
+                build_loss(model, config.loss),
+            ),
+            dataset,
+        )
+        results[f"sentence-transformers {precision}"] = _steps_per_second(
+            lambda model, folder, precision=precision: (_st_arguments(folder, steps, precision), _mnrl(model)),
+            dataset,
+        )
+    base = results["embedtune fp32"]
+    return {
+        "steps_per_s": results,
+        "bf16_vs_fp32": round(results["embedtune bf16"] / base, 2),
+        "embedtune_vs_st_fp32": round(base / results["sentence-transformers fp32"], 2),
+        "embedtune_vs_st_bf16": round(results["embedtune bf16"] / results["sentence-transformers bf16"], 2),
+    }
+
+
+def _mnrl(model):
+    from sentence_transformers.sentence_transformer.losses import MultipleNegativesRankingLoss
+
+    return MultipleNegativesRankingLoss(model)
+
+
+def _st_arguments(folder: Path, steps: int, precision: str):
+    from sentence_transformers.base.sampler import BatchSamplers
+    from sentence_transformers.sentence_transformer.training_args import SentenceTransformerTrainingArguments
+
+    return SentenceTransformerTrainingArguments(
+        output_dir=str(folder),
+        max_steps=steps,
+        per_device_train_batch_size=32,
+        learning_rate=2e-5,
+        batch_sampler=BatchSamplers.NO_DUPLICATES,
+        save_strategy="no",
+        eval_strategy="no",
+        report_to="none",
+        seed=42,
+        bf16=precision == "bf16",
+        use_cpu=precision == "bf16",
+        disable_tqdm=True,
+    )
+
+
+def _steps_per_second(make, dataset) -> float:
+    """Train ``max_steps`` steps; steps/s over all but the first two (warm-up) steps."""
+    from sentence_transformers import SentenceTransformerTrainer
+    from transformers import TrainerCallback
+
+    from embedtune.models.loading import load_model
+
+    class StepTimes(TrainerCallback):
+        def __init__(self) -> None:
+            self.times: list[float] = []
+
+        def on_step_end(self, args, state, control, **kwargs) -> None:
+            self.times.append(time.perf_counter())
+
+    model = load_model(MODEL)
+    timer = StepTimes()
+    with tempfile.TemporaryDirectory() as folder:
+        args, loss = make(model, Path(folder))
+        args.eval_strategy = "no"
+        args.eval_on_start = False
+        args.load_best_model_at_end = False
+        args.save_strategy = "no"
+        trainer = SentenceTransformerTrainer(
+            model=model, args=args, train_dataset=dataset, loss=loss, callbacks=[timer]
+        )
+        trainer.train()
+    measured = timer.times[2:]
+    return round((len(measured) - 1) / (measured[-1] - measured[0]), 4)
+
+
+def append_markdown(results: dict) -> None:
+    from embedtune.runs.folder import git_commit
+
+    full_commit = git_commit(ROOT) or "unknown"
+    commit = full_commit[:12] + ("+dirty" if full_commit.endswith("+dirty") else "")
+    rows = ["", f"### bench/speed.py ({date.today()}, commit {commit})", ""]
+    if "cache" in results:
+        c = results["cache"]
+        rows.append(
+            f"- Cache: SciFact test evaluation of {MODEL} cold {c['cold_s']} s, warm {c['warm_s']} s: "
+            f"{c['ratio']}x faster, same figures (nDCG@10 {c['ndcg@10']:.4f})."
+        )
+    if "encoding" in results:
+        e = results["encoding"]
+        rows.append(
+            f"- Encoding + ranking the SciFact test corpus: embedtune {e['seconds']['embedtune']} s, ST encode "
+            f"{e['seconds']['st_encode']} s ({e['speedup_vs_st_encode']}x), ST InformationRetrievalEvaluator "
+            f"{e['seconds']['st_ir_evaluator']} s ({e['speedup_vs_ir_evaluator']}x); nDCG@10 "
+            + ", ".join(f"{k} {v:.4f}" for k, v in e["ndcg@10"].items())
+            + "."
+        )
+    if "precision" in results:
+        p = results["precision"]
+        rows.append(
+            "- Training steps/s (SciFact pairs, batch 32): "
+            + ", ".join(f"{k} {v:.3f}" for k, v in p["steps_per_s"].items())
+            + f"; bf16 vs fp32 {p['bf16_vs_fp32']}x; embedtune vs ST {p['embedtune_vs_st_fp32']}x (fp32), "
+            f"{p['embedtune_vs_st_bf16']}x (bf16)."
+        )
+    with BENCHMARKS_MD.open("a", encoding="utf-8") as handle:
+        handle.write("\n".join(rows) + "\n")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--part", choices=["cache", "encoding", "precision"], action="append", help="Parts to run.")
+    parser.add_argument("--steps", type=int, default=14, help="Training steps per precision measurement.")
+    parser.add_argument("--no-record", action="store_true", help="Do not append to docs/benchmarks.md.")
+    args = parser.parse_args()
+    if not SCIFACT.is_dir():
+        sys.exit(f"SciFact not found at {SCIFACT}: this benchmark needs ../shared/datasets/scifact.")
+    parts = args.part or ["cache", "encoding", "precision"]
+    results = {}
+    for part in parts:
+        results[part] = {"cache": cache_part, "encoding": encoding_part}.get(
+            part, lambda: precision_part(args.steps)
+        )()
+        print(part, results[part], flush=True)
+    if not args.no_record:
+        append_markdown(results)
+
+
+if __name__ == "__main__":
+    main()
