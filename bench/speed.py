@@ -5,7 +5,6 @@ Parts (all by default):
              (target >= 20x faster), same figures;
   encoding   embedtune's evaluator vs ``SentenceTransformer.encode_document`` + search and vs sentence-transformers'
              ``InformationRetrievalEvaluator`` on the same corpus (target >= 1.0x, nDCG@10 equal to 1e-4);
-  compile    encoding with torch.compile vs eager (first call includes compiling);
   precision  training steps/s of embedtune's trainer set-up with fp32 and with bf16 autocast, and of a plain
              sentence-transformers Trainer (MNRL, batch 32) in fp32 and bf16 (target >= 1.0x; >= 1.5x where bf16
              pays).
@@ -138,26 +137,6 @@ def precision_part(steps: int) -> dict:
     }
 
 
-def compile_part(docs: int = 1000) -> dict:
-    """Time encoding ``docs`` SciFact abstracts eagerly vs with ``torch.compile`` (first call includes compiling)."""
-    import torch
-
-    from embedtune.models.loading import load_model
-
-    beir, _ = scifact_test()
-    texts = list(beir.corpus.values())[:docs]
-    model = load_model(MODEL)
-    timings = {}
-    for label in ("eager", "compiled first", "compiled second"):
-        if label == "compiled first":
-            model[0].auto_model = torch.compile(model[0].auto_model, dynamic=True)
-        started = time.perf_counter()
-        model.encode_document(texts, batch_size=64)
-        timings[label] = round(time.perf_counter() - started, 1)
-    eager = timings["eager"]
-    return {"seconds": timings, "steady_speedup": round(eager / timings["compiled second"], 2), "docs": docs}
-
-
 def _mnrl(model):
     from sentence_transformers.sentence_transformer.losses import MultipleNegativesRankingLoss
 
@@ -243,13 +222,6 @@ def append_markdown(results: dict) -> None:
             + f"; bf16 vs fp32 {p['bf16_vs_fp32']}x; embedtune vs ST {p['embedtune_vs_st_fp32']}x (fp32), "
             f"{p['embedtune_vs_st_bf16']}x (bf16)."
         )
-    if "compile" in results:
-        c = results["compile"]
-        rows.append(
-            f"- torch.compile (dynamic shapes) encoding {c['docs']} abstracts: "
-            + ", ".join(f"{k} {v} s" for k, v in c["seconds"].items())
-            + f"; steady state {c['steady_speedup']}x eager."
-        )
     with BENCHMARKS_MD.open("a", encoding="utf-8") as handle:
         handle.write("\n".join(rows) + "\n")
 
@@ -270,7 +242,7 @@ def main() -> None:
         append_markdown(results)
 
 
-PARTS = {"cache": cache_part, "encoding": encoding_part, "precision": precision_part, "compile": compile_part}
+PARTS = {"cache": cache_part, "encoding": encoding_part, "precision": precision_part}
 
 if __name__ == "__main__":
     main()
