@@ -5,6 +5,7 @@ Parts (all by default):
              (target >= 20x faster), same figures;
   encoding   embedtune's evaluator vs ``SentenceTransformer.encode_document`` + search and vs sentence-transformers'
              ``InformationRetrievalEvaluator`` on the same corpus (target >= 1.0x, nDCG@10 equal to 1e-4);
+  compile    encoding with torch.compile vs eager (first call includes compiling);
   precision  training steps/s of embedtune's trainer set-up with fp32 and with bf16 autocast, and of a plain
              sentence-transformers Trainer (MNRL, batch 32) in fp32 and bf16 (target >= 1.0x; >= 1.5x where bf16
              pays).
@@ -137,6 +138,29 @@ def precision_part(steps: int) -> dict:
     }
 
 
+def compile_part(docs: int = 1000) -> dict:
+    """Time encoding ``docs`` SciFact abstracts eagerly vs with ``torch.compile`` (first call includes compiling)."""
+    import torch
+
+    from embedtune.models.loading import load_model
+
+    beir, _ = scifact_test()
+    texts = list(beir.corpus.values())[:docs]
+    model = load_model(MODEL)
+    transformer = model[0].model  # ST 6's Transformer module calls getattr(self.model, "forward")
+    timings, embeddings = {}, {}
+    for label in ("eager", "compiled first", "compiled second"):
+        if label == "compiled first":
+            transformer.forward = torch.compile(transformer.forward, dynamic=True)
+        started = time.perf_counter()
+        embeddings[label] = model.encode_document(texts, batch_size=64, convert_to_tensor=True)
+        timings[label] = round(time.perf_counter() - started, 1)
+    difference = float((embeddings["eager"] - embeddings["compiled second"]).abs().max())
+    eager = timings["eager"]
+    speedup = round(eager / timings["compiled second"], 2)
+    return {"seconds": timings, "steady_speedup": speedup, "docs": docs, "max_abs_difference": difference}
+
+
 def _mnrl(model):
     from sentence_transformers.sentence_transformer.losses import MultipleNegativesRankingLoss
 
@@ -222,6 +246,13 @@ def append_markdown(results: dict) -> None:
             + f"; bf16 vs fp32 {p['bf16_vs_fp32']}x; embedtune vs ST {p['embedtune_vs_st_fp32']}x (fp32), "
             f"{p['embedtune_vs_st_bf16']}x (bf16)."
         )
+    if "compile" in results:
+        c = results["compile"]
+        rows.append(
+            f"- torch.compile (dynamic shapes) encoding {c['docs']} abstracts: "
+            + ", ".join(f"{k} {v} s" for k, v in c["seconds"].items())
+            + f"; steady state {c['steady_speedup']}x eager; max |difference| {c['max_abs_difference']:.1e}."
+        )
     with BENCHMARKS_MD.open("a", encoding="utf-8") as handle:
         handle.write("\n".join(rows) + "\n")
 
@@ -242,7 +273,7 @@ def main() -> None:
         append_markdown(results)
 
 
-PARTS = {"cache": cache_part, "encoding": encoding_part, "precision": precision_part}
+PARTS = {"cache": cache_part, "encoding": encoding_part, "precision": precision_part, "compile": compile_part}
 
 if __name__ == "__main__":
     main()
