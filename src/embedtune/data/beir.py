@@ -28,8 +28,12 @@ _INTEGER = re.compile(r"-?[0-9]+")
 _SPLIT_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")
 
 
-def _required_string(record: dict[str, Any], field: str, path: Path, line: int) -> str:
-    """Return ``record[field]``, which must be present and a string (possibly empty)."""
+def required_string(record: dict[str, Any], field: str, path: Path, line: int) -> str:
+    """Return ``record[field]``, which must be present and a string (possibly empty).
+
+    Raises:
+        DataError: naming file, line and field when the field is missing or not a string.
+    """
     if field not in record:
         raise DataError(path, line, field, "missing required field")
     value = record[field]
@@ -38,14 +42,25 @@ def _required_string(record: dict[str, Any], field: str, path: Path, line: int) 
     return value
 
 
-def _record_id(record: dict[str, Any], path: Path, line: int, first_seen: dict[str, int]) -> str:
-    """Return the record's ``_id`` after checking it is a non-empty string not seen before in the file."""
-    record_id = _required_string(record, "_id", path, line)
+def record_id(record: dict[str, Any], path: Path, line: int, first_seen: dict[str, int], field: str = "_id") -> str:
+    """Return the record's id (``record[field]``), a non-empty string not seen before in the file.
+
+    Args:
+        record: One decoded JSONL record.
+        path: Its file (named in errors).
+        line: Its line number.
+        first_seen: Id -> line of the ids read so far; updated.
+        field: The id field, ``"_id"`` in BEIR files.
+
+    Raises:
+        DataError: naming file, line and field for a missing, non-string, empty or duplicate id.
+    """
+    record_id = required_string(record, field, path, line)
     if not record_id.strip():
-        raise DataError(path, line, "_id", "empty id")
+        raise DataError(path, line, field, "empty id")
     if record_id in first_seen:
         message = f"duplicate id {shorten(record_id)} (first seen on line {first_seen[record_id]})"
-        raise DataError(path, line, "_id", message)
+        raise DataError(path, line, field, message)
     first_seen[record_id] = line
     return record_id
 
@@ -74,8 +89,8 @@ def load_corpus(path: Path) -> dict[str, str]:
         corpus: dict[str, str] = {}
         first_seen: dict[str, int] = {}
         for line, record in iter_jsonl_objects(path):
-            doc_id = _record_id(record, path, line, first_seen)
-            text = _required_string(record, "text", path, line)
+            doc_id = record_id(record, path, line, first_seen)
+            text = required_string(record, "text", path, line)
             title = record.get("title", "")
             if not isinstance(title, str):
                 raise DataError(path, line, "title", f"expected a string, got {json_type_name(title)}")
@@ -104,8 +119,8 @@ def load_queries(path: Path) -> dict[str, str]:
         queries: dict[str, str] = {}
         first_seen: dict[str, int] = {}
         for line, record in iter_jsonl_objects(path):
-            query_id = _record_id(record, path, line, first_seen)
-            text = _required_string(record, "text", path, line)
+            query_id = record_id(record, path, line, first_seen)
+            text = required_string(record, "text", path, line)
             if not text.strip():
                 raise DataError(path, line, "text", "empty text")
             queries[query_id] = text

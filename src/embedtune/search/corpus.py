@@ -8,11 +8,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
 
-from embedtune.data.beir import CORPUS_FILE, load_corpus
+from embedtune.data.beir import CORPUS_FILE, load_corpus, record_id, required_string
 from embedtune.data.errors import DataError, reading
-from embedtune.io import iter_jsonl_objects, json_type_name, shorten
+from embedtune.io import iter_jsonl_objects, shorten
 
 Corpus = Mapping[str, str] | Sequence[str]
 """Document id -> text, or a list of texts (ids are then the positions ``"0"``, ``"1"``, ...)."""
@@ -91,26 +90,11 @@ def _load_id_text_jsonl(path: Path) -> dict[str, str]:
         corpus: dict[str, str] = {}
         first_seen: dict[str, int] = {}
         for line, record in iter_jsonl_objects(path):
-            doc_id = _string_field(record, "id", path, line)
-            if not doc_id.strip():
-                raise DataError(path, line, "id", "empty id")
-            if doc_id in first_seen:
-                message = f"duplicate id {shorten(doc_id)} (first seen on line {first_seen[doc_id]})"
-                raise DataError(path, line, "id", message)
-            first_seen[doc_id] = line
-            text = _string_field(record, "text", path, line)
+            doc_id = record_id(record, path, line, first_seen, field="id")
+            text = required_string(record, "text", path, line)
             if not text.strip():
                 raise DataError(path, line, "text", "empty text")
             corpus[doc_id] = text
         if not corpus:
             raise DataError(path, None, None, "no documents")
         return corpus
-
-
-def _string_field(record: dict[str, Any], field: str, path: Path, line: int) -> str:
-    if field not in record:
-        raise DataError(path, line, field, "missing required field")
-    value = record[field]
-    if not isinstance(value, str):
-        raise DataError(path, line, field, f"expected a string, got {json_type_name(value)}")
-    return value
