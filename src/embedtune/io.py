@@ -7,13 +7,14 @@ folder, ``fsync`` and ``os.replace``, so a crash never leaves a torn file behind
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import tempfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from embedtune.data.errors import DataError
 
@@ -137,26 +138,49 @@ def json_type_name(value: object) -> str:
     return "object"
 
 
-def write_lines_atomic(path: str | Path, lines: Iterable[str]) -> None:
-    """Write ``lines`` (each ending in a newline) to ``path`` atomically: temp file, fsync, ``os.replace``.
+@contextlib.contextmanager
+def atomic_file(path: str | Path, binary: bool = False, suffix: str = ".tmp") -> Iterator[IO]:
+    """Open a temporary file next to ``path`` that replaces it only when the block ends without an error.
+
+    The data is flushed and fsynced, then ``os.replace`` swaps it in: readers see the old file or the whole new one,
+    never half of it. On any error (Ctrl-C included) the temporary file is removed and ``path`` is left as it was.
 
     Args:
         path: Destination; its folder must exist.
-        lines: Text lines, UTF-8 encoded on write.
+        binary: Open in binary mode; text mode writes UTF-8 with Unix line ends.
+        suffix: Suffix of the temporary file (``.<name>.<random><suffix>`` in the same folder).
+
+    Yields:
+        The open file.
+
+    Raises:
+        OSError: if the file cannot be written or replaced.
     """
     path = Path(path)
+    text = {} if binary else {"encoding": "utf-8", "newline": "\n"}
     handle = tempfile.NamedTemporaryFile(
-        "w", encoding="utf-8", newline="\n", dir=path.parent, prefix=f".{path.name}.", suffix=".tmp", delete=False
+        "wb" if binary else "w", dir=path.parent, prefix=f".{path.name}.", suffix=suffix, delete=False, **text
     )
     try:
         with handle:
-            handle.writelines(lines)
+            yield handle
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(handle.name, path)
     except BaseException:
         Path(handle.name).unlink(missing_ok=True)
         raise
+
+
+def write_lines_atomic(path: str | Path, lines: Iterable[str]) -> None:
+    """Write ``lines`` (each ending in a newline) to ``path`` atomically (see :func:`atomic_file`).
+
+    Args:
+        path: Destination; its folder must exist.
+        lines: Text lines, UTF-8 encoded on write.
+    """
+    with atomic_file(path) as handle:
+        handle.writelines(lines)
 
 
 def write_json_atomic(path: str | Path, data: Any) -> None:

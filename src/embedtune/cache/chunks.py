@@ -17,11 +17,12 @@ import hashlib
 import json
 import os
 import struct
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
+from embedtune.io import atomic_file
 
 MAGIC = b"ETEMB\x00\x01\n"
 CHUNK_SUFFIX = ".emb"
@@ -116,18 +117,10 @@ def write_chunk(path: Path, fingerprint: str, role: str, digests: bytes, matrix:
     header_bytes = json.dumps(header, sort_keys=True).encode("utf-8")
     header_bytes += b" " * (-(len(MAGIC) + _LENGTH.size + len(header_bytes)) % _ALIGN)  # aligned float32 rows
     path.parent.mkdir(parents=True, exist_ok=True)
-    handle = tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.name}.", suffix=TEMP_SUFFIX, delete=False)
-    try:
-        with handle:
-            handle.write(MAGIC + _LENGTH.pack(len(header_bytes)) + header_bytes)
-            handle.write(digests)
-            handle.write(memoryview(matrix).cast("B"))
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(handle.name, path)
-    except BaseException:
-        Path(handle.name).unlink(missing_ok=True)
-        raise
+    with atomic_file(path, binary=True, suffix=TEMP_SUFFIX) as handle:
+        handle.write(MAGIC + _LENGTH.pack(len(header_bytes)) + header_bytes)
+        handle.write(digests)
+        handle.write(memoryview(matrix).cast("B"))
     return len(MAGIC) + _LENGTH.size + len(header_bytes) + len(digests) + matrix.nbytes
 
 

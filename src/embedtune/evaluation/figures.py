@@ -8,12 +8,12 @@ be written. Only the object-oriented ``Figure`` API is used (no pyplot state, no
 
 from __future__ import annotations
 
-import os
-import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import matplotlib
+
+from embedtune.io import atomic_file
 
 matplotlib.use("Agg")
 
@@ -231,16 +231,8 @@ def save_figure(figure: Figure, path: str | Path) -> Path:
         OSError: if the file cannot be written (the temporary file is removed, any previous file kept).
     """
     path = Path(path)
-    handle = tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp", delete=False)
-    try:
-        with handle:
-            figure.savefig(handle, format="png", dpi=DPI)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(handle.name, path)
-    except BaseException:
-        Path(handle.name).unlink(missing_ok=True)
-        raise
+    with atomic_file(path, binary=True) as handle:
+        figure.savefig(handle, format="png", dpi=DPI)
     return path
 
 
