@@ -6,6 +6,7 @@ parsed by the type of their setting, never re-read as YAML (see :func:`config_fr
 """
 
 from embedtune.config.files import MAX_CONFIG_BYTES, apply_overrides, build_config, load_config_file
+from embedtune.config.modes import TRAIN_MODES, CurriculumConfig, HeadConfig, LoraConfig
 from embedtune.config.sections import (
     LOSS_NAMES,
     MAX_NAME_BYTES,
@@ -28,7 +29,11 @@ __all__ = [
     "MAX_NAME_BYTES",
     "MAX_NAME_CHARS",
     "MAX_SEED",
+    "TRAIN_MODES",
     "ConfigError",
+    "CurriculumConfig",
+    "HeadConfig",
+    "LoraConfig",
     "DataConfig",
     "EvalConfig",
     "ExperimentConfig",

@@ -7,7 +7,8 @@ import os
 from dataclasses import dataclass, field
 from typing import Any
 
-from embedtune.config.values import ConfigError, _check_fields, _require
+from embedtune.config.modes import TRAIN_MODES, CurriculumConfig, HeadConfig, LoraConfig
+from embedtune.config.values import ConfigError, _check_fields, _require, _setting
 from embedtune.evaluation.metrics import DEFAULT_METRICS, parse_metric
 from embedtune.io import shorten
 
@@ -18,13 +19,6 @@ MNRL_DIRECTIONS = ("query_to_doc", "query_to_query", "doc_to_query", "doc_to_doc
 MNRL_HARDNESS_MODES = ("in_batch_negatives", "hard_negatives", "all_negatives")
 MAX_SEED = 2**32 - 1  # data.split_seed and train.seed lie in [0, MAX_SEED]
 MAX_NAME_CHARS, MAX_NAME_BYTES = 100, 200  # the run folder <YYYYmmdd-HHMMSS>-<name> must fit the OS's 255 bytes
-
-
-def _setting(default: Any, help: str, default_factory: Any = None) -> Any:
-    """Declare a dataclass field with its ``--help`` text in ``metadata["help"]``."""
-    if default_factory is not None:
-        return field(default_factory=default_factory, metadata={"help": help})
-    return field(default=default, metadata={"help": help})
 
 
 def _path(value: str, key: str) -> str:
@@ -209,10 +203,19 @@ class LossConfig:
 class TrainConfig:
     """Optimisation and checkpoint selection. Raises ConfigError (``train.<key>: ...``) on a bad value."""
 
+    mode: str = _setting(
+        "full",
+        "What trains: 'full' (every encoder weight), 'lora' (LoRA adapters, see lora.*) or 'head' (a projection head "
+        "on the frozen encoder, trained from cached embeddings, see head.*).",
+    )
     epochs: float = _setting(4.0, "Passes over the training pairs (ignored when max_steps > 0).")
     max_steps: int = _setting(-1, "Stop after this many optimiser steps; -1 uses epochs.")
     batch_size: int = _setting(32, "Pairs per batch; every other pair's passage is an in-batch negative.")
-    learning_rate: float = _setting(2e-5, "Peak AdamW learning rate.")
+    learning_rate: float = _setting(2e-5, "Peak AdamW learning rate (of the encoder or its LoRA adapters).")
+    head_learning_rate: float | None = _setting(None, "Peak learning rate of the head; None uses learning_rate.")
+    freeze_encoder_epochs: float = _setting(
+        0.0, "With head.add: train the head alone for this many epochs, then the encoder (or LoRA) too."
+    )
     weight_decay: float = _setting(0.01, "AdamW decoupled weight decay.")
     warmup_ratio: float = _setting(0.1, "Share of steps with linear warm-up.")
     lr_scheduler: str = _setting("linear", "Decay after warm-up: 'linear' or 'cosine'.")
@@ -240,7 +243,10 @@ class TrainConfig:
         _require(self.epochs > 0 or self.max_steps > 0, "train.epochs", "must be > 0 (or set train.max_steps)")
         _require(self.max_steps == -1 or self.max_steps > 0, "train.max_steps", "must be -1 or > 0")
         _require(self.batch_size >= 2, "train.batch_size", "must be >= 2 for in-batch negatives")
+        _require(self.mode in TRAIN_MODES, "train.mode", f"must be one of {', '.join(TRAIN_MODES)}")
         _require(self.learning_rate > 0, "train.learning_rate", "must be > 0")
+        _require(self.head_learning_rate is None or self.head_learning_rate > 0, "train.head_learning_rate", "> 0")
+        _require(self.freeze_encoder_epochs >= 0, "train.freeze_encoder_epochs", "must be >= 0")
         _require(self.weight_decay >= 0, "train.weight_decay", "must be >= 0")
         _require(0 <= self.warmup_ratio < 1, "train.warmup_ratio", "must be in [0, 1)")
         _require(self.lr_scheduler in ("linear", "cosine"), "train.lr_scheduler", "must be 'linear' or 'cosine'")
@@ -310,6 +316,9 @@ class ExperimentConfig:
     loss: LossConfig = field(default_factory=LossConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+    lora: LoraConfig = field(default_factory=LoraConfig)
+    head: HeadConfig = field(default_factory=HeadConfig)
+    curriculum: CurriculumConfig = field(default_factory=CurriculumConfig)
 
     def __post_init__(self) -> None:
         _check_fields(self, "")
@@ -323,6 +332,26 @@ class ExperimentConfig:
             metric in [m.lower() for m in self.eval.metrics],
             "train.primary_metric",
             f"{shorten(metric)} must be one of eval.metrics {shorten(self.eval.metrics)}",
+        )
+        self._check_modes()
+
+    @property
+    def has_head(self) -> bool:
+        """Whether the trained model ends in a projection head (``train.mode: head``, or ``head.add``)."""
+        return self.train.mode == "head" or self.head.add
+
+    def _check_modes(self) -> None:
+        train = self.train
+        if train.freeze_encoder_epochs > 0:
+            _require(
+                self.head.add and train.mode != "head",
+                "train.freeze_encoder_epochs",
+                "needs head.add=true in train.mode full or lora (in mode head the encoder is always frozen)",
+            )
+        _require(
+            not (train.mode == "head" and self.loss.uses_pairs),
+            "train.mode",
+            "head trains from cached embeddings with infonce or mnrl, not with a pair objective",
         )
 
     def to_dict(self) -> dict[str, Any]:

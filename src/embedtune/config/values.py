@@ -28,6 +28,13 @@ class ConfigError(ValueError):
     """An invalid setting: unknown key, wrong type or out-of-range value. The message names the setting."""
 
 
+def _setting(default: Any, help: str, default_factory: Any = None) -> Any:
+    """Declare a dataclass field with its ``--help`` text in ``metadata["help"]``."""
+    if default_factory is not None:
+        return dataclasses.field(default_factory=default_factory, metadata={"help": help})
+    return dataclasses.field(default=default, metadata={"help": help})
+
+
 def _require(condition: bool, key: str, message: str) -> None:
     if not condition:
         raise ConfigError(f"{key}: {message}")
