@@ -1,4 +1,4 @@
-"""The ``embedtune`` command line over the package: train, eval, runs, report, demo, index, search, cache.
+"""The ``embedtune`` command line over the package: train, eval, runs, report, demo, index, search, cache, prepare.
 
 Every user error (bad data, a bad setting, a file that cannot be read or written, a model that cannot be found) is
 printed as one line ``error: ...`` with exit code 2, never as a traceback. A failure after a run folder exists is
@@ -11,7 +11,7 @@ import argparse
 import functools
 import sys
 
-from embedtune.cli import cache, evaluate, report, runs, search, train
+from embedtune.cli import cache, evaluate, prepare, report, runs, search, train
 from embedtune.cli.console import configure_console_logging
 from embedtune.io import describe_os_error
 
@@ -75,6 +75,7 @@ def build_parser() -> argparse.ArgumentParser:
     search.add_index_command(commands)
     search.add_search_command(commands)
     cache.add_cache_command(commands)
+    prepare.add_prepare_command(commands)
     return parser
 
 
