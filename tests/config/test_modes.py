@@ -76,3 +76,12 @@ def test_freezing_the_encoder_needs_a_head_on_a_trainable_encoder():
 def test_head_mode_refuses_pair_objectives():
     with pytest.raises(ConfigError, match="^train.mode: head trains from cached embeddings"):
         build("train.mode=head", "loss.name=cosent")
+
+
+@pytest.mark.parametrize(
+    ("override", "key"),
+    [("loss.matryoshka=true", "loss.matryoshka"), ("curriculum.enabled=true", "curriculum.enabled")],
+)
+def test_head_mode_refuses_what_it_cannot_train(override, key):
+    with pytest.raises(ConfigError, match=f"^{key}: is not supported with train.mode=head"):
+        build("train.mode=head", override)

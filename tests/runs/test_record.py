@@ -60,6 +60,8 @@ def test_to_dict_has_the_schema_keys(tmp_path: Path):
         "significance",
         "extra_reports",
         "pair_diagnostics",
+        "curriculum",
+        "trainable_parameters",
     ]
     assert list(make_metrics().to_dict()["report"]) == ["split", "role", "base", "fine_tuned"]
 

@@ -1,4 +1,4 @@
-"""The ``embedtune`` command line over the package: train, eval, runs, report, demo, index, search, cache, prepare.
+"""The ``embedtune`` command line: train, eval, runs, report, demo, index, search, cache, prepare, mine, data.
 
 Every user error (bad data, a bad setting, a file that cannot be read or written, a model that cannot be found) is
 printed as one line ``error: ...`` with exit code 2, never as a traceback. A failure after a run folder exists is
@@ -11,8 +11,9 @@ import argparse
 import functools
 import sys
 
-from embedtune.cli import cache, evaluate, prepare, report, runs, search, train
+from embedtune.cli import cache, data, evaluate, mine, prepare, report, runs, search, train
 from embedtune.cli.console import configure_console_logging
+from embedtune.cli.export import add_export_command
 from embedtune.io import describe_os_error
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
@@ -75,7 +76,10 @@ def build_parser() -> argparse.ArgumentParser:
     search.add_index_command(commands)
     search.add_search_command(commands)
     cache.add_cache_command(commands)
+    data.add_data_command(commands)
     prepare.add_prepare_command(commands)
+    mine.add_mine_command(commands)
+    add_export_command(commands)
     return parser
 
 

@@ -212,7 +212,9 @@ class TrainConfig:
     max_steps: int = _setting(-1, "Stop after this many optimiser steps; -1 uses epochs.")
     batch_size: int = _setting(32, "Pairs per batch; every other pair's passage is an in-batch negative.")
     learning_rate: float = _setting(2e-5, "Peak AdamW learning rate (of the encoder or its LoRA adapters).")
-    head_learning_rate: float | None = _setting(None, "Peak learning rate of the head; None uses learning_rate.")
+    head_learning_rate: float = _setting(
+        1e-3, "Peak learning rate of a projection head (it starts near the encoder's ranking and needs far more)."
+    )
     freeze_encoder_epochs: float = _setting(
         0.0, "With head.add: train the head alone for this many epochs, then the encoder (or LoRA) too."
     )
@@ -245,7 +247,7 @@ class TrainConfig:
         _require(self.batch_size >= 2, "train.batch_size", "must be >= 2 for in-batch negatives")
         _require(self.mode in TRAIN_MODES, "train.mode", f"must be one of {', '.join(TRAIN_MODES)}")
         _require(self.learning_rate > 0, "train.learning_rate", "must be > 0")
-        _require(self.head_learning_rate is None or self.head_learning_rate > 0, "train.head_learning_rate", "> 0")
+        _require(self.head_learning_rate > 0, "train.head_learning_rate", "must be > 0")
         _require(self.freeze_encoder_epochs >= 0, "train.freeze_encoder_epochs", "must be >= 0")
         _require(self.weight_decay >= 0, "train.weight_decay", "must be >= 0")
         _require(0 <= self.warmup_ratio < 1, "train.warmup_ratio", "must be in [0, 1)")
@@ -348,11 +350,14 @@ class ExperimentConfig:
                 "train.freeze_encoder_epochs",
                 "needs head.add=true in train.mode full or lora (in mode head the encoder is always frozen)",
             )
-        _require(
-            not (train.mode == "head" and self.loss.uses_pairs),
-            "train.mode",
-            "head trains from cached embeddings with infonce or mnrl, not with a pair objective",
-        )
+        if train.mode == "head":
+            _require(
+                not self.loss.uses_pairs,
+                "train.mode",
+                "head trains from cached embeddings with infonce or mnrl, not with a pair objective",
+            )
+            _require(not self.loss.matryoshka, "loss.matryoshka", "is not supported with train.mode=head")
+            _require(not self.curriculum.enabled, "curriculum.enabled", "is not supported with train.mode=head")
 
     def to_dict(self) -> dict[str, Any]:
         """Return the resolved settings as nested plain dicts (JSON-serialisable).

@@ -4,17 +4,23 @@ Each line of the JSONL file is an object ``{"query": str, "pos": [str, ...], "ne
 "neg_weights": [float, ...]}``; ``neg`` and ``neg_weights`` are optional and other fields are ignored. Instead of
 ``neg_weights`` a record may give ``neg_features`` (one list of feature names per negative), turned into weights by
 a :class:`~embedtune.data.feature_weights.FeatureWeights` config.
+
+Optional fields written by ``embedtune mine`` (:mod:`embedtune.data.mining`) are validated when present:
+``query_id`` (a non-empty string), ``pos_ids`` / ``neg_ids`` (non-empty strings, one per ``pos`` / ``neg`` entry),
+``pos_scores`` / ``neg_scores`` (finite numbers, one per entry), ``neg_sources`` (one list of retriever names per
+``neg`` entry) and ``phase`` (any string, e.g. a curriculum phase).
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from embedtune.data.errors import DataError, reading
 from embedtune.data.types import TrainingExample
-from embedtune.io import iter_jsonl_objects, shorten
+from embedtune.io import iter_jsonl_objects, json_type_name, jsonl_line, shorten, write_lines_atomic
 
 if TYPE_CHECKING:  # feature_weights imports this module
     from embedtune.data.feature_weights import FeatureWeights
@@ -47,7 +53,12 @@ def load_triplets(path: str | Path, feature_weights: FeatureWeights | None = Non
             (telling the user to set ``data.feature_weights``), together with ``neg_weights``, without ``neg``, not
             a list of lists of strings (field such as ``neg_features[1]`` or ``neg_features[1][0]``), of another
             length than ``neg``, naming an unknown or repeated feature (``neg_features[2][0]``), or combining into a
-            weight that is not a normal float32 (``neg_features[2]``). Any other failure while reading also becomes
+            weight that is not a normal float32 (``neg_features[2]``). For the optional fields: a ``query_id`` or
+            ``phase`` that is not a string (an empty ``query_id`` too), ``pos_ids`` / ``neg_ids`` /
+            ``pos_scores`` / ``neg_scores`` / ``neg_sources`` that are not lists of the length of ``pos`` / ``neg``,
+            given without ``neg`` (the ``neg_*`` ones), or holding an entry of the wrong kind (field such as
+            ``neg_scores[2]`` for a score that is not a finite number, ``pos_ids[0]`` for an empty id,
+            ``neg_sources[1][0]`` for a source that is not a string). Any other failure while reading also becomes
             a DataError naming the file.
     """
     path = Path(path)
@@ -69,7 +80,82 @@ def _parse_example(
         weights = _feature_weights(record, len(neg), path, line, feature_weights)
     else:
         weights = _neg_weights(record, len(neg), path, line)
-    return TrainingExample(query=query, pos=pos, neg=neg, neg_weights=weights)
+    return TrainingExample(
+        query=query,
+        pos=pos,
+        neg=neg,
+        neg_weights=weights,
+        pos_ids=_per_passage(record, "pos_ids", len(pos), path, line, _id),
+        neg_ids=_per_passage(record, "neg_ids", len(neg), path, line, _id),
+        pos_scores=_per_passage(record, "pos_scores", len(pos), path, line, _score),
+        neg_scores=_per_passage(record, "neg_scores", len(neg), path, line, _score),
+        neg_sources=_per_passage(record, "neg_sources", len(neg), path, line, _sources),
+        query_id=_optional_string(record, "query_id", path, line, allow_empty=False),
+        phase=_optional_string(record, "phase", path, line, allow_empty=True),
+    )
+
+
+def _optional_string(record: dict[str, Any], field: str, path: Path, line: int, allow_empty: bool) -> str | None:
+    """Return ``record[field]`` when present (a string, non-blank unless ``allow_empty``), else ``None``."""
+    if field not in record:
+        return None
+    value = record[field]
+    if not isinstance(value, str):
+        raise DataError(path, line, field, f"expected a string, got {json_type_name(value)}")
+    if not allow_empty and not value.strip():
+        raise DataError(path, line, field, "empty string")
+    return value
+
+
+def _per_passage(record: dict[str, Any], field: str, count: int, path: Path, line: int, check: Any) -> tuple:
+    """Return the optional list ``record[field]`` (one entry per pos or neg passage) checked entry by entry.
+
+    ``check(value, field_of_entry, path, line)`` validates and converts one entry; absent gives ``()``.
+    """
+    if field not in record:
+        return ()
+    values = record[field]
+    passages = "pos" if field.startswith("pos") else "neg"
+    if passages == "neg" and "neg" not in record:
+        raise DataError(path, line, field, f"{field} given without neg")
+    if not isinstance(values, list):
+        raise DataError(path, line, field, f"expected a list, got {json_type_name(values)}")
+    if len(values) != count:
+        raise DataError(path, line, field, f"expected {count} entries (one per {passages}), got {len(values)}")
+    return tuple(check(value, f"{field}[{index}]", path, line) for index, value in enumerate(values))
+
+
+def _id(value: object, field: str, path: Path, line: int) -> str:
+    """Check one document id: a non-empty string."""
+    if not isinstance(value, str):
+        raise DataError(path, line, field, f"expected a string id, got {json_type_name(value)}")
+    if not value.strip():
+        raise DataError(path, line, field, "empty id")
+    return value
+
+
+def _score(value: object, field: str, path: Path, line: int) -> float:
+    """Check one retriever score: a finite number (booleans excluded)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise DataError(path, line, field, f"expected a number, got {json_type_name(value)}")
+    try:
+        score = float(value)
+    except OverflowError:
+        score = math.inf
+    if not math.isfinite(score):
+        raise DataError(path, line, field, f"expected a finite number, got {shorten(value)}")
+    return score
+
+
+def _sources(value: object, field: str, path: Path, line: int) -> tuple[str, ...]:
+    """Check one negative's sources: a list of non-empty strings such as ``["dense", "bm25"]``."""
+    if not isinstance(value, list):
+        raise DataError(path, line, field, f"expected a list of retriever names, got {json_type_name(value)}")
+    for index, name in enumerate(value):
+        if not isinstance(name, str) or not name.strip():
+            got = "an empty string" if isinstance(name, str) else json_type_name(name)
+            raise DataError(path, line, f"{field}[{index}]", f"expected a retriever name, got {got}")
+    return tuple(value)
 
 
 def _query(record: dict[str, Any], path: Path, line: int) -> str:
@@ -201,3 +287,48 @@ def float32_weight(value: object) -> float:
             "precision or underflow to 0, which the loss reads as a padding slot"
         )
     return weight
+
+
+def training_record(example: TrainingExample, neg_weights: bool = True) -> dict[str, Any]:
+    """Turn an example into the JSON object :func:`load_triplets` reads back.
+
+    Args:
+        example: The example.
+        neg_weights: Write ``neg_weights`` (they default to ones when left out).
+
+    Returns:
+        ``{"query", "query_id"?, "pos", "pos_ids"?, "pos_scores"?, "neg", "neg_ids"?, "neg_scores"?,
+        "neg_sources"?, "neg_weights"?, "phase"?}``: optional fields only when the example has them.
+    """
+    record: dict[str, Any] = {"query": example.query}
+    if example.query_id is not None:
+        record["query_id"] = example.query_id
+    record["pos"] = list(example.pos)
+    optional = (
+        ("pos_ids", example.pos_ids),
+        ("pos_scores", example.pos_scores),
+        ("neg", example.neg),
+        ("neg_ids", example.neg_ids),
+        ("neg_scores", example.neg_scores),
+        ("neg_sources", [list(sources) for sources in example.neg_sources]),
+    )
+    record.update((name, list(values)) for name, values in optional if values or name == "neg")
+    if neg_weights:
+        record["neg_weights"] = list(example.neg_weights)
+    if example.phase is not None:
+        record["phase"] = example.phase
+    return record
+
+
+def write_triplets(path: str | Path, examples: Iterable[TrainingExample], neg_weights: bool = True) -> None:
+    """Write examples as a UTF-8 JSONL training file (non-ASCII kept as is), atomically.
+
+    Args:
+        path: Destination file; its folder must exist.
+        examples: The examples, one line each (see :func:`training_record`).
+        neg_weights: Write each record's ``neg_weights``.
+
+    Raises:
+        OSError: if the file cannot be written.
+    """
+    write_lines_atomic(path, (jsonl_line(training_record(example, neg_weights)) for example in examples))

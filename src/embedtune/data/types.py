@@ -44,8 +44,16 @@ class TrainingExample:
         neg: Hard-negative passages (may be empty).
         neg_weights: One weight per entry of ``neg`` (finite, > 0); it multiplies ``exp(sim)`` of that negative in
             the InfoNCE denominator. Defaults to all ones.
-        pos_ids: Document ids of ``pos`` (same order) when the data has them (BEIR qrels), else empty; they let the
-            loss recognise a relevant document in the batch by id as well as by text.
+        pos_ids: Document ids of ``pos`` (same order) when the data has them (BEIR qrels, mined files), else empty;
+            they let the loss recognise a relevant document in the batch by id as well as by text.
+        neg_ids: Document ids of ``neg`` (same order) when known, else empty.
+        pos_scores: One retriever score per entry of ``pos`` (as ``embedtune mine`` measured it), else empty.
+            Not part of equality: two examples with the same texts are the same example.
+        neg_scores: One retriever score per entry of ``neg``, else empty. Not part of equality.
+        neg_sources: Per entry of ``neg``, the retrievers that found it (``("dense",)``, ``("bm25",)`` or
+            ``("dense", "bm25")``), else empty. Not part of equality.
+        query_id: The query's id in its data set, when known.
+        phase: A free-form label of the record (e.g. a curriculum phase), when given.
     """
 
     query: str
@@ -53,6 +61,12 @@ class TrainingExample:
     neg: tuple[str, ...] = ()
     neg_weights: tuple[float, ...] = field(default=())
     pos_ids: tuple[str, ...] = ()
+    neg_ids: tuple[str, ...] = ()
+    pos_scores: tuple[float, ...] = field(default=(), compare=False)
+    neg_scores: tuple[float, ...] = field(default=(), compare=False)
+    neg_sources: tuple[tuple[str, ...], ...] = field(default=(), compare=False)
+    query_id: str | None = None
+    phase: str | None = None
 
     def __post_init__(self) -> None:
         if not self.neg_weights and self.neg:

@@ -23,6 +23,7 @@ from sentence_transformers.sentence_transformer import losses as st_losses
 from torch import nn
 
 from embedtune.losses.cached_info_nce import CachedInfoNCELoss
+from embedtune.losses.distributed import is_multi_process
 from embedtune.losses.false_negatives import FalseNegativeTable
 from embedtune.losses.guide import GuideModel
 from embedtune.losses.info_nce import InfoNCELoss
@@ -62,7 +63,12 @@ def _info_nce(model: SentenceTransformer, config: LossConfig, context: LossConte
 
 
 def _mnrl(model: SentenceTransformer, config: LossConfig, context: LossContext) -> nn.Module:
-    settings = {"scale": config.scale, "directions": tuple(config.directions)}
+    # Several processes (torchrun, accelerate launch): in-batch negatives from every process's batch, as InfoNCELoss.
+    settings = {
+        "scale": config.scale,
+        "directions": tuple(config.directions),
+        "gather_across_devices": is_multi_process(),
+    }
     if config.hardness_mode is not None:
         settings |= {"hardness_mode": config.hardness_mode, "hardness_strength": config.hardness_strength}
     if config.mini_batch_size:

@@ -18,7 +18,9 @@ class CachedInfoNCELoss(CachedLossMixin, InfoNCELoss):
     The batch is embedded in mini-batches without a graph, the loss over the whole batch is back-propagated to the
     embeddings, and each mini-batch is embedded again with a graph to carry those cached gradients into the model
     (sentence-transformers' ``CachedLossMixin`` does the three steps and replays dropout). Loss and gradients equal
-    the uncached loss; peak memory is that of one mini-batch plus the batch's embeddings.
+    the uncached loss; peak memory is that of one mini-batch plus the batch's embeddings. Across processes (DDP) the
+    loss gathers every process's embeddings as the uncached one does, and the gradients the gathered loss sends back
+    to this process's embeddings are the ones cached.
 
     Args:
         model: The SentenceTransformer being trained.

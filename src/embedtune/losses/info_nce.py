@@ -13,6 +13,7 @@ from sentence_transformers.util import cos_sim
 from torch import Tensor, nn
 
 from embedtune.losses.components import LossComponents
+from embedtune.losses.distributed import GatheredBatch, gather_batch
 from embedtune.losses.false_negatives import FalseNegativeTable, passage_to_query_mask
 from embedtune.losses.guide import GuideModel
 from embedtune.losses.isotropy import alignment, mean_dimension_std, uniformity
@@ -37,6 +38,13 @@ class InfoNCELoss(nn.Module):
 
     With ``isotropy_weight > 0`` the loss adds ``isotropy_weight * (uniformity(q) + uniformity(p)) / 2``, the
     uniformity of Wang & Isola (arXiv:2005.10242), which spreads embeddings over the sphere.
+
+    Across processes (DDP under ``torchrun`` or ``accelerate launch``), the batch is that of all processes: queries,
+    positives, hard negatives, their weights, row indices and guide embeddings are gathered (embeddings with
+    gradients), each process computes the terms of its own queries and passages against every candidate, scaled by
+    ``world_size / global_batch``, and isotropy is the uniformity of the gathered batch. The mean over processes,
+    which DDP's gradient averaging optimises, equals the loss of one process on the global batch. The logged
+    ``masked_*`` counts and direction terms are this process's share.
 
     Args:
         model: The SentenceTransformer being trained.
@@ -101,6 +109,11 @@ class InfoNCELoss(nn.Module):
     ) -> Tensor:
         """Compute the loss from column embeddings.
 
+        Under ``torch.distributed`` with several processes, the columns, labels and guide embeddings of every
+        process are gathered (:func:`~embedtune.losses.distributed.gather_batch`) and this process's queries are
+        scored against all candidates; the returned loss is this process's share, scaled so that the mean over
+        processes (what DDP's gradient averaging optimises) is the loss of one process on the whole batch.
+
         Args:
             embeddings: ``[queries (batch, dim), positives (batch, dim), negative_1 (batch, dim), ...]``.
             labels: ``(batch, 1 + n)`` ``[row index, weights of the n hard negatives]`` or ``None``.
@@ -116,66 +129,66 @@ class InfoNCELoss(nn.Module):
         """
         if len(embeddings) < 2:
             raise ValueError(f"InfoNCE needs at least (query, positive) columns, got {len(embeddings)}")
-        queries, positives = embeddings[0], embeddings[1]  # (batch, dim) each
-        batch_size, num_negatives = queries.size(0), len(embeddings) - 2
-        rows, neg_weights = split_labels(labels, batch_size, num_negatives)
-        candidates = torch.cat(embeddings[1:], dim=0)  # ((1 + n) * batch, dim), column-major
-        logits = self.similarity_fct(queries, candidates) * self.scale  # (batch, (1 + n) * batch)
-        if neg_weights is not None:
-            logits = logits + hard_negative_log_weights(neg_weights).to(logits.dtype)
-        query_mask, passage_mask = self._false_negative_masks(
-            rows, guide_embeddings, batch_size, num_negatives, queries.device
-        )
+        if self.guide is not None and guide_embeddings is None:
+            raise ValueError("this loss has a guide model: pass the guide's embeddings")
+        rows, neg_weights = split_labels(labels, embeddings[0].size(0), len(embeddings) - 2)
+        batch = gather_batch(embeddings, rows, neg_weights, guide_embeddings if self.guide is not None else None)
+        queries, positives = batch.columns[0], batch.columns[1]  # (total, dim) each
+        local_queries = queries[batch.local]  # (batch, dim)
+        candidates = torch.cat(batch.columns[1:], dim=0)  # ((1 + n) * total, dim), column-major
+        logits = self.similarity_fct(local_queries, candidates) * self.scale  # (batch, (1 + n) * total)
+        if batch.neg_weights is not None:
+            offsets = hard_negative_log_weights(batch.neg_weights, batch.offset, batch.local_size)
+            logits = logits + offsets.to(logits.dtype)
+        query_mask, passage_mask = self._false_negative_masks(batch, queries.device)
         self.components.add("masked_candidates", (query_mask & logits.isfinite()).sum())
-        targets = torch.arange(batch_size, device=queries.device)
-        query_loss = F.cross_entropy(logits.masked_fill(query_mask, float("-inf")), targets)
+        targets = batch.targets(queries.device)
+        query_logits = logits.masked_fill(query_mask, float("-inf"))
+        query_loss = F.cross_entropy(query_logits, targets, reduction="sum") * batch.loss_scale
         self.components.add("infonce_query_to_doc", query_loss)
         loss = query_loss
         if self.symmetric:
-            passage_logits = self.similarity_fct(positives, queries) * self.scale  # (batch, batch)
-            passage_loss = F.cross_entropy(passage_logits.masked_fill(passage_mask, float("-inf")), targets)
+            passage_logits = self.similarity_fct(positives[batch.local], queries) * self.scale  # (batch, total)
+            passage_logits = passage_logits.masked_fill(passage_mask, float("-inf"))
+            passage_loss = F.cross_entropy(passage_logits, targets, reduction="sum") * batch.loss_scale
             self.components.add("infonce_doc_to_query", passage_loss)
             loss = (query_loss + passage_loss) / 2
         return loss + self._isotropy(queries, positives)
 
-    def _false_negative_masks(
-        self,
-        rows: Tensor | None,
-        guide_embeddings: list[Tensor] | None,
-        batch_size: int,
-        num_negatives: int,
-        device: torch.device,
-    ) -> tuple[Tensor, Tensor]:
-        """Return ``(query mask (batch, (1 + n) * batch), passage mask (batch, batch))``, True = drop."""
-        query_mask = torch.zeros(batch_size, (1 + num_negatives) * batch_size, dtype=torch.bool, device=device)
-        passage_mask = torch.zeros(batch_size, batch_size, dtype=torch.bool, device=device)
-        if self.false_negatives is not None and rows is not None:
-            table_mask = self.false_negatives.query_to_candidates_mask(rows, 1 + num_negatives).to(device)
-            query_mask |= table_mask
-            passage_mask |= passage_to_query_mask(table_mask)
+    def _false_negative_masks(self, batch: GatheredBatch, device: torch.device) -> tuple[Tensor, Tensor]:
+        """Return ``(query mask (batch, (1 + n) * total), passage mask (batch, total))``, True = drop."""
+        local, total, columns = batch.local_size, batch.total, len(batch.columns) - 1
+        query_mask = torch.zeros(local, columns * total, dtype=torch.bool, device=device)
+        passage_mask = torch.zeros(local, total, dtype=torch.bool, device=device)
+        if self.false_negatives is not None and batch.rows is not None:
+            table_mask = self.false_negatives.query_to_candidates_mask(batch.rows, columns).to(device)
+            query_mask |= table_mask[batch.local]
+            passage_mask |= passage_to_query_mask(table_mask)[batch.local]
+        own = torch.arange(local, device=device), batch.targets(device)
         if self.guide is not None:
-            if guide_embeddings is None:
-                raise ValueError("this loss has a guide model: pass the guide's embeddings")
-            guide_query, guide_passage = self._guide_masks(guide_embeddings, device)
-            targets = torch.arange(batch_size, device=device)
-            guide_query[targets, targets] = False
+            assert batch.guide is not None  # checked by compute_loss_from_embeddings
+            guide_query, guide_passage = self._guide_masks(batch.guide, batch, device)
+            guide_query[own] = False
             self.components.add("masked_by_guide", (guide_query & ~query_mask).sum())
             query_mask |= guide_query
             passage_mask |= guide_passage
-        diagonal = torch.arange(batch_size, device=device)
-        query_mask[diagonal, diagonal] = False  # the target is never masked
-        passage_mask[diagonal, diagonal] = False
+        query_mask[own] = False  # the target is never masked
+        passage_mask[own] = False
         return query_mask, passage_mask
 
-    def _guide_masks(self, guide_embeddings: list[Tensor], device: torch.device) -> tuple[Tensor, Tensor]:
+    def _guide_masks(
+        self, guide_embeddings: list[Tensor], batch: GatheredBatch, device: torch.device
+    ) -> tuple[Tensor, Tensor]:
+        """Return the guide's ``(query mask (batch, (1 + n) * total), passage mask (batch, total))``."""
         assert self.guide is not None
-        queries, positives = guide_embeddings[0].to(device), guide_embeddings[1].to(device)
-        similarities = cos_sim(queries, torch.cat([e.to(device) for e in guide_embeddings[1:]]))
-        positive_similarity = similarities[:, : queries.size(0)].diagonal()
-        passage_similarities = cos_sim(positives, queries)  # (batch, batch)
+        columns = [embedding.to(device) for embedding in guide_embeddings]
+        queries, positives = columns[0], columns[1]  # (total, guide_dim) each
+        own = torch.arange(batch.local_size, device=device), batch.targets(device)
+        similarities = cos_sim(queries[batch.local], torch.cat(columns[1:]))  # (batch, (1 + n) * total)
+        passage_similarities = cos_sim(positives[batch.local], queries)  # (batch, total)
         return (
-            self.guide.mask(similarities, positive_similarity),
-            self.guide.mask(passage_similarities, passage_similarities.diagonal()),
+            self.guide.mask(similarities, similarities[own]),
+            self.guide.mask(passage_similarities, passage_similarities[own]),
         )
 
     def _isotropy(self, queries: Tensor, positives: Tensor) -> Tensor:
@@ -234,24 +247,30 @@ def split_labels(labels: Tensor | None, batch_size: int, num_negatives: int) -> 
     return labels[:, 0], (labels[:, 1:] if num_negatives else None)
 
 
-def hard_negative_log_weights(neg_weights: Tensor) -> Tensor:
+def hard_negative_log_weights(neg_weights: Tensor, offset: int = 0, num_queries: int | None = None) -> Tensor:
     """Turn per-query hard-negative weights into additive logit offsets.
 
     Args:
-        neg_weights: ``(batch, n)`` non-negative weights; entry ``[i, j]`` belongs to query i's j-th hard negative,
-            which sits in candidate column ``(1 + j) * batch + i``. 0 marks a padding slot.
+        neg_weights: ``(total, n)`` non-negative weights; entry ``[i, j]`` belongs to query i's j-th hard negative,
+            which sits in candidate column ``(1 + j) * total + i``. 0 marks a padding slot.
+        offset: First query to return offsets for (this process's first row of a gathered batch).
+        num_queries: How many queries from ``offset`` on; ``None`` for all the rest.
 
     Returns:
-        ``(batch, (1 + n) * batch)`` offsets: ``log w`` on each query's own hard negatives, ``-inf`` on the whole
-        column of a padding slot, 0 elsewhere (positives and other queries' negatives keep weight 1).
+        ``(num_queries, (1 + n) * total)`` offsets: ``log w`` on each query's own hard negatives, ``-inf`` on the
+        whole column of a padding slot, 0 elsewhere (positives and other queries' negatives keep weight 1).
     """
-    batch_size, num_negatives = neg_weights.shape
-    offsets = torch.zeros(batch_size, (1 + num_negatives) * batch_size, device=neg_weights.device)
-    rows = torch.arange(batch_size, device=neg_weights.device)
+    total, num_negatives = neg_weights.shape
+    num_queries = total - offset if num_queries is None else num_queries
+    device = neg_weights.device
+    offsets = torch.zeros(num_queries, (1 + num_negatives) * total, device=device)
+    queries = torch.arange(num_queries, device=device)
+    own_rows = queries + offset
+    all_rows = torch.arange(total, device=device)
     for j in range(num_negatives):
-        columns = (1 + j) * batch_size + rows
-        weights = neg_weights[:, j].float()
-        padding = weights <= 0
-        offsets[rows, columns] = torch.log(weights.clamp_min(torch.finfo(torch.float32).tiny))
-        offsets[:, columns[padding]] = float("-inf")
+        weights = neg_weights[:, j].float()  # (total,)
+        offsets[queries, (1 + j) * total + own_rows] = torch.log(
+            weights[own_rows].clamp_min(torch.finfo(torch.float32).tiny)
+        )
+        offsets[:, (1 + j) * total + all_rows[weights <= 0]] = float("-inf")
     return offsets

@@ -194,11 +194,13 @@ def _no_metrics_line(run: RunInfo) -> str:
 
 
 def _metrics_sections(metrics: RunMetrics) -> list[str]:
-    """Report table, selection verdict, splits, dev history, training loss and timing of a run with metrics."""
+    """Report table, selection verdict, splits, curriculum, dev history, training loss and timing of a run."""
+    curriculum = [_curriculum_section(metrics.curriculum)] if metrics.curriculum else []
     return [
         _report_section(metrics),
         _selection_line(metrics.selection, metrics.primary_metric),
         _splits_line(metrics),
+        *curriculum,
         _dev_history_section(metrics.dev_history),
         _loss_line(metrics.loss_history),
         _timing_section(metrics),
@@ -243,6 +245,25 @@ def _splits_line(metrics: RunMetrics) -> str:
     return f"Splits: {sizes} (training examples: {metrics.num_train_examples})"
 
 
+def _curriculum_section(schedule: Mapping[str, Any]) -> str:
+    """Table of a curriculum run's phases in training order: examples, steps and difficulty cut of each."""
+    epochs = schedule.get("epochs_per_phase")
+    per_phase = f", {format_value(epochs)} epoch(s) per phase" if epochs is not None else ""
+    rows = []
+    for phase in schedule.get("phases", []):
+        steps = phase.get("steps")
+        rows.append(
+            [
+                format_value(phase.get("name")),
+                format_value(phase.get("examples")),
+                f"{steps[0]}-{steps[1]}" if steps else "none (empty)",
+                f"<= {format_metric(phase['threshold'])}" if "threshold" in phase else NO_VALUE,
+            ]
+        )
+    title = f"Curriculum (phases by {format_value(schedule.get('source'))}{per_phase}):"
+    return f"{title}\n" + format_table(["PHASE", "EXAMPLES", "STEPS", "DIFFICULTY"], rows, indent="  ")
+
+
 def _dev_history_section(history: Sequence[Mapping[str, float]]) -> str:
     """Table of the dev evaluations made during training: step, epoch, then each metric."""
     if not history:
@@ -268,14 +289,26 @@ def _loss_line(history: Sequence[Mapping[str, float]]) -> str:
 
 
 def _timing_section(metrics: RunMetrics) -> str:
-    """Wall time, training time and peak memory lines."""
-    return "\n".join(
-        [
-            f"Wall time: {format_duration(metrics.wall_time_s)}",
-            f"Train time: {format_duration(metrics.train_time_s)}",
-            f"Peak memory: {metrics.peak_memory_mb:.1f} MB",
-        ]
-    )
+    """Wall time, training time and peak memory lines, then the trainable parameters when recorded."""
+    lines = [
+        f"Wall time: {format_duration(metrics.wall_time_s)}",
+        f"Train time: {format_duration(metrics.train_time_s)}",
+        f"Peak memory: {metrics.peak_memory_mb:.1f} MB",
+    ]
+    if metrics.trainable_parameters:
+        lines.append(_trainable_line(metrics.trainable_parameters))
+    return "\n".join(lines)
+
+
+def _trainable_line(counts: Mapping[str, Any]) -> str:
+    """Return ``Trainable parameters: 1,536 of 23,552 (6.52 %; mode lora on query, key, value; with head)``."""
+    trainable, total = counts["trainable"], counts["total"]
+    share = f"{100 * trainable / total:.2f} %" if total else NO_VALUE
+    mode = f"mode {counts['mode']}"
+    if counts.get("lora_targets"):
+        mode += f" on {', '.join(map(str, counts['lora_targets']))}"
+    head = "; with head" if counts.get("head") else ""
+    return f"Trainable parameters: {trainable:,} of {total:,} ({share}; {mode}{head})"
 
 
 # --- compare -----------------------------------------------------------------------------------------------------

@@ -14,7 +14,7 @@ from typing import Any
 
 from embedtune.io import describe_os_error
 from embedtune.runs.errors import RunRecordError
-from embedtune.runs.validate import FieldReader
+from embedtune.runs.validate import FieldReader, is_integer
 
 RUN_FILE = "run.json"
 METRICS_FILE = "metrics.json"
@@ -251,6 +251,11 @@ class RunMetrics:
             (:meth:`embedtune.evaluation.significance.PairedComparison.to_dict`), or ``None``.
         extra_reports: The forgetting check on each ``eval.extra_datasets`` entry.
         pair_diagnostics: For labelled-pair runs, ``{"base": {...}, "fine_tuned": {...}}`` pair metrics, or ``None``.
+        curriculum: For a curriculum run, its schedule: ``{"source", "epochs_per_phase", "phases": [{"name",
+            "examples", "rows", "steps": [first, last] or null, "threshold"?}]}``; ``None`` otherwise (and in runs
+            made before curricula existed).
+        trainable_parameters: How many parameters trained: ``{"trainable": n, "total": N, "mode": "full"|"lora",
+            "head": bool, "lora_targets"?: [...]}``; ``None`` when not counted (and in runs made before it was).
     """
 
     primary_metric: str
@@ -266,6 +271,8 @@ class RunMetrics:
     significance: dict[str, Any] | None = None
     extra_reports: list[ExtraReport] = field(default_factory=list)
     pair_diagnostics: dict[str, Any] | None = None
+    curriculum: dict[str, Any] | None = None
+    trainable_parameters: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """Return the JSON content of ``metrics.json``."""
@@ -300,6 +307,8 @@ class RunMetrics:
             significance=fields.optional_obj("significance"),
             extra_reports=_extra_reports(fields, path),
             pair_diagnostics=fields.optional_obj("pair_diagnostics"),
+            curriculum=_curriculum(fields),
+            trainable_parameters=_trainable_parameters(fields),
         )
 
 
@@ -311,6 +320,36 @@ def _extra_reports(fields: FieldReader, path: str | Path) -> list[ExtraReport]:
     if not isinstance(items, list):
         fields._wrong_type("extra_reports", "an array", items)
     return [ExtraReport.from_dict(item, path, f"extra_reports[{index}]") for index, item in enumerate(items)]
+
+
+def _curriculum(fields: FieldReader) -> dict[str, Any] | None:
+    """Read and check the optional ``curriculum`` schedule (absent in runs without a curriculum)."""
+    if fields.data.get("curriculum") is None:
+        return None
+    schedule = fields.nested("curriculum")
+    schedule.string("source")
+    phases = schedule._required("phases")
+    if not isinstance(phases, list):
+        schedule._wrong_type("phases", "an array", phases)
+    for index, item in enumerate(phases):
+        phase = FieldReader(item, fields.path, f"curriculum.phases[{index}]")
+        phase.string("name")
+        phase.integer("examples", minimum=0)
+        steps = phase.data.get("steps")
+        if steps is not None and not (isinstance(steps, list) and len(steps) == 2 and all(map(is_integer, steps))):
+            phase._wrong_type("steps", "[first, last] integers or null", steps)
+    return schedule.data
+
+
+def _trainable_parameters(fields: FieldReader) -> dict[str, Any] | None:
+    """Read and check the optional ``trainable_parameters`` counts (absent in runs made before they were kept)."""
+    if fields.data.get("trainable_parameters") is None:
+        return None
+    counts = fields.nested("trainable_parameters")
+    counts.integer("trainable", minimum=0)
+    counts.integer("total", minimum=0)
+    counts.string("mode")
+    return counts.data
 
 
 def read_run_record(folder: str | Path) -> RunRecord:

@@ -2,6 +2,9 @@
 
 Every write is atomic (temporary file, ``fsync``, ``os.replace``) and every record is checked against the schema
 before it is written, so the reader never meets a record the writer produced but cannot read.
+
+Under multi-process training (``torchrun``, ``accelerate launch``) only the main process (rank 0) writes: the other
+processes get the run folder's path from it (:func:`start_run`) and leave the record alone (:func:`fail_run`).
 """
 
 from __future__ import annotations
@@ -9,10 +12,13 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import pickle
 import socket
-from datetime import datetime
+import sys
+from collections.abc import Callable
+from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from embedtune.io import write_json_atomic
 from embedtune.runs.errors import RunRecordError, RunStoreError
@@ -32,6 +38,11 @@ from embedtune.runs.record import (
 MAX_ERROR_CHARS = 2000
 """Longest error text stored in ``run.json``; longer texts keep their start and are marked as cut."""
 
+MAIN_PROCESS_TIMEOUT = timedelta(days=7)
+"""How long other processes wait for rank 0 in :func:`run_on_main_process` (its final evaluation may be long)."""
+
+T = TypeVar("T")
+
 
 def start_run(
     runs_dir: str | Path, name: str, *, config: dict[str, Any], data_hashes: dict[str, str], command: str
@@ -39,7 +50,9 @@ def start_run(
     """Create a new run folder and write its ``run.json`` with status ``running``.
 
     The folder is always new (``<runs_dir>/<YYYYmmdd-HHMMSS>-<name>``, with ``-2``, ``-3`` ... on a clash); the
-    record holds the start time, this process's pid and host, installed library versions and the git commit.
+    record holds the start time, this process's pid and host, installed library versions and the git commit. Under
+    ``torch.distributed`` with several processes, every process calls this at the same point; rank 0 alone creates
+    the folder and the others receive its path (or raise rank 0's error).
 
     Args:
         runs_dir: Folder holding run folders (created when missing).
@@ -57,6 +70,14 @@ def start_run(
         RunStoreError: naming the path, if ``name`` is not valid or the run folder cannot be created.
         OSError: if ``run.json`` cannot be written.
     """
+    return run_on_main_process(
+        lambda: _start_run(runs_dir, name, config=config, data_hashes=data_hashes, command=command)
+    )
+
+
+def _start_run(
+    runs_dir: str | Path, name: str, *, config: dict[str, Any], data_hashes: dict[str, str], command: str
+) -> Path:
     check_run_name(name)
     now = _now()
     record = RunRecord(
@@ -101,7 +122,8 @@ def fail_run(folder: str | Path, error: str, interrupted: bool = False) -> bool:
     """Mark a running run ``failed`` (or ``interrupted``) with the end time and the error text.
 
     Meant for an ``except`` block around training; a run that already ended is left as it is, so that a failure
-    after :func:`finish_run` (printing the table, say) does not turn a finished run into a failed one.
+    after :func:`finish_run` (printing the table, say) does not turn a finished run into a failed one. In a process
+    other than rank 0 it does nothing (rank 0 records the run).
 
     Args:
         folder: A run folder made by :func:`start_run`.
@@ -109,12 +131,14 @@ def fail_run(folder: str | Path, error: str, interrupted: bool = False) -> bool:
         interrupted: Record status ``interrupted`` (Ctrl-C, a signal) instead of ``failed``.
 
     Returns:
-        ``True`` when the record was updated, ``False`` when the run had already ended.
+        ``True`` when the record was updated, ``False`` when the run had already ended or this is not rank 0.
 
     Raises:
         RunRecordError: if ``run.json`` cannot be read or does not fit the schema.
         OSError: if ``run.json`` cannot be written.
     """
+    if not is_main_process():
+        return False
     folder = Path(folder)
     record = read_run_record(folder)
     if record.status != STATUS_RUNNING:
@@ -122,6 +146,72 @@ def fail_run(folder: str | Path, error: str, interrupted: bool = False) -> bool:
     status = STATUS_INTERRUPTED if interrupted else STATUS_FAILED
     _write_record(folder, dataclasses.replace(record, status=status, finished=_iso(_now()), error=cap_error(error)))
     return True
+
+
+def is_main_process() -> bool:
+    """Whether this process writes the run: rank 0 of an initialised ``torch.distributed`` group, or the only one."""
+    return _rank_and_world_size()[0] == 0
+
+
+def run_on_main_process(work: Callable[[], T]) -> T:
+    """Run ``work`` in rank 0 only and hand its result to every process; without a process group, ``work()``.
+
+    Under ``torch.distributed`` with several processes, every process calls this at the same point: all wait for
+    each other, rank 0 runs ``work``, and the others receive its (picklable) result, or its error, over a gloo group
+    that waits up to :data:`MAIN_PROCESS_TIMEOUT` (rank 0's work may outlast the training collectives' timeout).
+
+    Args:
+        work: What only rank 0 does (create the run folder, evaluate and report).
+
+    Returns:
+        ``work``'s result, in every process.
+
+    Raises:
+        Exception: whatever ``work`` raised in rank 0, in every process (a ``RuntimeError`` quoting it where the
+            error cannot be pickled).
+    """
+    rank, world_size = _rank_and_world_size()
+    if world_size == 1:
+        return work()
+    import torch.distributed as dist
+
+    group = dist.new_group(backend="gloo", timeout=MAIN_PROCESS_TIMEOUT)
+    try:
+        dist.barrier(group=group)
+        message: list[Any] = [None]
+        if rank == 0:
+            try:
+                message = [(True, work())]
+            except Exception as error:
+                dist.broadcast_object_list([(False, _picklable(error))], src=0, group=group)
+                raise
+        dist.broadcast_object_list(message, src=0, group=group)
+    finally:
+        dist.destroy_process_group(group)
+    succeeded, value = message[0]
+    if not succeeded:
+        raise value
+    return value
+
+
+def _rank_and_world_size() -> tuple[int, int]:
+    """``(rank, world size)`` of the initialised default process group; ``(0, 1)`` without one.
+
+    torch is never imported here: without it imported, no process group can exist.
+    """
+    dist = sys.modules.get("torch.distributed")
+    if dist is not None and dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def _picklable(error: Exception) -> Exception:
+    """``error`` itself when it survives pickling, else a RuntimeError quoting it (rank 0's error for the others)."""
+    try:
+        pickle.loads(pickle.dumps(error))
+    except Exception:  # noqa: BLE001 - any pickling failure falls back to the message
+        return RuntimeError(f"rank 0 failed: {type(error).__name__}: {error}")
+    return error
 
 
 def cap_error(text: str, limit: int = MAX_ERROR_CHARS) -> str:

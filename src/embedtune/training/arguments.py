@@ -15,7 +15,10 @@ logger = logging.getLogger(__name__)
 
 
 def training_arguments(
-    config: ExperimentConfig, output_dir: Path, prompts: dict[str, str] | None
+    config: ExperimentConfig,
+    output_dir: Path,
+    prompts: dict[str, str] | None,
+    learning_rate_mapping: dict[str, float] | None = None,
 ) -> SentenceTransformerTrainingArguments:
     """Build the trainer's arguments: AdamW, warm-up then linear/cosine decay, dev evaluation and checkpoints.
 
@@ -26,6 +29,9 @@ def training_arguments(
         config: The resolved run settings.
         output_dir: Where the trainer keeps its temporary checkpoints.
         prompts: Dataset column -> prompt prepended to that column's texts, or ``None`` for no prompts.
+        learning_rate_mapping: Regular expression over parameter names (as the loss names them) -> learning rate of
+            the matching parameters, e.g. an added head's (``modes.head_learning_rate_mapping``); every other
+            parameter learns at ``train.learning_rate``. ``None`` gives all parameters that rate.
 
     Returns:
         The arguments; logging goes through embedtune's callbacks (``report_to="none"``).
@@ -63,6 +69,9 @@ def training_arguments(
         report_to="none",
         batch_sampler=BatchSamplers.NO_DUPLICATES,
         prompts=prompts,
+        learning_rate_mapping=learning_rate_mapping or {},
+        # an encoder frozen for the first epochs gets no gradients then, which DDP must be told to expect
+        ddp_find_unused_parameters=True if train.freeze_encoder_epochs > 0 else None,
         dataloader_pin_memory=torch.cuda.is_available(),
         disable_tqdm=False,
     )

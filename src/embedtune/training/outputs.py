@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import resource
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -27,18 +28,33 @@ MODEL_NOTES_FILE = "embedtune.json"
 def save_model_atomic(model: SentenceTransformer, target: Path, notes: dict | None = None) -> None:
     """Save ``model`` to ``target`` via a staging folder renamed into place (a crash never leaves half a model).
 
-    ``notes``, when given, are written as :data:`MODEL_NOTES_FILE` inside the folder.
+    ``notes``, when given, are written as :data:`MODEL_NOTES_FILE` inside the folder. A LoRA run's model arrives
+    here with its adapter already merged (:func:`embedtune.training.modes.finish_mode_model`), so ``model/`` is always
+    a plain sentence-transformers folder.
 
     Raises:
         FileExistsError: if ``target`` already exists (a run's model is written once).
+    """
+
+    def write(staging: Path) -> None:
+        model.save(str(staging))
+        if notes:
+            write_json_atomic(staging / MODEL_NOTES_FILE, notes)
+
+    save_folder_atomic(target, write)
+
+
+def save_folder_atomic(target: Path, write: Callable[[Path], None]) -> None:
+    """Fill a staging folder beside ``target`` with ``write(staging)``, then rename it to ``target``.
+
+    Raises:
+        FileExistsError: if ``target`` already exists (nothing is written then).
     """
     if target.exists():
         raise FileExistsError(f"{target} already exists; refusing to overwrite it")
     staging = target.with_name(f".{target.name}.partial")
     shutil.rmtree(staging, ignore_errors=True)
-    model.save(str(staging))
-    if notes:
-        write_json_atomic(staging / MODEL_NOTES_FILE, notes)
+    write(staging)
     staging.rename(target)
 
 

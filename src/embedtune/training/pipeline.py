@@ -13,6 +13,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from datasets import Dataset
 from sentence_transformers import SentenceTransformer, SentenceTransformerTrainer
@@ -22,15 +23,19 @@ from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
 from embedtune.cache import EmbeddingCache
 from embedtune.config import ConfigError, ExperimentConfig, LossConfig
+from embedtune.data.curriculum import check_curriculum
 from embedtune.data.eval_splits import load_extra_split
 from embedtune.data.prepare import EvalSplit, PreparedData, prepare_data
 from embedtune.evaluation.candidate_pool import dev_candidate_pool
 from embedtune.evaluation.retrieval_evaluator import RetrievalEvaluator
 from embedtune.io import file_sha256, write_json_atomic
 from embedtune.losses import LossContext, build_loss, matryoshka_dims
+from embedtune.losses.distributed import join_process_group
 from embedtune.models.loading import check_model_available, load_model
 from embedtune.models.prompts import document_prompt, query_prompt, set_prompts
 from embedtune.runs import CHOSEN_BASE, Report, RunMetrics, Selection, check_runs_dir, fail_run, finish_run, start_run
+from embedtune.runs.writer import is_main_process, run_on_main_process
+from embedtune.training import modes
 from embedtune.training.arguments import column_prompts, training_arguments
 from embedtune.training.callbacks import (
     ConsoleLogCallback,
@@ -39,8 +44,10 @@ from embedtune.training.callbacks import (
     LossComponentsCallback,
     QuietProgressCallback,
 )
+from embedtune.training.curriculum import build_curriculum, curriculum_record
 from embedtune.training.dataset import build_train_dataset
-from embedtune.training.final_eval import FinalEvaluation, per_query_record, score_distribution_record
+from embedtune.training.final_eval import Figures, FinalEvaluation, per_query_record, score_distribution_record
+from embedtune.training.head_training import train_head
 from embedtune.training.outputs import (
     PER_QUERY_FILE,
     SCORES_FILE,
@@ -91,7 +98,8 @@ def run_training(config: ExperimentConfig) -> RunResult:
     before training and after every epoch (or ``eval_steps``); keep the best dev checkpoint unless it does not beat
     the untouched model, in which case ``model/`` is the base model and the verdict says so; evaluate the selected
     model on the reported split (test, never the selection split, unless the user asked for no test split, and then
-    labelled as such); write ``metrics.json``.
+    labelled as such); write ``metrics.json``. In ``train.mode: lora`` ``model/`` holds the model with the adapter
+    merged (a plain model) and ``adapter/`` the adapter alone (:mod:`embedtune.training.modes`).
 
     Args:
         config: The resolved configuration.
@@ -106,13 +114,16 @@ def run_training(config: ExperimentConfig) -> RunResult:
         RunFailedError: if anything fails once the run folder exists (the run is then recorded as failed).
     """
     started = time.time()
+    join_process_group()  # torchrun / accelerate launch: rank 0 alone writes the run folder
     data = prepare_data(config.data)
     check_loss_fits_data(config.loss, data)
+    check_curriculum(config, data)  # a bad phase or unscored data stops here, before any model loads
     extra_splits = [load_extra_split(spec) for spec in config.eval.extra_datasets]
     check_runs_dir(config.runs_dir)
     if config.loss.guide and config.loss.guide_model is not None:
         check_model_available(config.loss.guide_model)
     model = load_base_model(config)
+    setup = modes.prepare_model_for_mode(model, config)  # LoRA / head; a bad target stops here
     folder = start_run(
         config.runs_dir,
         config.name,
@@ -124,7 +135,7 @@ def run_training(config: ExperimentConfig) -> RunResult:
     try:
         logger.info("Run folder %s", folder)
         _log_data_summary(data)
-        result = _train_and_report(config, data, extra_splits, model, folder, started)
+        result = _train_and_report(config, data, extra_splits, model, folder, started, setup)
     except KeyboardInterrupt:
         fail_run(folder, "interrupted by the user (KeyboardInterrupt)", interrupted=True)
         raise
@@ -176,14 +187,36 @@ def _train_and_report(
     model: SentenceTransformer,
     folder: Path,
     started: float,
+    setup: modes.ModeSetup,
 ) -> RunResult:
     dims = matryoshka_dims(config.loss.matryoshka_dims, model.get_embedding_dimension())
     final = FinalEvaluation(config, data.report, extra_splits, dims if config.loss.matryoshka else None)
     logger.info("Reported split: %s", _split_label(data))
-    base = final.evaluate(model, "base")
+    base = final.evaluate(modes.encoder_view(model, setup), "base")  # the encoder, without an added head
     train_started = time.time()
-    trainer = _fine_tune(config, data, model, folder, final.cache)
+    if config.train.mode == "head":
+        trainer = train_head(config, data, model, folder, final.cache)
+    else:
+        trainer = _fine_tune(config, data, model, folder, final.cache, setup)
     train_time = time.time() - train_started
+    return run_on_main_process(
+        lambda: _select_and_report(config, data, final, base, trainer, folder, started, train_time, setup, dims)
+    )
+
+
+def _select_and_report(
+    config: ExperimentConfig,
+    data: PreparedData,
+    final: FinalEvaluation,
+    base: Figures,
+    trainer: SentenceTransformerTrainer,
+    folder: Path,
+    started: float,
+    train_time: float,
+    setup: modes.ModeSetup,
+    dims: list[int],
+) -> RunResult:
+    """After training, in rank 0 only: select on dev, save ``model/``, evaluate it and write the run's records."""
     primary = config.train.primary_metric.lower()
     history = dev_history(trainer.state.log_history, primary)
     selection = select_model(history, primary)
@@ -191,6 +224,7 @@ def _train_and_report(
     _check_trainer_agrees(trainer, selection)
     selected = load_base_model(config) if selection.chosen == CHOSEN_BASE else trainer.model
     model_notes = {"matryoshka_dims": dims} if config.loss.matryoshka else {}
+    selected = modes.finish_mode_model(selected, setup, folder, config)  # LoRA: writes adapter/, merges
     save_model_atomic(selected, folder / "model", model_notes)
     shutil.rmtree(folder / "checkpoints", ignore_errors=True)
     tuned = base if selection.chosen == CHOSEN_BASE else final.evaluate(selected, "fine-tuned")
@@ -210,6 +244,8 @@ def _train_and_report(
         extra_reports=final.extra_reports(base, tuned),
         significance=final.significance(base, tuned),
         pair_diagnostics=_pair_diagnostics(final, data, config, selected, selection),
+        curriculum=curriculum_record(trainer),
+        trainable_parameters=setup.record(),
     )
     finish_run(folder, metrics)
     write_run_report(folder)
@@ -248,12 +284,15 @@ def _fine_tune(
     model: SentenceTransformer,
     folder: Path,
     cache: EmbeddingCache | None,
+    setup: modes.ModeSetup,
 ) -> SentenceTransformerTrainer:
     train_dataset, context = _training_data(config, data)
+    curriculum = build_curriculum(config, data, train_dataset)  # None unless curriculum.enabled
+    train_dataset = curriculum.dataset if curriculum is not None else train_dataset
     logger.info("Training rows: %d, columns: %s", len(train_dataset), ", ".join(train_dataset.column_names))
     prompts = column_prompts(train_dataset.column_names, query_prompt(model), document_prompt(model))
     loss = build_loss(model, config.loss, context)
-    writer = SummaryWriter(str(folder / "tensorboard"))
+    writer = SummaryWriter(str(folder / "tensorboard")) if is_main_process() else _SilentWriter()
     callbacks = [
         TensorBoardCallback(writer),
         ConsoleLogCallback(config.train.primary_metric.lower()),
@@ -266,12 +305,17 @@ def _fine_tune(
         callbacks.append(
             GradientMonitorCallback(writer, config.train.log_module_grad_norms, config.train.log_grad_histograms)
         )
+    callbacks += modes.mode_callbacks(model, setup, config)
+    lr_mapping = modes.head_learning_rate_mapping(loss, model, setup, config)
+    args = training_arguments(config, folder / "checkpoints", prompts, lr_mapping)
+    if curriculum is not None:
+        callbacks.append(curriculum.configure(args, writer, config.train.max_steps))
     trainer = SentenceTransformerTrainer(
         model=model,
-        args=training_arguments(config, folder / "checkpoints", prompts),
+        args=args,
         train_dataset=train_dataset,
         loss=loss,
-        evaluator=_dev_evaluator(config, data.dev, model, cache),
+        evaluator=_dev_evaluator(config, data.dev, modes.encoder_view(model, setup), cache),
         callbacks=callbacks,
     )
     trainer.remove_callback(PrinterCallback)
@@ -346,10 +390,17 @@ def _log_traceback_to_file(handler: logging.Handler) -> None:
 
 
 def _attach_log_file(path: Path) -> logging.Handler:
-    handler = logging.FileHandler(path, encoding="utf-8")
+    handler = logging.FileHandler(path, encoding="utf-8") if is_main_process() else logging.NullHandler()
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     root = logging.getLogger()
     root.addHandler(handler)
     if root.level > logging.INFO or root.level == logging.NOTSET:
         root.setLevel(logging.INFO)
     return handler
+
+
+class _SilentWriter:
+    """The TensorBoard writer of processes other than rank 0: rank 0 alone writes the run folder."""
+
+    def __getattr__(self, name: str) -> Any:
+        return lambda *args, **kwargs: None

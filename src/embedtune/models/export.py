@@ -1,0 +1,102 @@
+"""``embedtune export``: write a run's model as a standalone sentence-transformers folder.
+
+What is exported, by the run's ``train.mode``:
+
+- ``full`` and ``head`` runs: a copy of the run's ``model/`` (already a plain model); ``--merge`` changes nothing.
+- ``lora`` runs: ``--merge`` is required, so that nobody mistakes the export for the adapter (that is the run's
+  ``adapter/``). A LoRA run's ``model/`` already holds the merged model (see :mod:`embedtune.training.modes`), and is
+  copied; a model folder that still holds a PEFT adapter (``adapter_config.json``, as sentence-transformers saves a
+  model with an adapter) is loaded, merged (:func:`embedtune.models.lora.merge_lora`, PEFT's ``merge_and_unload``
+  for an adapter injected into a transformers model) and saved.
+
+Either way the export holds no ``adapter_config.json`` and loads with ``SentenceTransformer(OUT)`` without ``peft``.
+It is written to a staging folder beside ``OUT`` and renamed into place, and never overwrites anything.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+from pathlib import Path
+
+from embedtune.runs import read_run_record, resolve_run
+
+logger = logging.getLogger(__name__)
+
+ADAPTER_CONFIG_FILE = "adapter_config.json"
+MODEL_DIR = "model"
+MODEL_NOTES_FILE = "embedtune.json"
+"""embedtune's notes inside a model folder (``embedtune.training.outputs.MODEL_NOTES_FILE``), kept in the export."""
+
+
+def export_model(run: str | Path, out: str | Path, merge: bool = False, runs_dir: str | Path = "runs") -> Path:
+    """Write the model of ``run`` to ``out`` as a plain sentence-transformers folder (see the module docstring).
+
+    Args:
+        run: A run folder, or a run reference resolved under ``runs_dir`` (folder name, run name, unique suffix).
+        out: The folder to create; must not exist.
+        merge: Merge a LoRA adapter into the weights; required for a LoRA run.
+        runs_dir: Where run references are looked up.
+
+    Returns:
+        ``out``.
+
+    Raises:
+        ValueError: if ``out`` exists, the run cannot be resolved or has no ``model/``, or a LoRA run is exported
+            without ``merge``.
+        RuntimeError: if the written folder still holds an adapter (never expected).
+    """
+    target = Path(out)
+    if target.exists() or target.is_symlink():
+        raise ValueError(f"{target} already exists; export writes a new folder and never overwrites one")
+    folder = resolve_run(str(run), runs_dir)
+    source = folder / MODEL_DIR
+    if not (source / "modules.json").is_file():
+        raise ValueError(f"run {folder} has no model to export ({source} is missing or holds no modules.json)")
+    mode = run_mode(folder)
+    holds_adapter = has_adapter_files(source)
+    if (mode == "lora" or holds_adapter) and not merge:
+        raise ValueError(
+            f"run {folder.name} trained a LoRA adapter: pass --merge to export the model with the adapter merged into "
+            f"its weights (the adapter alone is in {folder / 'adapter'})"
+        )
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = target.with_name(f".{target.name}.partial")
+    shutil.rmtree(staging, ignore_errors=True)
+    try:
+        if holds_adapter:
+            _write_merged(source, staging)
+        else:
+            shutil.copytree(source, staging)
+        if has_adapter_files(staging):
+            raise RuntimeError(f"the export of {source} still holds a PEFT adapter; nothing written to {target}")
+        staging.rename(target)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    logger.info("Exported %s (mode %s%s) to %s", source, mode, ", adapter merged" if holds_adapter else "", target)
+    return target
+
+
+def run_mode(folder: Path) -> str:
+    """Return the run's recorded ``train.mode`` (``"full"`` for runs recorded before modes existed)."""
+    train = read_run_record(folder).config.get("train")
+    mode = train.get("mode") if isinstance(train, dict) else None
+    return mode if isinstance(mode, str) else "full"
+
+
+def has_adapter_files(folder: Path) -> bool:
+    """Whether ``folder`` or any folder below it holds a PEFT ``adapter_config.json``."""
+    return any(folder.rglob(ADAPTER_CONFIG_FILE))
+
+
+def _write_merged(source: Path, staging: Path) -> None:
+    """Load the adapter model at ``source``, merge its adapter, save the plain model (and embedtune's notes)."""
+    from sentence_transformers import SentenceTransformer
+
+    from embedtune.models.lora import merge_lora
+
+    model = SentenceTransformer(str(source), device="cpu")
+    merge_lora(model)
+    model.save(str(staging))
+    if (source / MODEL_NOTES_FILE).is_file():
+        shutil.copy2(source / MODEL_NOTES_FILE, staging / MODEL_NOTES_FILE)

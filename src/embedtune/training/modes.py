@@ -1,0 +1,241 @@
+"""What ``train.mode`` full and lora change in a run: LoRA adapters, an added head, learning rates, freezing.
+
+:func:`prepare_model_for_mode` is called once, right after the base model loads and before the run folder exists
+(so a bad ``lora.target_modules`` stops the run before any folder is made). ``train.mode: head`` (a head trained from
+cached embeddings on a frozen encoder) has its own path, :mod:`embedtune.training.head_training`; here it changes
+nothing.
+
+**What a LoRA run leaves** (Hu et al., arXiv:2106.09685): ``adapter/`` holds the adapter alone (PEFT's
+``adapter_config.json`` and ``adapter_model.safetensors``, plus ``embedtune.json`` naming the base model and the LoRA
+settings): a few MB, loadable onto the base model with ``base.load_adapter(run / "adapter")``. ``model/`` holds the
+selected model *with the adapter merged* into the encoder's weights (:func:`embedtune.models.lora.merge_lora`): a
+plain sentence-transformers model, like a full run's, that loads with ``SentenceTransformer(run / "model")`` without
+``peft``, without the base model at its original path, and encodes as fast as the base. The final evaluation runs on
+that merged model, so the reported figures are those of the saved folder. When dev selection keeps the base model,
+``model/`` is the untouched base and no ``adapter/`` is written.
+
+**An added head** (``head.add``): :func:`embedtune.models.head.add_head` after the encoder (and after LoRA), its final
+projection initialised as a random semi-orthogonal matrix seeded by ``train.seed`` — for ``head.dim`` at least the
+encoder's width an isometry, so the step-0 dev evaluation ranks exactly like the encoder (cosine similarity); below,
+it keeps similarities approximately. The base figures are computed on the encoder alone (:func:`encoder_view`). The
+head learns at ``train.head_learning_rate`` through sentence-transformers' ``learning_rate_mapping``
+(:func:`head_learning_rate_mapping`), and ``train.freeze_encoder_epochs`` trains it alone first
+(:class:`~embedtune.training.freezing.FreezeEncoderCallback`).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from sentence_transformers import SentenceTransformer
+from torch import nn
+from transformers import TrainerCallback
+
+from embedtune.config import ExperimentConfig
+from embedtune.models.head import add_head, is_head_parameter
+from embedtune.models.lora import add_lora, has_lora, merge_lora, save_adapter, trainable_parameters
+from embedtune.training.freezing import FreezeEncoderCallback
+from embedtune.training.outputs import save_folder_atomic
+
+logger = logging.getLogger(__name__)
+
+ADAPTER_DIR = "adapter"
+"""Folder of a LoRA run holding the adapter alone."""
+
+
+@dataclass(frozen=True)
+class ModeSetup:
+    """How :func:`prepare_model_for_mode` changed the model, for the training and the records.
+
+    Attributes:
+        mode: ``train.mode``.
+        head_start: Index of the added head's first module in the model, or ``None`` without an added head.
+        lora_targets: Module names that got LoRA adapters (empty outside lora mode).
+        trainable: Parameters that train (elements), counted after the changes; 0 when nothing was counted.
+        total: All parameters of the model (elements); 0 when nothing was counted.
+    """
+
+    mode: str
+    head_start: int | None = None
+    lora_targets: tuple[str, ...] = ()
+    trainable: int = 0
+    total: int = 0
+
+    @property
+    def uses_lora(self) -> bool:
+        """Whether the encoder trains through LoRA adapters."""
+        return self.mode == "lora"
+
+    def record(self) -> dict[str, Any] | None:
+        """Return ``metrics.json``'s ``trainable_parameters``, or ``None`` when nothing was counted (mode head).
+
+        Returns:
+            ``{"trainable": n, "total": N, "mode": mode, "head": bool}``, plus ``"lora_targets": [...]`` in lora mode.
+        """
+        if not self.total:
+            return None
+        record: dict[str, Any] = {
+            "trainable": self.trainable,
+            "total": self.total,
+            "mode": self.mode,
+            "head": self.head_start is not None,
+        }
+        if self.lora_targets:
+            record["lora_targets"] = list(self.lora_targets)
+        return record
+
+
+def prepare_model_for_mode(model: SentenceTransformer, config: ExperimentConfig) -> ModeSetup:
+    """Turn the loaded base model into the model ``train.mode`` trains, in place.
+
+    lora: add the adapter (:func:`embedtune.models.lora.add_lora`; the encoder's own weights freeze). ``head.add``
+    (modes full and lora): append the projection head. Mode head: change nothing (its own training path adds the
+    head). Logs ``trainable parameters: n of N (x %)``.
+
+    Args:
+        model: The base model, as loaded (with its prompts).
+        config: The run settings.
+
+    Returns:
+        What the training and the records need (:class:`ModeSetup`).
+
+    Raises:
+        embedtune.config.ConfigError: if LoRA targets cannot be detected or a configured one does not exist.
+    """
+    mode = config.train.mode
+    if mode == "head":
+        return ModeSetup(mode)
+    targets: list[str] = []
+    if mode == "lora":
+        with torch.random.fork_rng():  # seeded adapter initialisation, leaving the global generators untouched
+            torch.manual_seed(config.train.seed)
+            targets = add_lora(model, config.lora)
+    head_start = None
+    if config.head.add:
+        device = next(model.parameters()).device
+        head_start = add_head(model, config.head, _orthogonal_projection(model, config))
+        model.to(device)
+    trainable, total = trainable_parameters(model)
+    where = f", LoRA on {', '.join(targets)}" if targets else ""
+    head = f", head from module {head_start}" if head_start is not None else ""
+    logger.info(
+        "trainable parameters: %s of %s (%.2f %%), mode %s%s%s",
+        f"{trainable:,}",
+        f"{total:,}",
+        100 * trainable / max(total, 1),
+        mode,
+        where,
+        head,
+    )
+    return ModeSetup(mode, head_start, tuple(targets), trainable, total)
+
+
+def encoder_view(model: SentenceTransformer, setup: ModeSetup) -> SentenceTransformer:
+    """Return the model without its added head (sharing the modules), or ``model`` itself when it has none.
+
+    The base figures and the dev candidate pool are computed on it: the base model is the encoder, not the encoder
+    followed by a freshly initialised head. The view's weights are the base model's, so its cached embeddings are
+    reused across runs.
+    """
+    if setup.head_start is None:
+        return model
+    return SentenceTransformer(
+        modules=list(model)[: setup.head_start],
+        device=str(model.device),
+        prompts=dict(model.prompts),
+        default_prompt_name=model.default_prompt_name,
+        similarity_fn_name=model.similarity_fn_name,
+    )
+
+
+def head_learning_rate_mapping(
+    loss: nn.Module, model: SentenceTransformer, setup: ModeSetup, config: ExperimentConfig
+) -> dict[str, float] | None:
+    """Build sentence-transformers' ``learning_rate_mapping`` that gives the head its own learning rate.
+
+    The trainer matches each pattern (``re.search``) against the names of ``loss.named_parameters()`` (where the
+    model sits under the loss's own attribute names) and puts the matches in their own parameter groups; every other
+    parameter (the encoder or its LoRA adapter) keeps ``train.learning_rate``. The pattern lists the head's parameter
+    names exactly, found by identity, so an encoder parameter can never match by accident.
+
+    Args:
+        loss: The training loss, holding ``model``.
+        model: The model being trained.
+        setup: From :func:`prepare_model_for_mode`.
+        config: The run settings (``train.head_learning_rate``).
+
+    Returns:
+        ``{"^(?:<name>|<name>...)$": head learning rate}``, or ``None`` without an added head.
+
+    Raises:
+        ValueError: if none of the head's parameters is reachable from ``loss`` (the loss does not train the model).
+    """
+    if setup.head_start is None:
+        return None
+    head = {id(p) for name, p in model.named_parameters() if is_head_parameter(name, model, setup.head_start)}
+    names = [name for name, parameter in loss.named_parameters() if id(parameter) in head]
+    if not names:
+        raise ValueError("the loss holds none of the head's parameters; cannot give the head its learning rate")
+    rate = config.train.head_learning_rate
+    return {"^(?:" + "|".join(re.escape(name) for name in names) + ")$": rate}
+
+
+def mode_callbacks(model: SentenceTransformer, setup: ModeSetup, config: ExperimentConfig) -> list[TrainerCallback]:
+    """Return the trainer callbacks the mode needs: the encoder freeze with ``train.freeze_encoder_epochs > 0``."""
+    epochs = config.train.freeze_encoder_epochs
+    if setup.head_start is None or epochs <= 0:
+        return []
+    return [FreezeEncoderCallback(model, setup.head_start, epochs)]
+
+
+def finish_mode_model(
+    model: SentenceTransformer, setup: ModeSetup, folder: Path, config: ExperimentConfig
+) -> SentenceTransformer:
+    """Prepare the selected model for ``model/``: for a LoRA model, write ``adapter/`` and merge the adapter.
+
+    Anything else (a full or head model, or the freshly loaded base model kept by dev selection) is returned
+    untouched.
+
+    Args:
+        model: The selected model.
+        setup: From :func:`prepare_model_for_mode`.
+        folder: The run folder; ``adapter/`` is written there atomically (via a staging folder).
+        config: The run settings (recorded in the adapter's notes).
+
+    Returns:
+        ``model``, merged in place when it carried an adapter (see :func:`embedtune.models.lora.merge_lora`).
+
+    Raises:
+        FileExistsError: if ``adapter/`` already exists.
+    """
+    if not (setup.uses_lora and has_lora(model)):
+        return model
+    network = model.transformers_model
+    adapter = network.peft_config[network.active_adapters()[0]]
+    notes = {
+        "base_model": config.model.name_or_path,
+        "base_model_path": adapter.base_model_name_or_path,
+        "lora": {
+            "rank": config.lora.rank,
+            "alpha": config.lora.alpha,
+            "dropout": config.lora.dropout,
+            "target_modules": list(setup.lora_targets),
+        },
+        "head": setup.head_start is not None,
+        "merged_model": "../model",
+    }
+    save_folder_atomic(folder / ADAPTER_DIR, lambda staging: save_adapter(model, staging, notes))
+    logger.info("Adapter saved to %s; model/ holds the model with the adapter merged", folder / ADAPTER_DIR)
+    return merge_lora(model)
+
+
+def _orthogonal_projection(model: SentenceTransformer, config: ExperimentConfig) -> torch.Tensor:
+    """Return a ``(head.dim, in_dim)`` semi-orthogonal matrix, seeded by ``train.seed``."""
+    weight = torch.empty(config.head.dim, model.get_embedding_dimension())
+    generator = torch.Generator().manual_seed(config.train.seed)
+    return torch.nn.init.orthogonal_(weight, generator=generator)
