@@ -10,7 +10,7 @@ from embedtune import runs
 from embedtune.config import build_config
 from embedtune.data.errors import DataError
 from embedtune.models.loading import ModelNotFoundError
-from embedtune.training import pipeline
+from embedtune.training import fine_tune, pipeline
 from embedtune.training.pipeline import RunFailedError, run_training
 
 
@@ -131,7 +131,7 @@ def test_a_crash_after_start_is_recorded_in_the_run(tiny_model_dir, tiny_beir, t
     def crash(*args, **kwargs):
         raise error
 
-    monkeypatch.setattr(pipeline, "_fine_tune", crash)
+    monkeypatch.setattr(pipeline, "fine_tune", crash)
     with pytest.raises((RunFailedError, KeyboardInterrupt)):
         run_training(tiny_config(tiny_model_dir, tiny_beir, tmp_path / "runs"))
     [folder] = list((tmp_path / "runs").iterdir())
@@ -183,14 +183,14 @@ def test_gradient_logs_are_opt_in(tiny_model_dir, tiny_beir, tmp_path):
 
 def test_the_step_0_dev_evaluation_does_not_change_training(tiny_model_dir, noise_beir, tmp_path, monkeypatch):
     with_start = run_training(tiny_config(tiny_model_dir, noise_beir, tmp_path / "a", "train.epochs=3"))
-    original = pipeline.training_arguments
+    original = fine_tune.training_arguments
 
     def without_start_evaluation(*args, **kwargs):
         arguments = original(*args, **kwargs)
         arguments.eval_on_start = False
         return arguments
 
-    monkeypatch.setattr(pipeline, "training_arguments", without_start_evaluation)
+    monkeypatch.setattr(fine_tune, "training_arguments", without_start_evaluation)
     monkeypatch.setattr(pipeline, "select_model", lambda history, primary: with_start.metrics.selection)
     without = run_training(tiny_config(tiny_model_dir, noise_beir, tmp_path / "b", "train.epochs=3"))
     assert with_start.metrics.loss_history == without.metrics.loss_history

@@ -59,6 +59,12 @@ def add_train_command(commands: argparse._SubParsersAction) -> None:
         "--set", action="append", default=[], metavar="KEY=VALUE", help="Any setting, e.g. loss.scale=30."
     )
     train.add_argument(
+        "--resume",
+        metavar="RUN",
+        help="Continue a failed, interrupted or killed run (folder or name under --runs-dir) from its last "
+        "checkpoint, with its own settings.",
+    )
+    train.add_argument(
         "--check",
         action="store_true",
         help="Validate the data, settings and model name, print the plan, create nothing.",
@@ -94,6 +100,8 @@ def run_train(args: argparse.Namespace) -> int:
     from embedtune.config import build_config
 
     flags = {setting: getattr(args, flag) for flag, setting in _FLAG_SETTINGS.items()}
+    if args.resume is not None:
+        return _resume(args, [flag for flag, value in flags.items() if value is not None and flag != "runs_dir"])
     overrides = [f"{key}={value}" for key, value in flags.items() if value is not None] + args.set
     config = build_config(args.config, overrides)
     if args.check:
@@ -101,12 +109,31 @@ def run_train(args: argparse.Namespace) -> int:
     return _train(config)
 
 
+def _resume(args: argparse.Namespace, settings_given: list[str]) -> int:
+    """Continue the run ``args.resume`` with the settings recorded in its ``run.json``."""
+    from embedtune.config import config_from_dict
+    from embedtune.runs.store import resolve_run
+    from embedtune.runs.writer import check_resumable
+    from embedtune.training.pipeline import run_training
+
+    if settings_given or args.set or args.config or args.check:
+        raise ValueError("--resume continues a run with its own settings: drop --config, --set and the setting flags")
+    folder = resolve_run(args.resume, args.runs_dir or "runs")
+    config = config_from_dict(check_resumable(folder).config)
+    config = dataclasses.replace(config, runs_dir=str(folder.parent))
+    result = run_training(config, resume=folder)
+    print(format_summary(result, config))
+    return 0
+
+
 def _check(config: ExperimentConfig) -> int:
+    from embedtune.data.curriculum import check_curriculum
     from embedtune.data.prepare import prepare_data
     from embedtune.models.loading import check_model_available
     from embedtune.runs import check_runs_dir
 
     data = prepare_data(config.data)
+    check_curriculum(config, data)
     check_runs_dir(config.runs_dir)
     model = check_model_available(config.model.name_or_path)
     counts = ", ".join(f"{key} {value}" for key, value in data.counts.items())

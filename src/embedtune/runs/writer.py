@@ -34,6 +34,7 @@ from embedtune.runs.record import (
     RunRecord,
     read_run_record,
 )
+from embedtune.runs.store import process_alive as _process_alive
 
 MAX_ERROR_CHARS = 2000
 """Longest error text stored in ``run.json``; longer texts keep their start and are marked as cut."""
@@ -96,6 +97,65 @@ def _start_run(
     folder = create_run_folder(runs_dir, name, now=now)
     write_json_atomic(folder / RUN_FILE, content)
     return folder
+
+
+def check_resumable(folder: str | Path) -> RunRecord:
+    """Check that a run can be resumed: it stopped (failed, interrupted, or killed while ``running``) unfinished.
+
+    Args:
+        folder: The run folder.
+
+    Returns:
+        Its record (``config`` holds the run's settings).
+
+    Raises:
+        RunStoreError: if the run finished, or is still running (its process is alive on this host, or it ran on
+            another host and cannot be checked).
+        RunRecordError: if ``run.json`` cannot be read.
+    """
+    folder = Path(folder)
+    record = read_run_record(folder)
+    if record.status == STATUS_FINISHED:
+        raise RunStoreError(f"run {folder} already finished; there is nothing to resume")
+    if record.status == STATUS_RUNNING:
+        if record.host != socket.gethostname():
+            raise RunStoreError(f"run {folder} is recorded as running on host {record.host}; resume it there")
+        if _process_alive(record.pid):
+            raise RunStoreError(f"run {folder} is still running (pid {record.pid})")
+    return record
+
+
+def resume_run(folder: str | Path, *, data_hashes: dict[str, str]) -> Path:
+    """Mark a stopped run ``running`` again, in this process, to continue it from its last checkpoint.
+
+    The data must be what the run started with: a changed file would silently mix two data sets in one run.
+    Under several processes rank 0 alone writes, as in :func:`start_run`.
+
+    Args:
+        folder: The run folder.
+        data_hashes: Data file path -> sha256 of the files as they are now.
+
+    Returns:
+        The folder.
+
+    Raises:
+        RunStoreError: as :func:`check_resumable`, or when a data file changed or is not the run's.
+    """
+
+    def reopen() -> Path:
+        record = check_resumable(folder)
+        if data_hashes != record.data_hashes:
+            changed = sorted(set(data_hashes.items()) ^ set(record.data_hashes.items()))
+            raise RunStoreError(
+                f"cannot resume run {folder}: its data changed since it started ({changed[0][0]} differs)"
+            )
+        reopened = dataclasses.replace(
+            record, status=STATUS_RUNNING, finished=None, error=None, pid=os.getpid(), host=socket.gethostname()
+        )
+        _write_record(Path(folder), reopened)
+        return Path(folder)
+
+    return run_on_main_process(reopen)
 
 
 def finish_run(folder: str | Path, metrics: RunMetrics) -> None:

@@ -19,6 +19,7 @@ def training_arguments(
     output_dir: Path,
     prompts: dict[str, str] | None,
     learning_rate_mapping: dict[str, float] | None = None,
+    resuming: bool = False,
 ) -> SentenceTransformerTrainingArguments:
     """Build the trainer's arguments: AdamW, warm-up then linear/cosine decay, dev evaluation and checkpoints.
 
@@ -32,6 +33,7 @@ def training_arguments(
         learning_rate_mapping: Regular expression over parameter names (as the loss names them) -> learning rate of
             the matching parameters, e.g. an added head's (``modes.head_learning_rate_mapping``); every other
             parameter learns at ``train.learning_rate``. ``None`` gives all parameters that rate.
+        resuming: The run continues from a checkpoint: no step-0 evaluation (the checkpoint's history has it).
 
     Returns:
         The arguments; logging goes through embedtune's callbacks (``report_to="none"``).
@@ -57,11 +59,11 @@ def training_arguments(
         use_cpu=bf16 and not torch.cuda.is_available(),  # transformers refuses CPU bf16 autocast without it
         eval_strategy=strategy,
         eval_steps=train.eval_steps,
-        eval_on_start=True,
+        eval_on_start=not resuming,
         save_strategy=strategy,
         save_steps=train.eval_steps,
         save_total_limit=2,
-        save_only_model=True,
+        save_only_model=False,  # optimiser, scheduler and random states too: a run can resume from a checkpoint
         load_best_model_at_end=True,
         metric_for_best_model=f"eval_dev_{train.primary_metric.lower()}",
         greater_is_better=True,

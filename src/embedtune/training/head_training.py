@@ -319,7 +319,7 @@ def train_head(
         encoder_similarity=model.similarity,
         uses_guide=config.loss.name == "infonce" and config.loss.guide,
         model=head,
-        args=_arguments(config, folder),
+        args=_arguments(config, folder, resuming=bool(resume_from_checkpoint)),
         callbacks=_callbacks(config, writer, loss),
     )
     trainer.remove_callback(PrinterCallback)
@@ -362,7 +362,7 @@ def _initial_head(
     return head_modules(in_dim, config.head, weight)
 
 
-def _arguments(config: ExperimentConfig, folder: Path) -> Any:
+def _arguments(config: ExperimentConfig, folder: Path, resuming: bool = False) -> Any:
     """Return the other modes' training arguments, changed for the head.
 
     The head's learning rate; fp32 (the embeddings are float32 and the head is small); every batch column kept; and
@@ -370,7 +370,7 @@ def _arguments(config: ExperimentConfig, folder: Path) -> Any:
     that resuming continues the run exactly.
     """
     return dataclasses.replace(
-        training_arguments(config, folder / "checkpoints", None),
+        training_arguments(config, folder / "checkpoints", None, resuming=resuming),
         learning_rate=config.train.head_learning_rate,
         fp16=False,
         bf16=False,

@@ -13,40 +13,24 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-from datasets import Dataset
 from sentence_transformers import SentenceTransformer, SentenceTransformerTrainer
-from torch.utils.tensorboard import SummaryWriter
-from transformers.integrations import TensorBoardCallback
-from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
-from embedtune.cache import EmbeddingCache
 from embedtune.config import ConfigError, ExperimentConfig, LossConfig
 from embedtune.data.curriculum import check_curriculum
 from embedtune.data.eval_splits import load_extra_split
 from embedtune.data.prepare import EvalSplit, PreparedData, prepare_data
-from embedtune.evaluation.candidate_pool import dev_candidate_pool
-from embedtune.evaluation.retrieval_evaluator import RetrievalEvaluator
 from embedtune.io import file_sha256, write_json_atomic
-from embedtune.losses import LossContext, build_loss, matryoshka_dims
+from embedtune.losses import matryoshka_dims
 from embedtune.losses.distributed import join_process_group
 from embedtune.models.loading import check_model_available, load_model
-from embedtune.models.prompts import document_prompt, query_prompt, set_prompts
+from embedtune.models.prompts import set_prompts
 from embedtune.runs import CHOSEN_BASE, Report, RunMetrics, Selection, check_runs_dir, fail_run, finish_run, start_run
-from embedtune.runs.writer import is_main_process, run_on_main_process
+from embedtune.runs.writer import check_resumable, is_main_process, resume_run, run_on_main_process
 from embedtune.training import modes
-from embedtune.training.arguments import column_prompts, training_arguments
-from embedtune.training.callbacks import (
-    ConsoleLogCallback,
-    GradientMonitorCallback,
-    IsolateStartEvaluationCallback,
-    LossComponentsCallback,
-    QuietProgressCallback,
-)
-from embedtune.training.curriculum import build_curriculum, curriculum_record
-from embedtune.training.dataset import build_train_dataset
+from embedtune.training.curriculum import curriculum_record
 from embedtune.training.final_eval import Figures, FinalEvaluation, per_query_record, score_distribution_record
+from embedtune.training.fine_tune import fine_tune
 from embedtune.training.head_training import train_head
 from embedtune.training.outputs import (
     PER_QUERY_FILE,
@@ -56,7 +40,6 @@ from embedtune.training.outputs import (
     save_model_atomic,
     write_run_report,
 )
-from embedtune.training.pair_dataset import build_pair_dataset
 from embedtune.training.selection import dev_history, select_model
 
 logger = logging.getLogger(__name__)
@@ -90,7 +73,7 @@ class RunResult:
     metrics: RunMetrics
 
 
-def run_training(config: ExperimentConfig) -> RunResult:
+def run_training(config: ExperimentConfig, resume: Path | None = None) -> RunResult:
     """Fine-tune ``config.model`` on ``config.data`` and write a complete run folder.
 
     Steps: validate all data; check the runs folder; load the base model (with its prompts); create
@@ -101,15 +84,21 @@ def run_training(config: ExperimentConfig) -> RunResult:
     labelled as such); write ``metrics.json``. In ``train.mode: lora`` ``model/`` holds the model with the adapter
     merged (a plain model) and ``adapter/`` the adapter alone (:mod:`embedtune.training.modes`).
 
+    With ``resume``, the stopped run in that folder continues instead (``embedtune train --resume``): same folder,
+    training picks up from its latest checkpoint (weights, optimiser, scheduler, random states, data order and dev
+    history; TensorBoard continues), or from step 0 when it saved none.
+
     Args:
-        config: The resolved configuration.
+        config: The resolved configuration (for ``resume``, the run's own, from its ``run.json``).
+        resume: The folder of a failed, interrupted or killed run to continue, or ``None`` for a new run.
 
     Returns:
         The run folder, its metrics and the selection.
 
     Raises:
         embedtune.data.errors.DataError: for malformed data, before any model is loaded or folder created.
-        embedtune.runs.RunStoreError: if the runs folder cannot be created, before any model is loaded.
+        embedtune.runs.RunStoreError: if the runs folder cannot be created, or ``resume`` names a run that finished,
+            is still running or whose data changed, before any model is loaded.
         embedtune.models.loading.ModelNotFoundError: if the model cannot be loaded, before any folder is created.
         RunFailedError: if anything fails once the run folder exists (the run is then recorded as failed).
     """
@@ -120,17 +109,19 @@ def run_training(config: ExperimentConfig) -> RunResult:
     check_curriculum(config, data)  # a bad phase or unscored data stops here, before any model loads
     extra_splits = [load_extra_split(spec) for spec in config.eval.extra_datasets]
     check_runs_dir(config.runs_dir)
+    if resume is not None:
+        check_resumable(resume)
     if config.loss.guide and config.loss.guide_model is not None:
         check_model_available(config.loss.guide_model)
     model = load_base_model(config)
     setup = modes.prepare_model_for_mode(model, config)  # LoRA / head; a bad target stops here
-    folder = start_run(
-        config.runs_dir,
-        config.name,
-        config=config.to_dict(),
-        data_hashes={str(path): file_sha256(path) for path in data.files},
-        command=" ".join(sys.argv),
-    )
+    data_hashes = {str(path): file_sha256(path) for path in data.files}
+    if resume is not None:
+        folder = resume_run(resume, data_hashes=data_hashes)
+    else:
+        folder = start_run(
+            config.runs_dir, config.name, config=config.to_dict(), data_hashes=data_hashes, command=" ".join(sys.argv)
+        )
     log_handler = _attach_log_file(folder / "train.log")
     try:
         logger.info("Run folder %s", folder)
@@ -194,14 +185,31 @@ def _train_and_report(
     logger.info("Reported split: %s", _split_label(data))
     base = final.evaluate(modes.encoder_view(model, setup), "base")  # the encoder, without an added head
     train_started = time.time()
+    checkpoint = last_checkpoint(folder)
+    if checkpoint is not None:
+        logger.info("Resuming from %s", checkpoint)
     if config.train.mode == "head":
-        trainer = train_head(config, data, model, folder, final.cache)
+        trainer = train_head(config, data, model, folder, final.cache, resume_from_checkpoint=checkpoint)
     else:
-        trainer = _fine_tune(config, data, model, folder, final.cache, setup)
+        trainer = fine_tune(config, data, model, folder, final.cache, setup, resume_from=checkpoint)
     train_time = time.time() - train_started
     return run_on_main_process(
         lambda: _select_and_report(config, data, final, base, trainer, folder, started, train_time, setup, dims)
     )
+
+
+def last_checkpoint(folder: Path) -> Path | None:
+    """Return the run's latest complete checkpoint (``checkpoints/checkpoint-<step>``), or ``None`` when it has none.
+
+    A checkpoint counts once its ``trainer_state.json`` exists: the trainer writes that file last, so a run killed
+    while saving leaves a folder without it, which is skipped.
+    """
+    steps = []
+    for path in (folder / "checkpoints").glob("checkpoint-*"):
+        step = path.name.removeprefix("checkpoint-")
+        if step.isdigit() and (path / "trainer_state.json").is_file():
+            steps.append((int(step), path))
+    return max(steps)[1] if steps else None
 
 
 def _select_and_report(
@@ -278,96 +286,6 @@ def _check_trainer_agrees(trainer: SentenceTransformerTrainer, selection: Select
         )
 
 
-def _fine_tune(
-    config: ExperimentConfig,
-    data: PreparedData,
-    model: SentenceTransformer,
-    folder: Path,
-    cache: EmbeddingCache | None,
-    setup: modes.ModeSetup,
-) -> SentenceTransformerTrainer:
-    train_dataset, context = _training_data(config, data)
-    curriculum = build_curriculum(config, data, train_dataset)  # None unless curriculum.enabled
-    train_dataset = curriculum.dataset if curriculum is not None else train_dataset
-    logger.info("Training rows: %d, columns: %s", len(train_dataset), ", ".join(train_dataset.column_names))
-    prompts = column_prompts(train_dataset.column_names, query_prompt(model), document_prompt(model))
-    loss = build_loss(model, config.loss, context)
-    writer = SummaryWriter(str(folder / "tensorboard")) if is_main_process() else _SilentWriter()
-    callbacks = [
-        TensorBoardCallback(writer),
-        ConsoleLogCallback(config.train.primary_metric.lower()),
-        IsolateStartEvaluationCallback(),
-    ]
-    components = getattr(getattr(loss, "loss", loss), "components", None)  # MatryoshkaLoss wraps the loss
-    if components is not None:
-        callbacks.append(LossComponentsCallback(writer, components))
-    if config.train.log_module_grad_norms or config.train.log_grad_histograms:
-        callbacks.append(
-            GradientMonitorCallback(writer, config.train.log_module_grad_norms, config.train.log_grad_histograms)
-        )
-    callbacks += modes.mode_callbacks(model, setup, config)
-    lr_mapping = modes.head_learning_rate_mapping(loss, model, setup, config)
-    args = training_arguments(config, folder / "checkpoints", prompts, lr_mapping)
-    if curriculum is not None:
-        callbacks.append(curriculum.configure(args, writer, config.train.max_steps))
-    trainer = SentenceTransformerTrainer(
-        model=model,
-        args=args,
-        train_dataset=train_dataset,
-        loss=loss,
-        evaluator=_dev_evaluator(config, data.dev, modes.encoder_view(model, setup), cache),
-        callbacks=callbacks,
-    )
-    trainer.remove_callback(PrinterCallback)
-    trainer.remove_callback(ProgressCallback)
-    if sys.stderr.isatty():
-        trainer.add_callback(QuietProgressCallback())
-    try:
-        trainer.train()
-    finally:
-        writer.close()
-    return trainer
-
-
-def _training_data(config: ExperimentConfig, data: PreparedData) -> tuple[Dataset, LossContext]:
-    """Build the trainer's dataset and what the loss needs from it (false-negative table, guide model)."""
-    guide = None
-    if config.loss.guide and config.loss.guide_model is not None:
-        guide = load_model(config.loss.guide_model, config.model.max_seq_length)
-    if data.train_pairs is not None:
-        return build_pair_dataset(data.train_pairs), LossContext(guide=guide)
-    pad = config.loss.name == "infonce"  # only InfoNCE reads the weights that mark padding slots
-    built = build_train_dataset(data.train_examples, config.data.max_hard_negatives, pad_negatives=pad)
-    return built.dataset, LossContext(false_negatives=built.false_negatives, guide=guide)
-
-
-def _dev_evaluator(
-    config: ExperimentConfig, split: EvalSplit, model: SentenceTransformer, cache: EmbeddingCache | None
-) -> RetrievalEvaluator:
-    """Build the evaluator that selects checkpoints: dev queries against a pool chosen once with the base model."""
-    started = time.time()
-    data = config.data
-    corpus = dev_candidate_pool(
-        split, data.dev_max_corpus, data.dev_candidates, model, config.eval.batch_size, cache, data.split_seed
-    )
-    logger.info(
-        "Dev pool: %d of %d documents (%s), chosen in %.0f s",
-        len(corpus),
-        len(split.corpus),
-        data.dev_candidates,
-        time.time() - started,
-    )
-    return RetrievalEvaluator(
-        corpus,
-        split.queries,
-        split.qrels,
-        name="dev",
-        metrics=config.eval.metrics,
-        primary_metric=config.train.primary_metric,
-        batch_size=config.eval.batch_size,
-    )
-
-
 def _split_label(data: PreparedData) -> str:
     if data.report_role == "selection":
         return f"{data.report.name} (the selection split: no held-out test split)"
@@ -397,10 +315,3 @@ def _attach_log_file(path: Path) -> logging.Handler:
     if root.level > logging.INFO or root.level == logging.NOTSET:
         root.setLevel(logging.INFO)
     return handler
-
-
-class _SilentWriter:
-    """The TensorBoard writer of processes other than rank 0: rank 0 alone writes the run folder."""
-
-    def __getattr__(self, name: str) -> Any:
-        return lambda *args, **kwargs: None

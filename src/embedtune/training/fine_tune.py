@@ -1,0 +1,158 @@
+"""Fine-tune the encoder (full or LoRA, with an optional head) with sentence-transformers' trainer, selecting on dev.
+
+The dev evaluator ranks dev queries against a candidate pool chosen once with the base model; the trainer evaluates
+before the first step (so the untouched model competes) and after every epoch or ``eval_steps``, and keeps the best
+checkpoint. A run resumed from a checkpoint continues with the optimiser, scheduler, random states and data order
+the checkpoint saved (:func:`fine_tune` with ``resume_from``).
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from datasets import Dataset
+from sentence_transformers import SentenceTransformer, SentenceTransformerTrainer
+from torch.utils.tensorboard import SummaryWriter
+from transformers.integrations import TensorBoardCallback
+from transformers.trainer_callback import PrinterCallback, ProgressCallback
+
+from embedtune.cache import EmbeddingCache
+from embedtune.config import ExperimentConfig
+from embedtune.data.prepare import EvalSplit, PreparedData
+from embedtune.evaluation.candidate_pool import dev_candidate_pool
+from embedtune.evaluation.retrieval_evaluator import RetrievalEvaluator
+from embedtune.losses import LossContext, build_loss
+from embedtune.models.loading import load_model
+from embedtune.models.prompts import document_prompt, query_prompt
+from embedtune.runs.writer import is_main_process
+from embedtune.training import modes
+from embedtune.training.arguments import column_prompts, training_arguments
+from embedtune.training.callbacks import (
+    ConsoleLogCallback,
+    GradientMonitorCallback,
+    IsolateStartEvaluationCallback,
+    LossComponentsCallback,
+    QuietProgressCallback,
+)
+from embedtune.training.curriculum import build_curriculum
+from embedtune.training.dataset import build_train_dataset
+from embedtune.training.pair_dataset import build_pair_dataset
+
+logger = logging.getLogger(__name__)
+
+
+def fine_tune(
+    config: ExperimentConfig,
+    data: PreparedData,
+    model: SentenceTransformer,
+    folder: Path,
+    cache: EmbeddingCache | None,
+    setup: modes.ModeSetup,
+    resume_from: Path | None = None,
+) -> SentenceTransformerTrainer:
+    """Train ``model`` in place with the configured objective, evaluating dev and keeping the best checkpoint.
+
+    Args:
+        config: The run settings.
+        data: The validated data (training rows, dev split).
+        model: The model to train (with LoRA adapters or a head already added, see ``setup``).
+        folder: The run folder: checkpoints go to ``checkpoints/``, TensorBoard events to ``tensorboard/``.
+        cache: The embedding cache the dev candidate pool is chosen with, or ``None``.
+        setup: What :func:`embedtune.training.modes.prepare_model_for_mode` added to the model.
+        resume_from: A checkpoint folder of this run to continue from (weights, optimiser, scheduler, random states
+            and position in the data order); ``None`` starts from step 0.
+
+    Returns:
+        The trainer after training, its model holding the best dev checkpoint (``state.best_global_step``).
+    """
+    train_dataset, context = training_data(config, data)
+    curriculum = build_curriculum(config, data, train_dataset)  # None unless curriculum.enabled
+    train_dataset = curriculum.dataset if curriculum is not None else train_dataset
+    logger.info("Training rows: %d, columns: %s", len(train_dataset), ", ".join(train_dataset.column_names))
+    prompts = column_prompts(train_dataset.column_names, query_prompt(model), document_prompt(model))
+    loss = build_loss(model, config.loss, context)
+    writer = SummaryWriter(str(folder / "tensorboard")) if is_main_process() else _SilentWriter()
+    callbacks = [
+        TensorBoardCallback(writer),
+        ConsoleLogCallback(config.train.primary_metric.lower()),
+        IsolateStartEvaluationCallback(),
+    ]
+    components = getattr(getattr(loss, "loss", loss), "components", None)  # MatryoshkaLoss wraps the loss
+    if components is not None:
+        callbacks.append(LossComponentsCallback(writer, components))
+    if config.train.log_module_grad_norms or config.train.log_grad_histograms:
+        callbacks.append(
+            GradientMonitorCallback(writer, config.train.log_module_grad_norms, config.train.log_grad_histograms)
+        )
+    callbacks += modes.mode_callbacks(model, setup, config)
+    lr_mapping = modes.head_learning_rate_mapping(loss, model, setup, config)
+    args = training_arguments(config, folder / "checkpoints", prompts, lr_mapping, resuming=resume_from is not None)
+    if curriculum is not None:
+        callbacks.append(curriculum.configure(args, writer, config.train.max_steps))
+    trainer = SentenceTransformerTrainer(
+        model=model,
+        args=args,
+        train_dataset=train_dataset,
+        loss=loss,
+        evaluator=dev_evaluator(config, data.dev, modes.encoder_view(model, setup), cache),
+        callbacks=callbacks,
+    )
+    trainer.remove_callback(PrinterCallback)
+    trainer.remove_callback(ProgressCallback)
+    if sys.stderr.isatty():
+        trainer.add_callback(QuietProgressCallback())
+    try:
+        trainer.train(resume_from_checkpoint=str(resume_from) if resume_from is not None else None)
+    finally:
+        writer.close()
+    return trainer
+
+
+def training_data(config: ExperimentConfig, data: PreparedData) -> tuple[Dataset, LossContext]:
+    """Build the trainer's dataset and what the loss needs from it (false-negative table, guide model)."""
+    guide = None
+    if config.loss.guide and config.loss.guide_model is not None:
+        guide = load_model(config.loss.guide_model, config.model.max_seq_length)
+    if data.train_pairs is not None:
+        return build_pair_dataset(data.train_pairs), LossContext(guide=guide)
+    pad = config.loss.name == "infonce"  # only InfoNCE reads the weights that mark padding slots
+    built = build_train_dataset(data.train_examples, config.data.max_hard_negatives, pad_negatives=pad)
+    return built.dataset, LossContext(false_negatives=built.false_negatives, guide=guide)
+
+
+def dev_evaluator(
+    config: ExperimentConfig, split: EvalSplit, model: SentenceTransformer, cache: EmbeddingCache | None
+) -> RetrievalEvaluator:
+    """Build the evaluator that selects checkpoints: dev queries against a pool chosen once with the base model."""
+    started = time.time()
+    data = config.data
+    corpus = dev_candidate_pool(
+        split, data.dev_max_corpus, data.dev_candidates, model, config.eval.batch_size, cache, data.split_seed
+    )
+    logger.info(
+        "Dev pool: %d of %d documents (%s), chosen in %.0f s",
+        len(corpus),
+        len(split.corpus),
+        data.dev_candidates,
+        time.time() - started,
+    )
+    return RetrievalEvaluator(
+        corpus,
+        split.queries,
+        split.qrels,
+        name="dev",
+        metrics=config.eval.metrics,
+        primary_metric=config.train.primary_metric,
+        batch_size=config.eval.batch_size,
+    )
+
+
+class _SilentWriter:
+    """The TensorBoard writer of processes other than rank 0: rank 0 alone writes the run folder."""
+
+    def __getattr__(self, name: str) -> Any:
+        return lambda *args, **kwargs: None
