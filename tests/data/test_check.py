@@ -8,13 +8,8 @@ from pathlib import Path
 import pytest
 
 from embedtune.data.check import BEIR, PAIRS, TRAINING, check_path
-from embedtune.data.check_stats import (
-    MAX_EXAMPLES,
-    label_distribution,
-    length_stats,
-    load_token_counter,
-    whitespace_counter,
-)
+from embedtune.data.check_stats import MAX_EXAMPLES, label_distribution, length_stats
+from embedtune.data.check_tokens import load_token_counter, whitespace_counter
 from embedtune.data.errors import DataError
 from tests.conftest import write_tiny_beir
 

@@ -20,7 +20,7 @@ from embedtune.data.prepare import prepare_data
 from embedtune.data.types import TrainingExample
 from embedtune.runs import RunMetrics
 from embedtune.runs.errors import RunRecordError
-from embedtune.training import pipeline
+from embedtune.training import fine_tune, pipeline
 from embedtune.training.curriculum import (
     PHASE_TAG,
     CurriculumCallback,
@@ -183,7 +183,7 @@ def test_the_callback_evaluates_at_phase_ends_and_logs_the_phase():
 def record_loss_labels(monkeypatch: pytest.MonkeyPatch) -> list[list]:
     """Record the labels of every batch the trainer hands to the loss, in order."""
     seen: list[list] = []
-    build_loss = pipeline.build_loss
+    build_loss = fine_tune.build_loss
 
     def recording_build_loss(*args, **kwargs):
         loss = build_loss(*args, **kwargs)
@@ -195,7 +195,7 @@ def record_loss_labels(monkeypatch: pytest.MonkeyPatch) -> list[list]:
         loss.register_forward_pre_hook(hook, with_kwargs=True)
         return loss
 
-    monkeypatch.setattr(pipeline, "build_loss", recording_build_loss)
+    monkeypatch.setattr(fine_tune, "build_loss", recording_build_loss)
     return seen
 
 

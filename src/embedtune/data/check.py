@@ -7,32 +7,26 @@ Texts are compared once normalised (:func:`~embedtune.data.splits.normalize_quer
 
 from __future__ import annotations
 
-import dataclasses
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from embedtune.data.beir import load_beir
+from embedtune.data.check_report import CheckReport, build_report, compared_with, distinct_texts, measure_lengths
 from embedtune.data.check_stats import (
-    DEFAULT_MODEL,
     CheckWarning,
     HeldOut,
-    LengthStats,
-    TokenCounter,
     duplicate_groups,
     duplicate_warning,
     held_out_leaks,
     label_distribution,
-    length_stats,
-    load_token_counter,
     make_warning,
     phase_counts,
     quote,
     split_overlap,
     spread,
-    truncation_warning,
 )
+from embedtune.data.check_tokens import DEFAULT_MODEL, TokenCounter, load_token_counter
 from embedtune.data.errors import DataError
 from embedtune.data.feature_weights import load_feature_weights
 from embedtune.data.pairs import RELEVANT_LABEL, PairExample, is_pairs_file, load_pairs
@@ -43,43 +37,6 @@ from embedtune.io import iter_jsonl_objects
 
 BEIR, TRAINING, PAIRS = "beir", "training", "pairs"
 """The kinds of data set :func:`check_path` recognises."""
-
-
-@dataclass
-class CheckReport:
-    """What ``embedtune data check`` found in a valid data set.
-
-    Attributes:
-        path: The folder or file checked.
-        kind: ``"beir"``, ``"training"`` or ``"pairs"``.
-        tokenizer: The ``--model`` the lengths were counted with (``"whitespace"`` for words).
-        max_seq_length: The length limit in tokens texts were compared with, or ``None`` when unknown.
-        counts: Statistics by name: numbers, ``{"mean", "min", "max"}`` spreads, per-split or per-label mappings.
-        lengths: ``"queries"`` and ``"documents"`` -> their token lengths (distinct texts for JSONL files).
-        warnings: Problems found, in a fixed order; empty for a clean data set.
-    """
-
-    path: Path
-    kind: str
-    tokenizer: str
-    max_seq_length: int | None
-    counts: dict[str, Any]
-    lengths: dict[str, LengthStats]
-    warnings: list[CheckWarning]
-
-    def to_dict(self) -> dict[str, Any]:
-        """Return the report as plain JSON-ready data (paths as strings, dataclasses as objects)."""
-        return {
-            "path": str(self.path),
-            "kind": self.kind,
-            "tokenizer": self.tokenizer,
-            "max_seq_length": self.max_seq_length,
-            "counts": self.counts,
-            "lengths": {name: dataclasses.asdict(stats) for name, stats in self.lengths.items()},
-            "warnings": [
-                dataclasses.asdict(warning) | {"examples": list(warning.examples)} for warning in self.warnings
-            ],
-        }
 
 
 def check_path(
@@ -152,7 +109,7 @@ def check_retrieval_set(retrieval_set: RetrievalSet, counter: TokenCounter) -> C
         "unjudged_queries": len(queries) - len(judged),
         "splits": {split: _split_counts(split_qrels) for split, split_qrels in qrels.items()},
     }
-    lengths, long_texts = _lengths(counter, list(queries.items()), list(corpus.items()))
+    lengths, long_texts = measure_lengths(counter, list(queries.items()), list(corpus.items()))
     without_relevant = [
         f"{query_id} ({split})"
         for split, split_qrels in qrels.items()
@@ -177,7 +134,7 @@ def check_retrieval_set(retrieval_set: RetrievalSet, counter: TokenCounter) -> C
         *long_texts,
     ]
     source = retrieval_set.source or Path(".")
-    return _report(source, BEIR, counter, counts, lengths, warnings)
+    return build_report(source, BEIR, counter, counts, lengths, warnings)
 
 
 def _split_counts(qrels: dict[str, dict[str, int]]) -> dict[str, Any]:
@@ -225,7 +182,7 @@ def check_training(
     }
     if phases := phase_counts(example.phase for example in examples):
         counts["phases"] = phases
-    counts.update(_compared_with(held_out))
+    counts.update(compared_with(held_out))
     passages = [
         (f"{where} {field}[{index}]", text)
         for where, example in zip(at, examples, strict=True)
@@ -233,7 +190,7 @@ def check_training(
         for index, text in enumerate(texts)
     ]
     queries = [(where, example.query) for where, example in zip(at, examples, strict=True)]
-    lengths, long_texts = _lengths(counter, _distinct(queries), _distinct(passages))
+    lengths, long_texts = measure_lengths(counter, distinct_texts(queries), distinct_texts(passages))
     positives = [
         (f"{where} pos[{index}]", text, example.pos_ids[index] if example.pos_ids else None)
         for where, example in zip(at, examples, strict=True)
@@ -249,7 +206,7 @@ def check_training(
         *held_out_leaks(held_out, queries, positives),
         *long_texts,
     ]
-    return _report(Path(path), TRAINING, counter, counts, lengths, warnings)
+    return build_report(Path(path), TRAINING, counter, counts, lengths, warnings)
 
 
 def _repeated_pairs(at: Sequence[str], records: Sequence[tuple[str, Sequence[str]]]) -> CheckWarning | None:
@@ -322,10 +279,10 @@ def check_pairs(
     }
     if phases := phase_counts(pair.phase for pair in pairs):
         counts["phases"] = phases
-    counts.update(_compared_with(held_out))
+    counts.update(compared_with(held_out))
     queries = [(where, pair.text1) for where, pair in zip(at, pairs, strict=True)]
     documents = [(where, pair.text2) for where, pair in zip(at, pairs, strict=True)]
-    lengths, long_texts = _lengths(counter, _distinct(queries), _distinct(documents))
+    lengths, long_texts = measure_lengths(counter, distinct_texts(queries), distinct_texts(documents))
     positives = [(w, pair.text2, None) for w, pair in zip(at, pairs, strict=True) if pair.label >= RELEVANT_LABEL]
     keys = [(normalize_query(pair.text1), normalize_query(pair.text2)) for pair in pairs]
     same = [f"{w}: {quote(p.text1)}" for w, p, (one, two) in zip(at, pairs, keys, strict=True) if one == two]
@@ -335,7 +292,7 @@ def check_pairs(
         *held_out_leaks(held_out, queries, positives),
         *long_texts,
     ]
-    return _report(Path(path), PAIRS, counter, counts, lengths, warnings)
+    return build_report(Path(path), PAIRS, counter, counts, lengths, warnings)
 
 
 def _repeated_labelled_pairs(at: Sequence[str], pairs: Sequence[PairExample]) -> list[CheckWarning | None]:
@@ -358,46 +315,3 @@ def _repeated_labelled_pairs(at: Sequence[str], pairs: Sequence[PairExample]) ->
         make_warning("duplicate_pairs", "repeats of an earlier (text1, text2) pair", repeats),
         make_warning("conflicting_labels", "repeated pairs with different labels", conflicts),
     ]
-
-
-def _compared_with(held_out: HeldOut | None) -> dict[str, Any]:
-    """Return the counts entry naming the BEIR folder a file was compared with (empty without one)."""
-    if held_out is None:
-        return {}
-    splits = ", ".join(held_out.splits) or "none (the folder has only train)"
-    return {"compared_with": {"folder": str(held_out.folder), "held_out_splits": splits}}
-
-
-def _distinct(items: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
-    """Keep the first ``(label, text)`` of each exact text."""
-    seen: dict[str, str] = {}
-    for label, text in items:
-        seen.setdefault(text, label)
-    return [(label, text) for text, label in seen.items()]
-
-
-def _lengths(
-    counter: TokenCounter, queries: Sequence[tuple[str, str]], documents: Sequence[tuple[str, str]]
-) -> tuple[dict[str, LengthStats], list[CheckWarning | None]]:
-    """Count the tokens of ``(label, text)`` queries and documents; return their stats and truncation warnings."""
-    stats: dict[str, LengthStats] = {}
-    warnings: list[CheckWarning | None] = []
-    for name, items in (("queries", queries), ("documents", documents)):
-        labels = [label for label, _ in items]
-        lengths = counter.count([text for _, text in items])
-        stats[name] = length_stats(lengths, counter.max_seq_length)
-        warnings.append(truncation_warning(f"long_{name}", name, labels, lengths, counter.max_seq_length))
-    return stats, warnings
-
-
-def _report(
-    path: Path,
-    kind: str,
-    counter: TokenCounter,
-    counts: dict[str, Any],
-    lengths: dict[str, LengthStats],
-    warnings: Iterable[CheckWarning | None],
-) -> CheckReport:
-    """Assemble a report, dropping the warnings that found nothing."""
-    found = [warning for warning in warnings if warning is not None]
-    return CheckReport(path, kind, counter.name, counter.max_seq_length, counts, lengths, found)

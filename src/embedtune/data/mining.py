@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import random
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -43,15 +43,16 @@ from embedtune.config import ConfigError
 from embedtune.data.beir import QRELS_DIR, load_beir
 from embedtune.data.errors import DataError
 from embedtune.data.mining_candidates import (
-    Candidate,
     CandidateRetrieval,
     DenseEncoder,
     DropCounts,
     MiningInput,
-    MiningQuery,
     build_queries,
     select_negatives,
 )
+from embedtune.data.mining_output import WEIGHT_MAX as WEIGHT_MAX
+from embedtune.data.mining_output import WEIGHT_MIN as WEIGHT_MIN
+from embedtune.data.mining_output import MiningStats, build_example, hardness_weights, peak_rss_bytes
 from embedtune.data.splits import normalize_query
 from embedtune.data.top_k import DEFAULT_CHUNK_SIZE, SEARCH_KINDS
 from embedtune.data.training_file import load_triplets
@@ -60,10 +61,6 @@ from embedtune.io import shorten
 
 RETRIEVERS = ("dense", "bm25", "both")
 SAMPLING_STRATEGIES = ("top", "random")
-WEIGHT_MIN, WEIGHT_MAX = 0.5, 2.0
-"""Bounds of the hardness weights (:func:`hardness_weights`)."""
-SCORE_DIGITS = 6
-"""Decimals kept of scores and weights in the output file."""
 
 
 @dataclass(frozen=True)
@@ -131,27 +128,6 @@ class MiningSettings:
             _require(value is None or _is_finite(value), option, f"must be a finite number, got {value!r}")
         for option, value in (("--relative-margin", self.relative_margin), ("--weight-alpha", self.weight_alpha)):
             _require(value is None or _is_finite(value) and value >= 0, option, f"must be >= 0, got {value!r}")
-
-
-@dataclass
-class MiningStats:
-    """What a mining run did: counts, drops by reason, wall time (s) and peak resident memory (bytes)."""
-
-    queries: int
-    negatives: int
-    queries_without_negatives: int
-    skipped_queries: int
-    num_docs: int
-    retriever: str
-    search: str | None
-    drops: DropCounts = field(default_factory=DropCounts)
-    seconds: float = 0.0
-    peak_rss_bytes: int = 0
-
-    @property
-    def negatives_per_query(self) -> float:
-        """Mean number of negatives per query (0 without queries)."""
-        return self.negatives / self.queries if self.queries else 0.0
 
 
 def load_mining_beir(folder: str | Path, split: str = "train") -> MiningInput:
@@ -278,7 +254,7 @@ def mine_hard_negatives(
             rng=random.Random(f"{settings.seed}:{query.query_id}"),
             drops=drops,
         )
-        examples.append(_example(query, pos_scores, chosen, data, with_sources=settings.retriever == "both"))
+        examples.append(build_example(query, pos_scores, chosen, data, with_sources=settings.retriever == "both"))
     if settings.weights:
         examples = hardness_weights(examples, settings.weight_alpha)
     negatives = sum(len(example.neg) for example in examples)
@@ -295,64 +271,6 @@ def mine_hard_negatives(
         peak_rss_bytes=peak_rss_bytes(),
     )
     return examples, stats
-
-
-def hardness_weights(examples: list[TrainingExample], alpha: float = 0.5) -> list[TrainingExample]:
-    """Set ``neg_weights`` from the scores: harder negatives (closer below their positive) weigh more.
-
-    ``w = clip(1 - alpha * (g - mean_g) / std_g, 0.5, 2.0)`` with ``g = max(pos_scores) - neg_score``, the mean and
-    standard deviation taken over every negative of ``examples``. All weights are 1 when there are fewer than two
-    negatives or all gaps are equal; ``alpha = 0`` gives all ones.
-
-    Args:
-        examples: Examples with ``pos_scores`` and ``neg_scores``.
-        alpha: Weight change per standard deviation of gap, ``>= 0``.
-
-    Returns:
-        The examples with ``neg_weights`` (finite, in ``[0.5, 2.0]``, 6 decimals, exact as float32 normals).
-    """
-    gaps = [[max(ex.pos_scores) - score for score in ex.neg_scores] for ex in examples]
-    flat = np.array([gap for row in gaps for gap in row], dtype=np.float64)
-    spread = float(flat.std()) if len(flat) > 1 else 0.0
-    center = float(flat.mean()) if len(flat) else 0.0
-    weighted = []
-    for example, row in zip(examples, gaps, strict=True):
-        if spread > 0 and np.isfinite(spread):
-            weights = np.clip(1 - alpha * (np.array(row) - center) / spread, WEIGHT_MIN, WEIGHT_MAX)
-        else:
-            weights = np.ones(len(row))
-        weighted.append(replace(example, neg_weights=tuple(round(float(w), SCORE_DIGITS) for w in weights)))
-    return weighted
-
-
-def peak_rss_bytes() -> int:
-    """Return this process's peak resident memory so far, in bytes (``ru_maxrss``); 0 where it is unknown (Windows)."""
-    import sys
-
-    try:
-        import resource
-    except ImportError:
-        return 0
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux, bytes on macOS
-    return int(peak) if sys.platform == "darwin" else int(peak) * 1024
-
-
-def _example(
-    query: MiningQuery, pos_scores: list[float], chosen: list[Candidate], data: MiningInput, with_sources: bool
-) -> TrainingExample:
-    """Build the output example of one query."""
-    return TrainingExample(
-        query=query.text,
-        pos=query.pos,
-        neg=tuple(data.texts[c.row] for c in chosen),
-        pos_ids=query.pos_ids,
-        neg_ids=tuple(data.doc_ids[c.row] for c in chosen),
-        pos_scores=tuple(round(score, SCORE_DIGITS) for score in pos_scores),
-        neg_scores=tuple(round(c.score, SCORE_DIGITS) for c in chosen),
-        neg_sources=tuple(c.sources for c in chosen) if with_sources else (),
-        query_id=query.query_id,
-        phase=query.phase,
-    )
 
 
 class _PassageTable:
