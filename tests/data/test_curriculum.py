@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import pytest
@@ -42,7 +43,15 @@ def test_difficulty_is_the_hardest_negative_minus_the_best_positive():
     example = TrainingExample("q", ("p1", "p2"), ("n1", "n2"), pos_scores=(0.7, 0.9), neg_scores=(0.2, 0.8))
     assert difficulty(example) == pytest.approx(0.8 - 0.9)
     assert difficulty(TrainingExample("q", ("p",), ("n",))) is None
-    assert difficulty(TrainingExample("q", ("p",), (), pos_scores=(0.9,))) is None  # no scored negative
+    assert difficulty(TrainingExample("q", ("p",), (), pos_scores=(0.9,))) == -math.inf  # mined, none kept
+
+
+def test_mined_examples_left_without_negatives_open_the_first_phase():
+    examples = [scored(i, d) for i, d in enumerate([0.3, -0.2, 0.1, -0.5, 0.0, 0.4])]
+    examples.append(TrainingExample("q-none", ("p",), (), pos_scores=(0.9,)))
+    assignment = assign_phases(examples, curriculum(source="difficulty"), "t")
+    assert assignment.phase_of[-1] == 0
+    assert all(math.isfinite(value) for value in assignment.thresholds)
 
 
 def test_equal_size_phases_are_terciles_by_difficulty():

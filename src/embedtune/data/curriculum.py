@@ -9,6 +9,7 @@ any model loads, so a bad phase or unscored data is one clear error and leaves n
 from __future__ import annotations
 
 import bisect
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -128,11 +129,14 @@ def difficulty(example: TrainingExample) -> float | None:
     """``max(neg_scores) - max(pos_scores)``: how close the hardest mined negative comes to the best positive.
 
     Returns:
-        The difficulty (higher is harder; above 0, a negative outscores every positive), or ``None`` when the
-        example has no scored positive or no scored negative.
+        The difficulty (higher is harder; above 0, a negative outscores every positive); ``-inf`` for a mined example
+        left without negatives (every candidate fell outside the rank window or margins: it trains on in-batch
+        negatives alone, the easiest case); ``None`` when the example has no scored positive (it was never mined).
     """
-    if not example.pos_scores or not example.neg_scores:
+    if not example.pos_scores:
         return None
+    if not example.neg_scores:
+        return -math.inf
     return float(max(example.neg_scores)) - float(max(example.pos_scores))
 
 
@@ -169,7 +173,7 @@ def _difficulties(units: Sequence[Unit], origin: str | Path, auto: bool, with_ph
     unscored = [unit for unit, value in zip(units, values, strict=True) if value is None]
     if unscored:
         message = (
-            "curriculum by difficulty needs mined scores (pos_scores and at least one neg_scores entry) on every "
+            "curriculum by difficulty needs mined scores (pos_scores, and neg_scores for its negatives) on every "
             f"training record; {len(unscored)} of {len(units)} have none (first: query {_query(unscored[0])}). "
             f"Run `embedtune mine` to score each positive and negative with a model, or {fallback}"
         )

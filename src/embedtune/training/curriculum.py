@@ -208,7 +208,7 @@ def plan_curriculum(
             batch_sizes.append(len(batch))
         examples = sum(index == phase for index in assignment.phase_of)
         steps = (first, len(batch_sizes)) if batches else (None, None)
-        threshold = thresholds[phase] if phase < len(thresholds) else None
+        threshold = thresholds[phase] if phase < len(thresholds) and math.isfinite(thresholds[phase]) else None
         span = PhaseSpan(name, phase + 1, examples, sum(map(len, batches)), *steps, threshold=threshold)
         spans.append(span)
     return CurriculumPlan(dataset.select(order), batch_sizes, spans, assignment.source, epochs_per_phase)
