@@ -86,17 +86,7 @@ def add_squad_command(subparsers: argparse._SubParsersAction) -> None:
         "once complete.",
     )
     squad.add_argument("file", metavar="FILE", help="SQuAD-format JSON file.")
-    squad.add_argument("out", metavar="OUT", help="BEIR folder to create (refused if it exists and is not empty).")
-    squad.add_argument(
-        "--seed", type=int, default=DEFAULT_SEED, help=f"Seed of the article split (default {DEFAULT_SEED})."
-    )
-    squad.add_argument(
-        "--fractions",
-        type=parse_fractions,
-        default=DEFAULT_FRACTIONS,
-        help="Shares of articles for train,dev,test, summing to 1; a 0 share writes no qrels file for that split "
-        f"(default {','.join(f'{share:g}' for share in DEFAULT_FRACTIONS)}).",
-    )
+    add_split_arguments(squad, "articles")
     squad.add_argument(
         "--document",
         choices=DOCUMENT_MODES,
@@ -104,10 +94,29 @@ def add_squad_command(subparsers: argparse._SubParsersAction) -> None:
         help="paragraph: a document is a paragraph; answer-sentence: every sentence is a document and the positive "
         f"is the sentence holding the answer (default {PARAGRAPH}).",
     )
-    squad.add_argument(
+    squad.set_defaults(handler=run_prepare_squad)
+
+
+def add_split_arguments(parser: argparse.ArgumentParser, unit: str) -> None:
+    """Add the arguments every ``prepare`` command shares: OUT, ``--seed``, ``--fractions`` and ``--overwrite``.
+
+    Args:
+        parser: The sub-command's parser (its input argument is added before this call).
+        unit: What the splits divide, in words (``"articles"``, ``"source documents"``), for the help text.
+    """
+    parser.add_argument("out", metavar="OUT", help="BEIR folder to create (refused if it exists and is not empty).")
+    parser.add_argument("--seed", type=int, default=DEFAULT_SEED, help=f"Seed of the split (default {DEFAULT_SEED}).")
+    shares = ",".join(f"{share:g}" for share in DEFAULT_FRACTIONS)
+    parser.add_argument(
+        "--fractions",
+        type=parse_fractions,
+        default=DEFAULT_FRACTIONS,
+        help=f"Shares of {unit} for train,dev,test, summing to 1; a 0 share writes no qrels file for that split "
+        f"(default {shares}).",
+    )
+    parser.add_argument(
         "--overwrite", action="store_true", help="Replace OUT if it is an existing BEIR folder (and nothing else)."
     )
-    squad.set_defaults(handler=run_prepare_squad)
 
 
 def run_prepare_squad(args: argparse.Namespace) -> int:

@@ -10,30 +10,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from embedtune.cli.prepare import parse_fractions
+from embedtune.cli.prepare import add_split_arguments
 from embedtune.data.builders.chunking import DEFAULT_TOKENIZER
-from embedtune.data.builders.docs_beir import DEFAULT_FRACTIONS, DEFAULT_SEED
 from embedtune.data.builders.pair_methods import DEFAULT_CROP_RATIO, DEFAULT_REMOVE_PROB, ICT, METHODS
-
-
-def _shares(fractions: tuple[float, ...]) -> str:
-    return ",".join(f"{share:g}" for share in fractions)
-
-
-def _add_common_arguments(parser: argparse.ArgumentParser, unit: str) -> None:
-    """Add OUT, ``--seed``, ``--fractions`` and ``--overwrite``."""
-    parser.add_argument("out", metavar="OUT", help="BEIR folder to create (refused if it exists and is not empty).")
-    parser.add_argument("--seed", type=int, default=DEFAULT_SEED, help=f"Seed (default {DEFAULT_SEED}).")
-    parser.add_argument(
-        "--fractions",
-        type=parse_fractions,
-        default=DEFAULT_FRACTIONS,
-        help=f"Shares of {unit} for train,dev,test, summing to 1; a 0 share writes no qrels file for that split "
-        f"(default {_shares(DEFAULT_FRACTIONS)}).",
-    )
-    parser.add_argument(
-        "--overwrite", action="store_true", help="Replace OUT if it is an existing BEIR folder (and nothing else)."
-    )
 
 
 def register_docs(subparsers: argparse._SubParsersAction) -> None:
@@ -55,7 +34,7 @@ def register_docs(subparsers: argparse._SubParsersAction) -> None:
         "(seeded; no document in two splits). The same seed gives the same bytes; OUT appears only once complete.",
     )
     docs.add_argument("dir", metavar="DIR", help="Folder of documents.")
-    _add_common_arguments(docs, "source documents")
+    add_split_arguments(docs, "source documents")
     docs.add_argument("--method", choices=METHODS, default=ICT, help=f"How queries are made (default {ICT}).")
     docs.add_argument("--chunk-tokens", type=int, default=128, help="Most tokens per passage (default 128).")
     docs.add_argument(
@@ -105,7 +84,7 @@ def register_code(subparsers: argparse._SubParsersAction) -> None:
         "in two splits; a leading src/ folder is skipped). OUT appears only once complete.",
     )
     code.add_argument("dir", metavar="DIR", help="Folder of Python files.")
-    _add_common_arguments(code, "top-level packages")
+    add_split_arguments(code, "top-level packages")
     code.add_argument(
         "--exclude",
         action="append",
