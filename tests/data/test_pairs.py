@@ -16,6 +16,7 @@ from embedtune.data.pairs import (
     load_pair_groups,
     load_pairs,
     pairs_as_examples,
+    pairs_as_training_examples,
     pairs_outside,
 )
 from embedtune.data.prepare import prepare_data
@@ -304,3 +305,25 @@ def test_pairs_file_errors_name_the_file_line_and_field(tmp_path: Path) -> None:
     with pytest.raises(DataError) as err:
         prepare_data(DataConfig(train_file=str(train_file)))
     assert (err.value.path, err.value.line, err.value.field) == (train_file, 2, "label")
+
+
+def test_pairs_become_training_rows_per_text1_and_phase():
+    pairs = [
+        PairExample("q0", "p0", 1.0, "easy"),
+        PairExample("q0", "n0", 0.0, "easy"),
+        PairExample("q1", "n1", 0.2, "hard"),  # no relevant pair: no row
+        PairExample("q0", "p0b", 0.7, "hard"),
+        PairExample("q0", "n0b", 0.49, "hard"),
+        PairExample("q0", "n0c", 0.0, "easy"),
+        PairExample("q2", "p2", 0.5),
+    ]
+
+    rows = pairs_as_training_examples(pairs)
+
+    assert rows == [
+        TrainingExample("q0", ("p0",), ("n0", "n0c"), phase="easy"),
+        TrainingExample("q0", ("p0b",), ("n0b",), phase="hard"),
+        TrainingExample("q2", ("p2",), (), phase=None),
+    ]
+    assert [row.phase for row in rows] == ["easy", "hard", None]
+    assert all(row.neg_weights == (1.0,) * len(row.neg) for row in rows)

@@ -91,6 +91,12 @@ def add_mine_command(commands: argparse._SubParsersAction) -> None:
         "best positive score - negative score: harder negatives weigh more.",
     )
     mine.add_argument("--weight-alpha", type=float, default=0.5, help="alpha of --weights (default 0.5).")
+    mine.add_argument(
+        "--features-from-sources",
+        action="store_true",
+        help='With --retriever both: also write neg_features = neg_sources (["dense"], ["bm25"] or both), to '
+        "weigh negatives by the retriever that found them with a weight config (data.feature_weights).",
+    )
     cache = mine.add_mutually_exclusive_group()
     cache.add_argument("--no-cache", action="store_true", help="Encode everything, bypassing the embedding cache.")
     cache.add_argument(
@@ -122,12 +128,18 @@ def run_mine(args: argparse.Namespace) -> int:
         query_batch_size=args.query_batch_size,
         weights=args.weights,
         weight_alpha=args.weight_alpha,
+        features_from_sources=args.features_from_sources,
     )
     settings.check()
     data = _load_data(args)
     encoder = _encoder(args) if settings.retriever != "bm25" else None
     examples, stats = mine_hard_negatives(data, settings, encoder)
-    write_triplets(Path(args.out).expanduser(), examples, neg_weights=settings.weights)
+    write_triplets(
+        Path(args.out).expanduser(),
+        examples,
+        neg_weights=settings.weights,
+        features_from_sources=settings.features_from_sources,
+    )
     search = f", {stats.search} search" if stats.search else ""
     drops = stats.drops
     print(f"mined {stats.queries:,} queries of {data.source}: {stats.num_docs:,} documents, {stats.retriever}{search}")

@@ -1,7 +1,7 @@
 """``embedtune prepare``: turn what users hold into BEIR retrieval folders; ``prepare squad`` converts SQuAD-format QA.
 
 ``prepare docs`` and ``prepare code`` live in :mod:`embedtune.cli.prepare_docs` and are registered here when that
-module exists.
+module exists; ``prepare pairs`` (mined file → labelled pairs with phases) lives in :mod:`embedtune.cli.prepare_pairs`.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ import importlib
 from pathlib import Path
 from types import ModuleType
 
+from embedtune.cli.prepare_pairs import register_pairs
 from embedtune.data.builders.squad import (
     DEFAULT_FRACTIONS,
     DEFAULT_SEED,
@@ -34,7 +35,7 @@ def _optional_module(name: str) -> ModuleType | None:
 
 
 def add_prepare_command(commands: argparse._SubParsersAction) -> None:
-    """Register ``embedtune prepare`` and its sub-commands (``squad``; ``docs`` and ``code`` when available).
+    """Register ``embedtune prepare`` and its sub-commands (``squad``, ``pairs``; ``docs``, ``code`` when available).
 
     Args:
         commands: The sub-parsers of the ``embedtune`` parser.
@@ -47,6 +48,7 @@ def add_prepare_command(commands: argparse._SubParsersAction) -> None:
     )
     subparsers = prepare.add_subparsers(dest="prepare_command", required=True)
     add_squad_command(subparsers)
+    register_pairs(subparsers)
     prepare_docs = _optional_module(_PREPARE_DOCS)
     if prepare_docs is not None:
         prepare_docs.register_docs(subparsers)

@@ -82,6 +82,9 @@ class MiningSettings:
         query_batch_size: Queries per scored block of exact search.
         weights: Write ``neg_weights`` from the scores (:func:`hardness_weights`).
         weight_alpha: Strength of the hardness weights, ``>= 0``.
+        features_from_sources: Also write ``neg_features`` equal to ``neg_sources`` (``["dense"]``, ``["bm25"]`` or
+            ``["dense", "bm25"]``), so a weight config (``data.feature_weights``) can price each negative by the
+            retriever that found it; needs ``retriever == "both"`` and excludes ``weights``.
     """
 
     retriever: str = "dense"
@@ -98,6 +101,7 @@ class MiningSettings:
     query_batch_size: int = 1024
     weights: bool = False
     weight_alpha: float = 0.5
+    features_from_sources: bool = False
 
     def check(self) -> None:
         """Check every setting.
@@ -128,6 +132,11 @@ class MiningSettings:
             _require(value is None or _is_finite(value), option, f"must be a finite number, got {value!r}")
         for option, value in (("--relative-margin", self.relative_margin), ("--weight-alpha", self.weight_alpha)):
             _require(value is None or _is_finite(value) and value >= 0, option, f"must be >= 0, got {value!r}")
+        if self.features_from_sources:
+            message = f"tags negatives by the retriever that found them: needs --retriever both, got {self.retriever}"
+            _require(self.retriever == "both", "--features-from-sources", message)
+            message = "a record gives neg_weights or neg_features, not both: drop --weights"
+            _require(not self.weights, "--features-from-sources", message)
 
 
 def load_mining_beir(folder: str | Path, split: str = "train") -> MiningInput:

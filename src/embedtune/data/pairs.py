@@ -135,6 +135,32 @@ def pairs_as_examples(pairs: Iterable[PairExample]) -> list[TrainingExample]:
     return examples
 
 
+def pairs_as_training_examples(pairs: Iterable[PairExample]) -> list[TrainingExample]:
+    """Turn labelled pairs into (query, positives, hard negatives) rows for InfoNCE-style objectives (mnrl, infonce).
+
+    Pairs are grouped by ``(text1, phase)``: within a group, the ``text2`` labelled ``>= RELEVANT_LABEL`` are the
+    positives and the others the hard negatives (weights all ones); a group without a relevant pair gives no row
+    (an objective with in-batch negatives needs a positive). Each row keeps the group's phase, so a curriculum with
+    ``source: phase`` orders the rows by the pairs' phases.
+
+    Args:
+        pairs: Labelled pairs.
+
+    Returns:
+        One example per group with a relevant pair, in order of the group's first pair.
+    """
+    groups: dict[tuple[str, str | None], list[PairExample]] = {}
+    for pair in pairs:
+        groups.setdefault((pair.text1, pair.phase), []).append(pair)
+    examples = []
+    for (query, phase), group in groups.items():
+        positives = tuple(pair.text2 for pair in group if pair.label >= RELEVANT_LABEL)
+        negatives = tuple(pair.text2 for pair in group if pair.label < RELEVANT_LABEL)
+        if positives:
+            examples.append(TrainingExample(query=query, pos=positives, neg=negatives, phase=phase))
+    return examples
+
+
 def pairs_outside(pairs: Iterable[PairExample], held_out_texts: Collection[str]) -> list[PairExample]:
     """Keep the pairs whose query is not held out: those left to train on once dev and test are carved.
 

@@ -289,16 +289,23 @@ def float32_weight(value: object) -> float:
     return weight
 
 
-def training_record(example: TrainingExample, neg_weights: bool = True) -> dict[str, Any]:
+def training_record(
+    example: TrainingExample, neg_weights: bool = True, features_from_sources: bool = False
+) -> dict[str, Any]:
     """Turn an example into the JSON object :func:`load_triplets` reads back.
 
     Args:
         example: The example.
         neg_weights: Write ``neg_weights`` (they default to ones when left out).
+        features_from_sources: Write ``neg_features`` equal to ``neg_sources`` instead of ``neg_weights`` (read back
+            with a weight config naming the retrievers, ``data.feature_weights``).
 
     Returns:
         ``{"query", "query_id"?, "pos", "pos_ids"?, "pos_scores"?, "neg", "neg_ids"?, "neg_scores"?,
-        "neg_sources"?, "neg_weights"?, "phase"?}``: optional fields only when the example has them.
+        "neg_sources"?, "neg_weights" | "neg_features"?, "phase"?}``: optional fields only when the example has them.
+
+    Raises:
+        ValueError: for ``features_from_sources`` with an example whose ``neg_sources`` do not match its ``neg``.
     """
     record: dict[str, Any] = {"query": example.query}
     if example.query_id is not None:
@@ -313,22 +320,37 @@ def training_record(example: TrainingExample, neg_weights: bool = True) -> dict[
         ("neg_sources", [list(sources) for sources in example.neg_sources]),
     )
     record.update((name, list(values)) for name, values in optional if values or name == "neg")
-    if neg_weights:
+    if features_from_sources:
+        if len(example.neg_sources) != len(example.neg):
+            raise ValueError(
+                f"query {shorten(example.query)}: {len(example.neg_sources)} neg_sources for "
+                f"{len(example.neg)} negatives"
+            )
+        record["neg_features"] = [list(sources) for sources in example.neg_sources]
+    elif neg_weights:
         record["neg_weights"] = list(example.neg_weights)
     if example.phase is not None:
         record["phase"] = example.phase
     return record
 
 
-def write_triplets(path: str | Path, examples: Iterable[TrainingExample], neg_weights: bool = True) -> None:
+def write_triplets(
+    path: str | Path,
+    examples: Iterable[TrainingExample],
+    neg_weights: bool = True,
+    features_from_sources: bool = False,
+) -> None:
     """Write examples as a UTF-8 JSONL training file (non-ASCII kept as is), atomically.
 
     Args:
         path: Destination file; its folder must exist.
         examples: The examples, one line each (see :func:`training_record`).
         neg_weights: Write each record's ``neg_weights``.
+        features_from_sources: Write ``neg_features`` = ``neg_sources`` instead of ``neg_weights``.
 
     Raises:
         OSError: if the file cannot be written.
+        ValueError: as :func:`training_record`; nothing is written then.
     """
-    write_lines_atomic(path, (jsonl_line(training_record(example, neg_weights)) for example in examples))
+    records = (jsonl_line(training_record(example, neg_weights, features_from_sources)) for example in examples)
+    write_lines_atomic(path, records)

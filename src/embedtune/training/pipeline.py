@@ -11,7 +11,7 @@ import logging
 import shutil
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from sentence_transformers import SentenceTransformer, SentenceTransformerTrainer
@@ -19,6 +19,7 @@ from sentence_transformers import SentenceTransformer, SentenceTransformerTraine
 from embedtune.config import ConfigError, ExperimentConfig, LossConfig
 from embedtune.data.curriculum import check_curriculum
 from embedtune.data.eval_splits import load_extra_split
+from embedtune.data.pairs import RELEVANT_LABEL, pairs_as_training_examples
 from embedtune.data.prepare import EvalSplit, PreparedData, prepare_data
 from embedtune.io import file_sha256, write_json_atomic
 from embedtune.losses import matryoshka_dims
@@ -105,7 +106,7 @@ def run_training(config: ExperimentConfig, resume: Path | None = None) -> RunRes
     started = time.time()
     join_process_group()  # torchrun / accelerate launch: rank 0 alone writes the run folder
     data = prepare_data(config.data)
-    check_loss_fits_data(config.loss, data)
+    data = fit_data_to_loss(config.loss, data)
     check_curriculum(config, data)  # a bad phase or unscored data stops here, before any model loads
     extra_splits = [load_extra_split(spec) for spec in config.eval.extra_datasets]
     check_runs_dir(config.runs_dir)
@@ -140,12 +141,20 @@ def run_training(config: ExperimentConfig, resume: Path | None = None) -> RunRes
     return result
 
 
-def check_loss_fits_data(loss: LossConfig, data: PreparedData) -> None:
-    """Check that the objective and the training data are made for each other, before any model loads.
+def fit_data_to_loss(loss: LossConfig, data: PreparedData) -> PreparedData:
+    """Check that the objective can train on the data, and shape labelled pairs for an InfoNCE-style objective.
+
+    A pair objective (cosent, cosine_mse) trains on the labelled pairs themselves. Any other objective trains on
+    :func:`~embedtune.data.pairs.pairs_as_training_examples` of them: per ``(text1, phase)``, the relevant pairs as
+    positives and the others as hard negatives, the phase kept for a curriculum. The pair diagnostics still use the
+    held-out pairs either way.
+
+    Returns:
+        ``data`` unchanged, or with ``train_examples`` built from ``train_pairs`` and ``train_pairs`` cleared.
 
     Raises:
-        ConfigError: if a pair objective (cosent, cosine_mse) gets (query, positive, negatives) data or the other way
-            round, naming the setting and the file.
+        ConfigError: if a pair objective gets (query, positive, negatives) data, naming the setting; or when no
+            training pair of an InfoNCE-style run is labelled relevant.
     """
     has_pairs = data.train_pairs is not None
     if loss.uses_pairs and not has_pairs:
@@ -153,11 +162,22 @@ def check_loss_fits_data(loss: LossConfig, data: PreparedData) -> None:
             f"loss.name: {loss.name} trains on labelled pairs; set data.train_file to a JSONL file of "
             '{"text1", "text2", "label"} records'
         )
-    if has_pairs and not loss.uses_pairs:
+    if not has_pairs or loss.uses_pairs:
+        return data
+    examples = pairs_as_training_examples(data.train_pairs)
+    if not examples:
         raise ConfigError(
-            f"loss.name: {loss.name} needs (query, positive, negatives) records, but data.train_file holds labelled "
-            "pairs; use loss.name=cosent or cosine_mse"
+            f"loss.name: {loss.name} trains on (query, positive) rows, but no training pair is labelled >= "
+            f"{RELEVANT_LABEL}; use loss.name=cosent or cosine_mse"
         )
+    logger.info(
+        "Labelled pairs with %s: %d pairs grouped into %d (query, positives, hard negatives) rows by text1 and phase",
+        loss.name,
+        len(data.train_pairs),
+        len(examples),
+    )
+    counts = dict(data.counts, train_examples=len(examples))
+    return replace(data, train_examples=examples, train_pairs=None, counts=counts)
 
 
 def load_base_model(config: ExperimentConfig) -> SentenceTransformer:
