@@ -218,3 +218,38 @@ def test_mine_help_and_cli_constants_mirror_the_library(capsys) -> None:
         defaults.query_batch_size,
         defaults.weight_alpha,
     )
+
+
+def test_mine_features_from_sources_prices_negatives_by_retriever(tiny_model_dir, tmp_path) -> None:
+    from embedtune.data.feature_weights import FeatureWeights
+
+    beir = write_word_beir(tmp_path / "beir")
+    out = tmp_path / "mined.jsonl"
+    settings = ["--retriever", "both", "--range-min", "0", "--range-max", "6", "--num-negatives", "4"]
+
+    assert main(mine_args(beir, out, "--model", str(tiny_model_dir), *settings, "--features-from-sources")) == 0
+
+    records = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
+    assert records and all("neg_weights" not in record for record in records)
+    assert all(record["neg_features"] == record["neg_sources"] for record in records)
+    weights = FeatureWeights({"dense": 3.0, "bm25": 0.5}, combine="max")
+    for example, record in zip(load_triplets(out, weights), records, strict=True):
+        assert list(example.neg_weights) == [3.0 if "dense" in sources else 0.5 for sources in record["neg_sources"]]
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--retriever", "dense"], "needs --retriever both, got dense"),
+        (["--retriever", "both", "--weights"], "not both: drop --weights"),
+    ],
+)
+def test_features_from_sources_is_refused_before_any_model_loads(tmp_path, capsys, extra, message) -> None:
+    beir = write_word_beir(tmp_path / "beir")
+    out = tmp_path / "mined.jsonl"
+
+    code = main(mine_args(beir, out, "--model", MISSING_MODEL, "--features-from-sources", *extra))
+
+    error = capsys.readouterr().err.strip()
+    assert code == 2 and error.startswith("error: --features-from-sources: ") and message in error
+    assert len(error.splitlines()) == 1 and not out.exists()

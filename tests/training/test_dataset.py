@@ -55,3 +55,19 @@ def test_table_marks_other_positives_of_the_same_query_and_shared_documents():
     # q2's hard negative p2 is q1's positive; padded negatives of rows 0-2 are not candidates
     assert negatives[:, 3].tolist() == [True, True, True, False]
     assert not negatives[:, :3].any()
+
+
+def test_without_padding_a_record_without_negatives_borrows_unrelated_ones(caplog):
+    examples = [
+        TrainingExample("q1", ("p1",), ("n1", "n2")),
+        TrainingExample("q2", ("p2",)),  # no negative of its own
+        TrainingExample("q3", ("p3",), ("p2", "m2")),  # p2 is relevant to q2: not borrowed by q2
+        TrainingExample("q4", ("p4",), ("k1", "k2", "k3")),
+    ]
+    with caplog.at_level("WARNING"):
+        built = build_train_dataset(examples, max_hard_negatives=3, pad_negatives=False)
+
+    assert built.num_negatives == 2  # the fewest of the records that have negatives, not 0
+    assert built.dataset["negative_1"] == ["n1", "k1", "p2", "k1"]
+    assert built.dataset["negative_2"] == ["n2", "k2", "m2", "k2"]
+    assert "1 of 4 records have no hard negative" in caplog.text

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import logging
+from dataclasses import dataclass, replace
 
 from datasets import Dataset
 
 from embedtune.data.splits import normalize_query
 from embedtune.data.types import TrainingExample
 from embedtune.losses.false_negatives import FalseNegativeTable
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -34,7 +37,10 @@ def build_train_dataset(
 
     With ``pad_negatives``, ``n`` is the most negatives any record has (capped) and a query with fewer is padded with
     its positive at weight 0, which :class:`embedtune.losses.info_nce.InfoNCELoss` masks out. Without it (losses that
-    know no weights, e.g. sentence-transformers' MNRL), ``n`` is the fewest negatives any record has (capped).
+    know no weights, e.g. sentence-transformers' MNRL), ``n`` is the fewest negatives of any record that has some
+    (capped), and a record without any borrows the first ``n`` negatives of the next record (in file order, wrapping
+    around) none of whose negatives is relevant to its query: a few records left without negatives by mining would
+    otherwise take the hard negatives away from every row. The borrowed rows are counted in the log.
 
     Args:
         examples: Training records.
@@ -48,9 +54,12 @@ def build_train_dataset(
         ValueError: if there are more rows than the float32 label can index (2**24).
     """
     counts = [len(example.neg) for example in examples] or [0]
-    num_negatives = min(max_hard_negatives, max(counts) if pad_negatives else min(counts))
+    with_negatives = [count for count in counts if count > 0] or [0]
+    num_negatives = min(max_hard_negatives, max(counts) if pad_negatives else min(with_negatives))
     keys = _KeyIndex()
     relevant = _relevant_keys_by_query(examples, keys)
+    if not pad_negatives and num_negatives > 0:
+        examples = _borrow_negatives(examples, num_negatives, relevant, keys)
     columns: dict[str, list] = {"anchor": [], "positive": []}
     columns.update({f"negative_{j + 1}": [] for j in range(num_negatives)})
     labels: list[list[float]] = []
@@ -72,6 +81,35 @@ def build_train_dataset(
     row_relevant = [relevant[normalize_query(example.query)] for example in examples for _ in range(len(example.pos))]
     table = FalseNegativeTable(candidate_keys, row_relevant)
     return TrainDataset(Dataset.from_dict(columns), table, num_negatives)
+
+
+def _borrow_negatives(
+    examples: list[TrainingExample], count: int, relevant: dict[str, frozenset[int]], keys: _KeyIndex
+) -> list[TrainingExample]:
+    """Give each record without negatives the first ``count`` negatives of the next record whose negatives all fit."""
+    filled = list(examples)
+    borrowed = 0
+    for index, example in enumerate(examples):
+        if example.neg:
+            continue
+        query_keys = relevant[normalize_query(example.query)]
+        for offset in range(1, len(examples)):
+            donor = examples[(index + offset) % len(examples)].neg[:count]
+            if len(donor) == count and not any(keys.of(text) & query_keys for text in donor):
+                filled[index] = replace(example, neg=donor, neg_weights=(1.0,) * count, neg_ids=())
+                borrowed += 1
+                break
+        else:
+            raise ValueError(f"no record has {count} negatives unrelated to query {example.query[:80]!r} to borrow")
+    if borrowed:
+        logger.warning(
+            "%d of %d records have no hard negative; without padding (loss.name=mnrl) each borrows %d negatives of "
+            "another record (loss.name=infonce pads and masks instead)",
+            borrowed,
+            len(examples),
+            count,
+        )
+    return filled
 
 
 class _KeyIndex:
