@@ -21,11 +21,12 @@ def test_train_dataset_pads_missing_negatives_with_zero_weight():
     assert dataset["label"] == [[0.0, 2.0, 0.5], [1.0, 2.0, 0.5], [2.0, 3.0, 0.0], [3.0, 0.0, 0.0]]
 
 
-def test_without_padding_the_shortest_negative_list_sets_the_columns():
+def test_without_padding_a_short_record_is_topped_up_with_other_records_negatives():
     examples = [TrainingExample("q1", ("p1",), ("n1", "n2")), TrainingExample("q2", ("p2",), ("m1",))]
     built = build_train_dataset(examples, max_hard_negatives=3, pad_negatives=False)
-    assert built.num_negatives == 1
+    assert built.num_negatives == 2
     assert built.dataset["negative_1"] == ["n1", "m1"]
+    assert built.dataset["negative_2"] == ["n2", "n1"]
 
 
 def test_train_dataset_without_negatives_has_pairs_and_row_indices():
@@ -57,17 +58,26 @@ def test_table_marks_other_positives_of_the_same_query_and_shared_documents():
     assert not negatives[:, :3].any()
 
 
-def test_without_padding_a_record_without_negatives_borrows_unrelated_ones(caplog):
+def test_without_padding_records_borrow_only_unrelated_unrepeated_negatives(caplog):
     examples = [
-        TrainingExample("q1", ("p1",), ("n1", "n2")),
+        TrainingExample("q1", ("p1",), ("n1", "n2", "n3")),
         TrainingExample("q2", ("p2",)),  # no negative of its own
-        TrainingExample("q3", ("p3",), ("p2", "m2")),  # p2 is relevant to q2: not borrowed by q2
+        TrainingExample("q3", ("p3",), ("p2", "m2")),  # p2 is relevant to q2: never borrowed by q2
         TrainingExample("q4", ("p4",), ("k1", "k2", "k3")),
+        TrainingExample("q5", ("p5",), ("n1",)),  # short: its own n1 first, then q1's n2, n3 (n1 not repeated)
     ]
     with caplog.at_level("WARNING"):
         built = build_train_dataset(examples, max_hard_negatives=3, pad_negatives=False)
 
-    assert built.num_negatives == 2  # the fewest of the records that have negatives, not 0
-    assert built.dataset["negative_1"] == ["n1", "k1", "p2", "k1"]
-    assert built.dataset["negative_2"] == ["n2", "k2", "m2", "k2"]
-    assert "1 of 4 records have no hard negative" in caplog.text
+    assert built.num_negatives == 3
+    rows = list(
+        zip(built.dataset["negative_1"], built.dataset["negative_2"], built.dataset["negative_3"], strict=True)
+    )
+    assert rows == [
+        ("n1", "n2", "n3"),
+        ("m2", "k1", "k2"),
+        ("p2", "m2", "k1"),
+        ("k1", "k2", "k3"),
+        ("n1", "n2", "n3"),
+    ]
+    assert "3 of 5 records have fewer than 3 hard negatives" in caplog.text

@@ -37,10 +37,10 @@ def build_train_dataset(
 
     With ``pad_negatives``, ``n`` is the most negatives any record has (capped) and a query with fewer is padded with
     its positive at weight 0, which :class:`embedtune.losses.info_nce.InfoNCELoss` masks out. Without it (losses that
-    know no weights, e.g. sentence-transformers' MNRL), ``n`` is the fewest negatives of any record that has some
-    (capped), and a record without any borrows the first ``n`` negatives of the next record (in file order, wrapping
-    around) none of whose negatives is relevant to its query: a few records left without negatives by mining would
-    otherwise take the hard negatives away from every row. The borrowed rows are counted in the log.
+    know no weights, e.g. sentence-transformers' MNRL), ``n`` is the same but a record with fewer negatives is topped
+    up with negatives of the following records (in file order, wrapping around) that are not relevant to its query
+    and not already among its negatives: otherwise one record left short by mining would cut every row's hard
+    negatives to its count. The topped-up records are counted in the log.
 
     Args:
         examples: Training records.
@@ -54,8 +54,7 @@ def build_train_dataset(
         ValueError: if there are more rows than the float32 label can index (2**24).
     """
     counts = [len(example.neg) for example in examples] or [0]
-    with_negatives = [count for count in counts if count > 0] or [0]
-    num_negatives = min(max_hard_negatives, max(counts) if pad_negatives else min(with_negatives))
+    num_negatives = min(max_hard_negatives, max(counts))
     keys = _KeyIndex()
     relevant = _relevant_keys_by_query(examples, keys)
     if not pad_negatives and num_negatives > 0:
@@ -86,26 +85,30 @@ def build_train_dataset(
 def _borrow_negatives(
     examples: list[TrainingExample], count: int, relevant: dict[str, frozenset[int]], keys: _KeyIndex
 ) -> list[TrainingExample]:
-    """Give each record without negatives the first ``count`` negatives of the next record whose negatives all fit."""
+    """Top up each record with fewer than ``count`` negatives from the next records' negatives (see the caller)."""
     filled = list(examples)
-    borrowed = 0
+    topped_up = 0
     for index, example in enumerate(examples):
-        if example.neg:
+        if len(example.neg) >= count:
             continue
         query_keys = relevant[normalize_query(example.query)]
+        negatives = list(example.neg[:count])
         for offset in range(1, len(examples)):
-            donor = examples[(index + offset) % len(examples)].neg[:count]
-            if len(donor) == count and not any(keys.of(text) & query_keys for text in donor):
-                filled[index] = replace(example, neg=donor, neg_weights=(1.0,) * count, neg_ids=())
-                borrowed += 1
+            for text in examples[(index + offset) % len(examples)].neg:
+                if len(negatives) < count and text not in negatives and not keys.of(text) & query_keys:
+                    negatives.append(text)
+            if len(negatives) == count:
                 break
         else:
-            raise ValueError(f"no record has {count} negatives unrelated to query {example.query[:80]!r} to borrow")
-    if borrowed:
+            raise ValueError(f"too few negatives unrelated to query {example.query[:80]!r} to fill {count} columns")
+        weights = example.neg_weights[: len(example.neg)] + (1.0,) * (count - len(example.neg))
+        filled[index] = replace(example, neg=tuple(negatives), neg_weights=weights, neg_ids=())
+        topped_up += 1
+    if topped_up:
         logger.warning(
-            "%d of %d records have no hard negative; without padding (loss.name=mnrl) each borrows %d negatives of "
-            "another record (loss.name=infonce pads and masks instead)",
-            borrowed,
+            "%d of %d records have fewer than %d hard negatives; without padding (loss.name=mnrl) they are topped up "
+            "with negatives of other records (loss.name=infonce pads and masks instead)",
+            topped_up,
             len(examples),
             count,
         )
