@@ -9,7 +9,7 @@ evaluation splits are carved from (:func:`pairs_as_examples`).
 from __future__ import annotations
 
 import math
-from collections.abc import Collection, Iterable
+from collections.abc import Callable, Collection, Iterable
 from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
@@ -123,16 +123,7 @@ def pairs_as_examples(pairs: Iterable[PairExample]) -> list[TrainingExample]:
         others (weights all ones), each in file order. A ``text1`` without a relevant pair gives no example: it
         cannot be an evaluation query (its pairs still train).
     """
-    groups: dict[str, list[PairExample]] = {}
-    for pair in pairs:
-        groups.setdefault(pair.text1, []).append(pair)
-    examples = []
-    for query, group in groups.items():
-        positives = tuple(pair.text2 for pair in group if pair.label >= RELEVANT_LABEL)
-        negatives = tuple(pair.text2 for pair in group if pair.label < RELEVANT_LABEL)
-        if positives:
-            examples.append(TrainingExample(query=query, pos=positives, neg=negatives))
-    return examples
+    return _grouped_examples(pairs, lambda pair: (pair.text1, None))
 
 
 def pairs_as_training_examples(pairs: Iterable[PairExample]) -> list[TrainingExample]:
@@ -149,9 +140,16 @@ def pairs_as_training_examples(pairs: Iterable[PairExample]) -> list[TrainingExa
     Returns:
         One example per group with a relevant pair, in order of the group's first pair.
     """
+    return _grouped_examples(pairs, lambda pair: (pair.text1, pair.phase))
+
+
+def _grouped_examples(
+    pairs: Iterable[PairExample], key: Callable[[PairExample], tuple[str, str | None]]
+) -> list[TrainingExample]:
+    """One example per ``key`` = ``(query, phase)`` group holding a relevant pair, in order of first appearance."""
     groups: dict[tuple[str, str | None], list[PairExample]] = {}
     for pair in pairs:
-        groups.setdefault((pair.text1, pair.phase), []).append(pair)
+        groups.setdefault(key(pair), []).append(pair)
     examples = []
     for (query, phase), group in groups.items():
         positives = tuple(pair.text2 for pair in group if pair.label >= RELEVANT_LABEL)
