@@ -128,33 +128,59 @@ def best_dev(metrics: dict) -> float:
     return float(metrics["selection"]["best_dev"])
 
 
-def seen_positive_breakdown(folder: Path) -> str:
-    """Split a SciFact run's test gain by whether a query's relevant abstract is also a training positive.
+def judged(split: str) -> dict[str, set[str]]:
+    """SciFact qrels of a split: query id -> ids of its relevant abstracts."""
+    import csv
+
+    rows = list(csv.reader((SHARED / "scifact" / "qrels" / f"{split}.tsv").open(), delimiter="\t"))[1:]
+    qrels: dict[str, set[str]] = {}
+    for query, doc, score in rows:
+        if int(score) > 0:
+            qrels.setdefault(query, set()).add(doc)
+    return qrels
+
+
+def seen_unseen(base: dict[str, float], tuned: dict[str, float]) -> str:
+    """Split SciFact's test Δ nDCG@10 by whether a query's relevant abstract is also a training positive.
 
     SciFact's claims cite a shared pool of abstracts: most test queries have a relevant abstract that some training
     query also has. A model can gain there by learning which abstracts get cited at all; the queries whose relevant
     abstracts never appear in train show the gain that does not rest on that.
     """
-    import csv
-
-    def judged(split: str) -> dict[str, set[str]]:
-        rows = list(csv.reader((SHARED / "scifact" / "qrels" / f"{split}.tsv").open(), delimiter="\t"))[1:]
-        qrels: dict[str, set[str]] = {}
-        for query, doc, score in rows:
-            if int(score) > 0:
-                qrels.setdefault(query, set()).add(doc)
-        return qrels
-
     train_docs = set().union(*judged("train").values())
-    per_query = json.loads((folder / "per_query.json").read_text(encoding="utf-8"))
     groups: dict[str, list[float]] = {"seen": [], "unseen": []}
     for query, docs in judged("test").items():
-        delta = per_query["fine_tuned"][query]["ndcg@10"] - per_query["base"][query]["ndcg@10"]
-        groups["seen" if docs & train_docs else "unseen"].append(delta)
+        groups["seen" if docs & train_docs else "unseen"].append(tuned[query] - base[query])
     return "; ".join(
         f"{name} ({len(deltas)} queries): mean Δ nDCG@10 {sum(deltas) / len(deltas):+.4f}"
         for name, deltas in groups.items()
     )
+
+
+def seen_positive_breakdown(folder: Path) -> str:
+    """:func:`seen_unseen` of a SciFact run folder's ``per_query.json``."""
+    per_query = json.loads((folder / "per_query.json").read_text(encoding="utf-8"))
+    base, tuned = ({q: v["ndcg@10"] for q, v in per_query[role].items()} for role in ("base", "fine_tuned"))
+    return seen_unseen(base, tuned)
+
+
+def scifact_eval(folder: Path, out: Path) -> str:
+    """Run the documented ``embedtune eval`` of a run on SciFact test; return its significance line and the split."""
+    embedtune(
+        "eval",
+        "--model",
+        str(folder),
+        "--data",
+        "../shared/datasets/scifact",
+        "--baseline",
+        "all-MiniLM-L6-v2",
+        "--out",
+        str(out),
+    )
+    rows = [json.loads(line) for line in (out / "per_query.jsonl").read_text(encoding="utf-8").splitlines()]
+    base = {row["query_id"]: row["ndcg@10"] for row in rows if row["role"] == "baseline"}
+    tuned = {row["query_id"]: row["ndcg@10"] for row in rows if row["role"] != "baseline"}
+    return seen_unseen(base, tuned)
 
 
 def feature_weight_sweep(runs_dir: Path) -> None:
@@ -213,7 +239,10 @@ def main() -> None:
         elif recipe == "graded-pairs":
             graded_pairs_rates(args.runs_dir)
         else:
-            print(summary(recipe, train(CONFIGS[recipe], args.runs_dir, recipe)), flush=True)
+            run = train(CONFIGS[recipe], args.runs_dir, recipe)
+            print(summary(recipe, run), flush=True)
+            if recipe == "docs-ict":
+                print("  SciFact test " + scifact_eval(run["folder"], args.runs_dir / "docs-ict-scifact-eval"))
 
 
 if __name__ == "__main__":
