@@ -220,8 +220,9 @@ def test_mine_help_and_cli_constants_mirror_the_library(capsys) -> None:
     )
 
 
-def test_mine_features_from_sources_prices_negatives_by_retriever(tiny_model_dir, tmp_path) -> None:
-    from embedtune.data.feature_weights import FeatureWeights
+def test_mine_features_from_sources_prices_negatives_by_retriever(tiny_model_dir, tmp_path, capsys) -> None:
+    from embedtune.data.errors import DataError
+    from embedtune.data.feature_weights import load_feature_weights
 
     beir = write_word_beir(tmp_path / "beir")
     out = tmp_path / "mined.jsonl"
@@ -229,19 +230,51 @@ def test_mine_features_from_sources_prices_negatives_by_retriever(tiny_model_dir
 
     assert main(mine_args(beir, out, "--model", str(tiny_model_dir), *settings, "--features-from-sources")) == 0
 
+    assert "both, exact search" in capsys.readouterr().out
     records = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
-    assert records and all("neg_weights" not in record for record in records)
-    assert all(record["neg_features"] == record["neg_sources"] for record in records)
-    weights = FeatureWeights({"dense": 3.0, "bm25": 0.5}, combine="max")
-    for example, record in zip(load_triplets(out, weights), records, strict=True):
-        assert list(example.neg_weights) == [3.0 if "dense" in sources else 0.5 for sources in record["neg_sources"]]
+    assert len(records) == 6 and all("neg_weights" not in record for record in records)
+    for record in records:
+        assert record["neg_features"] == record["neg_sources"] and len(record["neg_features"]) == len(record["neg"])
+    found = {tuple(sources) for record in records for sources in record["neg_sources"]}
+    assert found == {("dense",), ("bm25",), ("dense", "bm25")}  # every kind occurs, so every weight is checked
+
+    # A weight config naming the two retrievers turns the features into weights when the file is read back.
+    config = tmp_path / "weights.yaml"
+    config.write_text("features:\n  dense: 3.0\n  bm25: 0.5\ndefault: 1.0\ncombine: sum\n", encoding="utf-8")
+    expected = {("dense",): 3.0, ("bm25",): 0.5, ("dense", "bm25"): 3.5}
+    examples = load_triplets(out, load_feature_weights(config))
+    for example, record in zip(examples, records, strict=True):
+        assert list(example.neg) == record["neg"]
+        assert [tuple(sources) for sources in example.neg_sources] == [tuple(s) for s in record["neg_sources"]]
+        assert list(example.neg_weights) == [expected[tuple(sources)] for sources in record["neg_features"]]
+    with pytest.raises(DataError, match="neg_features needs a weight config"):
+        load_triplets(out)  # never silently read as unweighted
+
+
+def test_features_from_sources_keeps_queries_left_without_negatives(tiny_model_dir, tmp_path) -> None:
+    from embedtune.data.feature_weights import FeatureWeights
+
+    beir = write_word_beir(tmp_path / "beir")
+    out = tmp_path / "mined.jsonl"
+    # Every candidate of the random tiny model scores within 50 % of the best positive: all are set aside.
+    settings = ["--retriever", "both", "--range-min", "0", "--range-max", "6", "--relative-margin", "0.5"]
+
+    assert main(mine_args(beir, out, "--model", str(tiny_model_dir), *settings, "--features-from-sources")) == 0
+
+    records = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
+    assert len(records) == 6 and all(record["neg"] == record["neg_features"] == [] for record in records)
+    examples = load_triplets(out, FeatureWeights({"dense": 2.0, "bm25": 1.0}))
+    assert all(example.neg == example.neg_weights == () for example in examples)
 
 
 @pytest.mark.parametrize(
     ("extra", "message"),
     [
+        ([], "needs --retriever both, got dense"),  # the default retriever
         (["--retriever", "dense"], "needs --retriever both, got dense"),
+        (["--retriever", "bm25"], "needs --retriever both, got bm25"),
         (["--retriever", "both", "--weights"], "not both: drop --weights"),
+        (["--weights", "--retriever", "both"], "not both: drop --weights"),
     ],
 )
 def test_features_from_sources_is_refused_before_any_model_loads(tmp_path, capsys, extra, message) -> None:
@@ -252,4 +285,5 @@ def test_features_from_sources_is_refused_before_any_model_loads(tmp_path, capsy
 
     error = capsys.readouterr().err.strip()
     assert code == 2 and error.startswith("error: --features-from-sources: ") and message in error
-    assert len(error.splitlines()) == 1 and not out.exists()
+    assert len(error.splitlines()) == 1 and MISSING_MODEL not in error  # the settings fail first, not the model
+    assert not out.exists()
