@@ -1,31 +1,49 @@
-# Set-up and entry points. Both targets create .venv when it is missing.
+# Set-up and entry points. `make demo` and `make test` create .venv and install it from the lock when needed.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-# The CPU wheel of torch must be installed before anything that depends on torch,
-# otherwise pip resolves an unpinned torch and pulls the CUDA build.
-TORCH_SPEC ?= torch==2.13.0
+# The lock: pylock.toml (PEP 751) pins every package with its hash, torch's CPU build included.
+# On a CUDA machine: `make test TORCH=cuda` (or `make demo TORCH=cuda`) installs pylock.cuda.toml instead.
+TORCH ?= cpu
+LOCK := $(if $(filter cuda,$(TORCH)),pylock.cuda.toml,pylock.toml)
+STAMP := $(VENV)/.installed-$(TORCH)
 
-.PHONY: demo test lint bench clean-venv
+.PHONY: demo test lint bench lock upgrade-check bounds-check clean-venv
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --upgrade pip
 
-$(VENV)/.installed: $(BIN)/python pyproject.toml
-	$(BIN)/pip install "$(TORCH_SPEC)"
-	$(BIN)/pip install -e ".[dev]"
+$(STAMP): $(BIN)/python $(LOCK) pyproject.toml tools/pip.txt
+	$(BIN)/python -m pip install --require-hashes -r tools/pip.txt
+	$(BIN)/python -m pip install -r $(LOCK)
+	$(BIN)/python -m pip install --no-deps --no-build-isolation -e .
+	rm -f $(VENV)/.installed-*
 	touch $@
 
-demo: $(VENV)/.installed
+demo: $(STAMP)
 	$(BIN)/embedtune demo
 
-test: $(VENV)/.installed
+test: $(STAMP)
 	$(BIN)/python -m pytest
 
-lint: $(VENV)/.installed
-	$(BIN)/ruff check src tests bench
-	$(BIN)/ruff format --check src tests bench
+lint: $(STAMP)
+	$(BIN)/ruff check src tests bench tools
+	$(BIN)/ruff format --check src tests bench tools
 
-bench: $(VENV)/.installed
+bench: $(STAMP)
 	$(BIN)/python bench/scifact.py
+
+# Re-resolve pylock.toml and pylock.cuda.toml from pyproject.toml's bounds and tools/lock-constraints.txt.
+lock: $(STAMP)
+	$(BIN)/python tools/lock.py
+
+# Newest versions the bounds allow, in a throwaway environment: runs the fast tests, prints what broke (not CI).
+upgrade-check: $(STAMP)
+	$(BIN)/python tools/upgrade_check.py --newest
+
+# The lower bounds of pyproject.toml's direct dependencies, in a throwaway environment, the same way (not CI).
+bounds-check: $(STAMP)
+	$(BIN)/python tools/upgrade_check.py --lowest
+
+clean-venv:
+	rm -rf $(VENV)

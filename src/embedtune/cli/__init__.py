@@ -1,4 +1,4 @@
-"""The ``embedtune`` command line: train, eval, runs, report, demo, index, search, cache, prepare, mine, data.
+"""The ``embedtune`` command line: train, eval, runs, report, demo, index, search, cache, prepare, mine, data, doctor.
 
 Every user error (bad data, a bad setting, a file that cannot be read or written, a model that cannot be found) is
 printed as one line ``error: ...`` with exit code 2, never as a traceback. A failure after a run folder exists is
@@ -13,6 +13,7 @@ import sys
 
 from embedtune.cli import cache, data, evaluate, mine, prepare, report, runs, search, train
 from embedtune.cli.console import configure_console_logging
+from embedtune.cli.doctor import add_doctor_command
 from embedtune.cli.export import add_export_command
 from embedtune.io import describe_os_error
 
@@ -67,6 +68,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="Also log the libraries' progress.")
     parser.add_argument("-q", "--quiet", action="store_true", help="Log only warnings and errors.")
     parser.add_argument("--traceback", action="store_true", help="Show the full traceback of an error (debugging).")
+    parser.add_argument(
+        "--version", action=_VersionAction, help="Print embedtune's version and the key libraries' versions."
+    )
     commands = parser.add_subparsers(dest="command", required=True)
     train.add_train_command(commands)
     evaluate.add_eval_command(commands)
@@ -80,7 +84,21 @@ def build_parser() -> argparse.ArgumentParser:
     prepare.add_prepare_command(commands)
     mine.add_mine_command(commands)
     add_export_command(commands)
+    add_doctor_command(commands)
     return parser
+
+
+class _VersionAction(argparse.Action):
+    """``--version``: print :func:`embedtune.versions.version_line` and exit 0 (read only when asked for)."""
+
+    def __init__(self, option_strings: list[str], dest: str, help: str | None = None) -> None:  # noqa: A002
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, help=help)
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values, option_string=None):
+        from embedtune.versions import version_line
+
+        print(version_line())
+        parser.exit()
 
 
 if __name__ == "__main__":

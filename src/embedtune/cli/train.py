@@ -131,7 +131,9 @@ def _check(config: ExperimentConfig) -> int:
     from embedtune.data.prepare import prepare_data
     from embedtune.models.loading import check_model_available
     from embedtune.runs import check_runs_dir
+    from embedtune.training.modes import check_mode_libraries
 
+    check_mode_libraries(config)
     data = prepare_data(config.data)
     check_curriculum(config, data)
     check_runs_dir(config.runs_dir)

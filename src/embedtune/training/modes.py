@@ -41,6 +41,7 @@ from embedtune.models.head import add_head, is_head_parameter
 from embedtune.models.lora import add_lora, has_lora, merge_lora, save_adapter, trainable_parameters
 from embedtune.training.freezing import FreezeEncoderCallback
 from embedtune.training.outputs import save_folder_atomic
+from embedtune.versions import check_lora_libraries
 
 logger = logging.getLogger(__name__)
 
@@ -88,6 +89,18 @@ class ModeSetup:
         if self.lora_targets:
             record["lora_targets"] = list(self.lora_targets)
         return record
+
+
+def check_mode_libraries(config: ExperimentConfig) -> None:
+    """Check that the installed libraries can train ``train.mode``, before any data or model loads.
+
+    lora: transformers must accept the installed peft (:func:`embedtune.versions.check_lora_libraries`).
+
+    Raises:
+        embedtune.config.ConfigError: one line naming both versions and the fix.
+    """
+    if config.train.mode == "lora":
+        check_lora_libraries()
 
 
 def prepare_model_for_mode(model: SentenceTransformer, config: ExperimentConfig) -> ModeSetup:

@@ -105,6 +105,7 @@ def run_training(config: ExperimentConfig, resume: Path | None = None) -> RunRes
     """
     started = time.time()
     join_process_group()  # torchrun / accelerate launch: rank 0 alone writes the run folder
+    modes.check_mode_libraries(config)  # e.g. a transformers that refuses the installed peft, before anything loads
     data = prepare_data(config.data)
     data = fit_data_to_loss(config.loss, data)
     check_curriculum(config, data)  # a bad phase or unscored data stops here, before any model loads
