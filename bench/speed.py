@@ -32,10 +32,10 @@ BENCHMARKS_MD = ROOT / "docs" / "benchmarks.md"
 MODEL = "all-MiniLM-L6-v2"
 
 
-def scifact_test():
+def scifact_test(data: Path = SCIFACT):
     from embedtune.data.beir import load_beir
 
-    beir = load_beir(SCIFACT, splits=["train", "test"])
+    beir = load_beir(data, splits=["train", "test"])
     return beir, beir.qrels["test"]
 
 
@@ -65,8 +65,12 @@ def cache_part() -> dict:
     }
 
 
-def encoding_part() -> dict:
-    """Corpus encoding + ranking: embedtune's evaluator vs ST encode + search vs ST's InformationRetrievalEvaluator."""
+def encoding_part(data: Path = SCIFACT, model_name: str = MODEL) -> dict:
+    """Corpus encoding + ranking: embedtune's evaluator vs ST encode + search vs ST's InformationRetrievalEvaluator.
+
+    ``data`` is the BEIR folder (its test split is ranked) and ``model_name`` the model, SciFact and all-MiniLM-L6-v2
+    by default.
+    """
     from sentence_transformers.sentence_transformer.evaluation import InformationRetrievalEvaluator
 
     from embedtune.evaluation.metrics import evaluate_run
@@ -74,8 +78,8 @@ def encoding_part() -> dict:
     from embedtune.models.loading import load_model
     from embedtune.search.retrieve import rank
 
-    beir, qrels = scifact_test()
-    model = load_model(MODEL)
+    beir, qrels = scifact_test(data)
+    model = load_model(model_name)
     queries = {qid: beir.queries[qid] for qid in qrels}
     timings, ndcg = {}, {}
     started = time.perf_counter()
@@ -102,21 +106,25 @@ def encoding_part() -> dict:
     }
 
 
-def precision_part(steps: int) -> dict:
-    """Training steps/s: embedtune's set-up (InfoNCE, its trainer arguments) and a plain ST Trainer, fp32 and bf16."""
+def precision_part(steps: int, data: Path = SCIFACT, model_name: str = MODEL) -> dict:
+    """Training steps/s: embedtune's set-up (InfoNCE, its trainer arguments) and a plain ST Trainer, fp32 and bf16.
+
+    Both train on the (query, positive) pairs of ``data``'s train split (SciFact by default) with ``model_name``, on
+    CUDA where there is one.
+    """
     from datasets import Dataset
 
     from embedtune.config import build_config
     from embedtune.losses import build_loss
     from embedtune.training.arguments import training_arguments
 
-    beir, _ = scifact_test()
+    beir, _ = scifact_test(data)
     pairs = [(beir.queries[q], beir.corpus[d]) for q, docs in beir.qrels["train"].items() for d in docs]
     dataset = Dataset.from_dict({"anchor": [q for q, _ in pairs], "positive": [d for _, d in pairs]})
     results = {}
     for precision in ("fp32", "bf16"):
         config = build_config(
-            overrides=[f"data.path={SCIFACT}", f"train.precision={precision}", f"train.max_steps={steps}"]
+            overrides=[f"data.path={data}", f"train.precision={precision}", f"train.max_steps={steps}"]
         )
         results[f"embedtune {precision}"] = _steps_per_second(
             lambda model, folder, config=config: (
@@ -124,10 +132,12 @@ def precision_part(steps: int) -> dict:
                 build_loss(model, config.loss),
             ),
             dataset,
+            model_name,
         )
         results[f"sentence-transformers {precision}"] = _steps_per_second(
             lambda model, folder, precision=precision: (_st_arguments(folder, steps, precision), _mnrl(model)),
             dataset,
+            model_name,
         )
     base = results["embedtune fp32"]
     return {
@@ -168,6 +178,7 @@ def _mnrl(model):
 
 
 def _st_arguments(folder: Path, steps: int, precision: str):
+    import torch
     from sentence_transformers.base.sampler import BatchSamplers
     from sentence_transformers.sentence_transformer.training_args import SentenceTransformerTrainingArguments
 
@@ -182,12 +193,12 @@ def _st_arguments(folder: Path, steps: int, precision: str):
         report_to="none",
         seed=42,
         bf16=precision == "bf16",
-        use_cpu=precision == "bf16",
+        use_cpu=precision == "bf16" and not torch.cuda.is_available(),  # CPU bf16 autocast needs it; CUDA must not
         disable_tqdm=True,
     )
 
 
-def _steps_per_second(make, dataset) -> float:
+def _steps_per_second(make, dataset, model_name: str = MODEL) -> float:
     """Train ``max_steps`` steps; steps/s over all but the first two (warm-up) steps."""
     from sentence_transformers import SentenceTransformerTrainer
     from transformers import TrainerCallback
@@ -201,7 +212,7 @@ def _steps_per_second(make, dataset) -> float:
         def on_step_end(self, args, state, control, **kwargs) -> None:
             self.times.append(time.perf_counter())
 
-    model = load_model(MODEL)
+    model = load_model(model_name)
     timer = StepTimes()
     with tempfile.TemporaryDirectory() as folder:
         args, loss = make(model, Path(folder))

@@ -116,6 +116,7 @@ def test_unreadable_lock_is_one_clear_error(tmp_path) -> None:
         versions.read_lock(broken)
 
 
+@pytest.mark.lock
 def test_checkout_lock_is_what_is_installed() -> None:
     """The checkout's pylock.toml (or its CUDA variant) is the installed set: `make test` installs from it."""
     statuses = versions.lock_status()
@@ -123,6 +124,7 @@ def test_checkout_lock_is_what_is_installed() -> None:
     assert any(status.satisfied for status in statuses), [status.mismatches[:5] for status in statuses]
 
 
+@pytest.mark.lock
 def test_doctor_reports_versions_device_and_lock(capsys) -> None:
     assert main(["doctor"]) == 0
     out = capsys.readouterr().out

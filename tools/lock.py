@@ -38,13 +38,13 @@ HEADER = (
 )
 
 
-def project_requirements(pyproject: Path = ROOT / "pyproject.toml") -> list[str]:
-    """Return the requirement strings to lock: dependencies, the ``dev`` extra and the build-system requirements."""
+def project_requirements(pyproject: Path = ROOT / "pyproject.toml", build: bool = True) -> list[str]:
+    """Return the requirement strings to lock: dependencies, the ``dev`` extra and (``build``) the build back-end."""
     project = tomllib.loads(pyproject.read_text(encoding="utf-8"))
     return [
         *project["project"]["dependencies"],
         *project["project"]["optional-dependencies"]["dev"],
-        *project["build-system"]["requires"],
+        *(project["build-system"]["requires"] if build else []),
     ]
 
 

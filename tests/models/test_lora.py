@@ -67,9 +67,9 @@ def perturb_adapter(model: SentenceTransformer, seed: int = 0) -> None:
 
 
 def encode(model: SentenceTransformer, texts: list[str] = TEXTS) -> torch.Tensor:
-    """Embed ``texts`` in eval mode (no dropout)."""
+    """Embed ``texts`` in eval mode (no dropout), on the CPU whichever device the model is on (a trainer moves it)."""
     model.eval()
-    return model.encode(texts, convert_to_tensor=True)
+    return model.encode(texts, convert_to_tensor=True).cpu()
 
 
 def load(path: Path) -> SentenceTransformer:
@@ -204,8 +204,8 @@ def test_configured_targets_are_used_and_checked(tiny_model_dir):
 def test_training_changes_only_the_adapter(tiny_model_dir, tmp_path):
     model = load(tiny_model_dir)
     add_lora(model, LoraConfig(rank=4, dropout=0.0))
-    base = {name: p.detach().clone() for name, p in model.named_parameters() if not p.requires_grad}
-    adapter = {name: p.detach().clone() for name, p in model.named_parameters() if p.requires_grad}
+    base = {name: p.detach().cpu().clone() for name, p in model.named_parameters() if not p.requires_grad}
+    adapter = {name: p.detach().cpu().clone() for name, p in model.named_parameters() if p.requires_grad}
     pairs = Dataset.from_dict({"anchor": TEXTS, "positive": list(reversed(TEXTS))})
     args = SentenceTransformerTrainingArguments(
         output_dir=str(tmp_path / "out"),
@@ -215,14 +215,13 @@ def test_training_changes_only_the_adapter(tiny_model_dir, tmp_path):
         weight_decay=0.1,
         save_strategy="no",
         report_to="none",
-        use_cpu=True,
         disable_tqdm=True,
     )
     SentenceTransformerTrainer(
         model=model, args=args, train_dataset=pairs, loss=MultipleNegativesRankingLoss(model)
     ).train()
 
-    params = dict(model.named_parameters())
+    params = {name: p.detach().cpu() for name, p in model.named_parameters()}  # trained on CUDA where there is one
     assert all(torch.equal(params[name], value) for name, value in base.items())  # bit-identical, decay included
     assert any(not torch.equal(params[name], value) for name, value in adapter.items() if "lora_B" in name)
 
@@ -267,6 +266,7 @@ def test_trainer_reloads_a_lora_checkpoint(tiny_model_dir, tmp_path):
     expected = encode(model)
     model.save(str(tmp_path / "checkpoint"))
     perturb_adapter(model, seed=2)
+    # No training here: the trainer stays on the CPU, so that the reloaded model's embeddings compare bit for bit.
     args = SentenceTransformerTrainingArguments(output_dir=str(tmp_path / "out"), report_to="none", use_cpu=True)
     pairs = Dataset.from_dict({"anchor": TEXTS, "positive": TEXTS})
     trainer = SentenceTransformerTrainer(

@@ -1,4 +1,7 @@
-"""Multi-process training (DDP, gloo on CPU): one run folder written by rank 0, whatever the number of processes."""
+"""Multi-process training (DDP, gloo on CPU): one run folder written by rank 0, whatever the number of processes.
+
+More processes per node than visible GPUs stop with one line before any run folder exists.
+"""
 
 from __future__ import annotations
 
@@ -12,11 +15,15 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
 from embedtune import runs
+from embedtune.cli import main
 from embedtune.cli.console import configure_console_logging
+from embedtune.config import ConfigError
+from embedtune.losses.distributed import check_processes_fit_gpus, join_process_group
 from embedtune.runs import RunStoreError, fail_run, start_run
 from embedtune.runs.writer import is_main_process, run_on_main_process
 
@@ -75,7 +82,17 @@ def test_rank_zero_alone_creates_the_run_folder_and_every_rank_gets_it(tmp_path)
 
 
 @pytest.mark.skipif(TORCHRUN is None, reason="torchrun is not installed")
-def test_torchrun_with_two_processes_trains_into_one_finished_run(tiny_model_dir, tiny_beir, tmp_path):
+@pytest.mark.parametrize(
+    "backend",
+    [
+        "gloo",
+        pytest.param(
+            "nccl",
+            marks=pytest.mark.skipif(torch.cuda.device_count() < 2, reason="NCCL with 2 processes needs 2 GPUs"),
+        ),
+    ],
+)
+def test_torchrun_with_two_processes_trains_into_one_finished_run(tiny_model_dir, tiny_beir, tmp_path, backend):
     runs_dir = tmp_path / "runs"
     command = [
         *(TORCHRUN, "--standalone", "--nproc_per_node", "2", "-m", "embedtune", "train"),
@@ -84,6 +101,8 @@ def test_torchrun_with_two_processes_trains_into_one_finished_run(tiny_model_dir
         *("--set", "data.dev_fraction=0.25", "--set", "train.logging_steps=1", "--set", "loss.isotropy_weight=0.1"),
     ]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    if backend == "gloo":
+        env["CUDA_VISIBLE_DEVICES"] = ""  # the documented way to train on CPUs, also on a machine with GPUs
     completed = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
 
     assert completed.returncode == 0, completed.stderr[-5000:]
@@ -94,11 +113,63 @@ def test_torchrun_with_two_processes_trains_into_one_finished_run(tiny_model_dir
     metrics = json.loads((folder / "metrics.json").read_text())
     assert [entry["step"] for entry in metrics["loss_history"]] == [1, 2]  # 8 training rows = 2 processes x 4
     assert (folder / "model").is_dir() and not (folder / "checkpoints").exists()
-    assert "Process 0 of 2 (gloo)" in completed.stderr  # trained in 2 processes
+    assert f"Process 0 of 2 ({backend})" in completed.stderr  # trained in 2 processes
     assert completed.stdout.count("Run folder:") == 1  # the summary is printed once, by rank 0
     assert "[rank 1] INFO" not in completed.stderr
     assert (folder / "train.log").read_text().count("Run folder ") == 1  # rank 0 alone writes train.log
     assert len(list((folder / "tensorboard").iterdir())) == 1  # and TensorBoard events
+
+
+def launched(monkeypatch: pytest.MonkeyPatch, gpus: int, **variables: str) -> None:
+    """Pretend to be a launcher's process (``variables``: WORLD_SIZE, LOCAL_RANK, ...) on a machine with ``gpus``."""
+    for name in ("WORLD_SIZE", "RANK", "LOCAL_RANK", "LOCAL_WORLD_SIZE"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in variables.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: gpus > 0)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: gpus)
+
+
+@pytest.mark.parametrize(
+    ("gpus", "variables", "processes"),
+    [
+        (1, {"LOCAL_WORLD_SIZE": "2", "LOCAL_RANK": "0"}, 2),  # rank 0 would fit: every process stops alike
+        (1, {"LOCAL_WORLD_SIZE": "2", "LOCAL_RANK": "1"}, 2),
+        (2, {"LOCAL_RANK": "3"}, 4),  # a launcher that sets LOCAL_RANK alone
+        (2, {"LOCAL_WORLD_SIZE": "4", "LOCAL_RANK": "0"}, 4),
+    ],
+)
+def test_more_processes_than_gpus_stop_with_one_line_naming_both_and_the_fix(monkeypatch, gpus, variables, processes):
+    launched(monkeypatch, gpus, WORLD_SIZE="8", **variables)
+    with pytest.raises(ConfigError) as raised:
+        join_process_group()
+    message = str(raised.value)
+    assert message.startswith(f"{processes} processes per node but {gpus} visible GPU")
+    assert f"--nproc_per_node {gpus}" in message and 'CUDA_VISIBLE_DEVICES=""' in message and "gloo" in message
+    assert "\n" not in message and not dist.is_initialized()
+
+
+@pytest.mark.parametrize(
+    ("gpus", "variables"),
+    [(2, {"LOCAL_WORLD_SIZE": "2", "LOCAL_RANK": "1"}), (8, {"LOCAL_RANK": "0"}), (0, {"LOCAL_WORLD_SIZE": "16"})],
+)
+def test_processes_that_fit_the_gpus_or_run_on_cpus_pass_the_check(monkeypatch, gpus, variables):
+    launched(monkeypatch, gpus, WORLD_SIZE="16", **variables)
+    check_processes_fit_gpus()  # no GPU at all (CUDA_VISIBLE_DEVICES=""): gloo on CPUs, any number of processes
+
+
+def test_train_with_more_processes_than_gpus_exits_2_before_any_run_folder(
+    tiny_model_dir, tiny_beir, tmp_path, monkeypatch, capsys
+):
+    launched(monkeypatch, 1, WORLD_SIZE="2", RANK="0", LOCAL_RANK="0", LOCAL_WORLD_SIZE="2")
+    runs_dir = tmp_path / "runs"
+    args = ["train", "--data", str(tiny_beir), "--model", str(tiny_model_dir), "--runs-dir", str(runs_dir)]
+
+    assert main(args) == 2
+
+    error = capsys.readouterr().err.strip()
+    assert len(error.splitlines()) == 1 and error.startswith("error: 2 processes per node but 1 visible GPU: ")
+    assert not runs_dir.exists() and not dist.is_initialized()
 
 
 def test_processes_other_than_rank_zero_log_only_warnings_marked_with_their_rank(monkeypatch, capsys):

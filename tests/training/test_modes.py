@@ -162,15 +162,20 @@ def test_head_learning_rate_has_its_own_default_and_needs_a_head(tiny_model_dir,
     assert mode_callbacks(plain, no_head, config) == []
 
 
+def cpu_copies(parameters: dict[str, torch.nn.Parameter]) -> dict[str, torch.Tensor]:
+    """Detached CPU copies: the trainer moves the model to CUDA where there is one, so snapshots compare on the CPU."""
+    return {name: p.detach().cpu().clone() for name, p in parameters.items()}
+
+
 class EpochSnapshots(TrainerCallback):
-    """Copies of the chosen parameters at the end of every epoch."""
+    """CPU copies of the chosen parameters at the end of every epoch."""
 
     def __init__(self, parameters: dict[str, torch.nn.Parameter]) -> None:
         self.parameters = parameters
         self.epochs: list[dict[str, torch.Tensor]] = []
 
     def on_epoch_end(self, args, state, control, **kwargs):
-        self.epochs.append({name: p.detach().clone() for name, p in self.parameters.items()})
+        self.epochs.append(cpu_copies(self.parameters))
 
 
 @pytest.mark.parametrize("mode", ["full", "lora"])
@@ -189,7 +194,7 @@ def test_encoder_stays_frozen_for_the_first_epochs(tiny_model_dir, tmp_path, mod
     named = dict(model.named_parameters())
     encoder = {n: p for n, p in named.items() if p.requires_grad and not is_head_parameter(n, model, setup.head_start)}
     head = {n: p for n, p in named.items() if is_head_parameter(n, model, setup.head_start)}
-    start = {name: p.detach().clone() for name, p in {**encoder, **head}.items()}
+    start = cpu_copies({**encoder, **head})
     snapshots = EpochSnapshots({**encoder, **head})
     loss = MultipleNegativesRankingLoss(model)
     mapping = head_learning_rate_mapping(loss, model, setup, config)

@@ -20,6 +20,8 @@ import torch.distributed as dist
 from sentence_transformers.util import all_gather_with_grad
 from torch import Tensor
 
+from embedtune.config.values import ConfigError
+
 logger = logging.getLogger(__name__)
 
 PROCESS_GROUP_TIMEOUT = timedelta(minutes=30)
@@ -53,14 +55,20 @@ def join_process_group() -> None:
     The group is what the trainer would create (NCCL with one GPU per process by ``LOCAL_RANK``, gloo on CPUs, from
     the launcher's ``MASTER_ADDR``/``MASTER_PORT``/``RANK``/``WORLD_SIZE``); the trainer reuses a group that exists,
     so joining early changes nothing for training, and it lets rank 0 alone create the run folder and share its
-    path. Does nothing in a single process or when the group exists.
+    path. Does nothing in a single process or when the group exists. With ``CUDA_VISIBLE_DEVICES=""`` torch sees
+    no GPU and the processes train on CPUs with gloo.
+
+    Raises:
+        ConfigError: if CUDA is available but a node runs more processes than it has visible GPUs
+            (:func:`check_processes_fit_gpus`), before any group is joined or run folder created.
     """
     if not is_multi_process() or (dist.is_available() and dist.is_initialized()):
         return
     backend = "gloo"
     if torch.cuda.is_available():
+        check_processes_fit_gpus()
         backend = "nccl"
-        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+        torch.cuda.set_device(_launcher_int("LOCAL_RANK", 0))
     dist.init_process_group(backend=backend, timeout=PROCESS_GROUP_TIMEOUT)
     logger.info(
         "Process %d of %d (%s): in-batch negatives are gathered from every process's batch",
@@ -68,6 +76,37 @@ def join_process_group() -> None:
         dist.get_world_size(),
         backend,
     )
+
+
+def check_processes_fit_gpus() -> None:
+    """Stop when a node launches more processes than it has visible GPUs (DDP over NCCL needs one GPU each).
+
+    The processes on a node are the launcher's ``LOCAL_WORLD_SIZE`` (or ``LOCAL_RANK + 1`` where that is larger or
+    the only one set). Does nothing without CUDA: processes on CPUs share the machine with gloo.
+
+    Raises:
+        ConfigError: naming the numbers of processes and GPUs and the two ways out: fewer processes per node, or
+            CPU training with gloo (``CUDA_VISIBLE_DEVICES=""``).
+    """
+    if not torch.cuda.is_available():
+        return
+    gpus = torch.cuda.device_count()
+    processes = max(_launcher_int("LOCAL_WORLD_SIZE", 1), _launcher_int("LOCAL_RANK", 0) + 1)
+    if processes <= gpus:
+        return
+    raise ConfigError(
+        f"{processes} processes per node but {gpus} visible GPU{'' if gpus == 1 else 's'}: DDP needs one GPU per "
+        f"process; launch at most {gpus} (torchrun --nproc_per_node {gpus}), or train on CPUs with gloo "
+        f'(CUDA_VISIBLE_DEVICES="" torchrun --nproc_per_node {processes} ...)'
+    )
+
+
+def _launcher_int(name: str, default: int) -> int:
+    """Read a launcher's integer variable (``LOCAL_RANK``, ...); ``default`` when it is unset or not a number."""
+    try:
+        return int(os.environ.get(name, default))
+    except ValueError:
+        return default
 
 
 @dataclass
