@@ -159,3 +159,42 @@ def test_a_model_given_twice_is_refused(models, datasets, load_calls, capsys):
     assert main(argv) == 2
     assert "given twice" in capsys.readouterr().err
     assert load_calls == []
+
+
+def test_train_data_splits_each_comparison_into_seen_and_unseen_queries(tiny_model_dir, models, tmp_path, capsys):
+    from tests.evaluation.test_seen_unseen import write_shared_document_beir
+
+    beir = write_shared_document_beir(tmp_path / "shared")
+    out = tmp_path / "out"
+    args = ["eval", "--model", str(models[0]), "--data", str(beir), "--baseline", str(tiny_model_dir)]
+    assert main([*args, "--train-data", str(beir), "--out", str(out)]) == 0
+
+    printed = capsys.readouterr().out
+    summary = json.loads((out / "summary.json").read_text(encoding="utf-8"))
+    (model,) = summary["datasets"][0]["models"]
+    split = model["seen_unseen"]
+    assert split["seen_queries"] == [f"t{i}" for i in range(6)]  # t0-t5's documents are training positives
+    assert split["seen"]["queries"] == 6 and split["unseen"]["queries"] == 4
+    rows = [json.loads(line) for line in (out / "per_query.jsonl").read_text(encoding="utf-8").splitlines()]
+    scores = {(row["role"], row["query_id"]): row["ndcg@10"] for row in rows}
+    seen_deltas = [scores["model", f"t{i}"] - scores["baseline", f"t{i}"] for i in range(6)]
+    assert split["seen"]["mean_diff"] == pytest.approx(sum(seen_deltas) / 6, abs=1e-9)
+    assert f"{model['label']} seen/unseen: {split['verdict']}" in printed
+
+    # A training file gives the same split through the positives' texts.
+    train_file = tmp_path / "train.jsonl"
+    corpus = {json.loads(line)["_id"]: json.loads(line)["text"] for line in (beir / "corpus.jsonl").open()}
+    train_file.write_text("".join(json.dumps({"query": f"q{i}", "pos": [corpus[f"d{i}"]]}) + "\n" for i in range(6)))
+    assert main([*args, "--train-data", str(train_file)]) == 0
+    assert f"seen (6 queries) Δ {split['seen']['mean_diff']:+.4f}" in capsys.readouterr().out
+
+
+def test_train_data_needs_a_baseline_and_readable_data(models, datasets, load_calls, tmp_path, capsys):
+    base = ["eval", "--model", str(models[0]), "--data", str(datasets[0])]
+    assert main([*base, "--no-baseline", "--train-data", str(datasets[0])]) == 2
+    assert "--train-data splits the comparison with a baseline" in capsys.readouterr().err
+    missing = tmp_path / "nope.jsonl"
+    assert main([*base, "--train-data", str(missing)]) == 2
+    error = capsys.readouterr().err.strip()
+    assert str(missing) in error and len(error.splitlines()) == 1
+    assert load_calls == []  # both refused before any model loads

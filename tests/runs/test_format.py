@@ -267,3 +267,26 @@ def test_format_run_compare_identical_configs(tmp_path: Path):
 def test_format_run_compare_needs_two_runs(runs_root: Path):
     with pytest.raises(ValueError, match="at least 2"):
         format_run_compare([run_named(runs_root, "fiqa")])
+
+
+def test_show_and_compare_carry_the_seen_unseen_split(tmp_path: Path):
+    from dataclasses import replace
+
+    from embedtune.evaluation.seen_unseen import split_comparison
+
+    seen = {f"s{i}" for i in range(20)}
+    base = {qid: {"ndcg@10": 0.2} for qid in [*seen, *(f"u{i}" for i in range(10))]}
+    tuned = {qid: {"ndcg@10": 0.5 if qid in seen else 0.2} for qid in base}
+    record = split_comparison(base, tuned, seen, "ndcg@10")
+    root = tmp_path / "runs"
+    finished_run(root, "split", replace(make_metrics(), seen_unseen=record))
+    finished_run(root, "older", make_metrics())
+    split_run, older = run_named(root, "split"), run_named(root, "older")
+
+    assert f"Seen/unseen: {record['verdict']}" in format_run_show(split_run)
+    assert "Seen/unseen" not in format_run_show(older)
+    rows = {line.split("  ")[1].strip(): line for line in format_run_compare([split_run, older]).splitlines()[-4:]}
+    seen_p = f"{record['seen']['p_permutation']:.2g}"
+    assert rows["Δ seen queries"].split()[-7:] == ["-", "+0.3000", "(20", "q,", "p", f"{seen_p})", "-"]
+    assert rows["Δ unseen queries"].split()[-7:] == ["-", "+0.0000", "(10", "q,", "p", "1)", "-"]
+    assert "Δ seen" not in format_run_compare([older, older])  # runs made before the split show no such rows

@@ -62,6 +62,7 @@ def test_to_dict_has_the_schema_keys(tmp_path: Path):
         "pair_diagnostics",
         "curriculum",
         "trainable_parameters",
+        "seen_unseen",
     ]
     assert list(make_metrics().to_dict()["report"]) == ["split", "role", "base", "fine_tuned"]
 

@@ -30,6 +30,12 @@ def add_eval_command(commands: argparse._SubParsersAction) -> None:
         help="BEIR folder, optionally with its split; repeat for several datasets.",
     )
     evaluate.add_argument("--split", default="test", help="qrels split of a --data without one (default test).")
+    evaluate.add_argument(
+        "--train-data",
+        metavar="PATH",
+        help="The data the models were trained on (a BEIR folder's train split, or a JSONL training file): each "
+        "comparison is also split into seen queries (a relevant document was a training positive) and unseen ones.",
+    )
     baseline = evaluate.add_mutually_exclusive_group()
     baseline.add_argument(
         "--baseline",
@@ -69,6 +75,7 @@ def run_eval(args: argparse.Namespace) -> int:
     """
     from embedtune.cache import EmbeddingCache
     from embedtune.evaluation import compare
+    from embedtune.evaluation.seen_unseen import add_to_eval_results, load_training_positives
 
     if args.batch_size < 1 or (args.max_seq_length is not None and args.max_seq_length < 1):
         raise ValueError("--batch-size and --max-seq-length must be positive")
@@ -82,6 +89,9 @@ def run_eval(args: argparse.Namespace) -> int:
     else:
         baseline = None if args.no_baseline else compare.default_baseline(models)
     datasets = compare.load_datasets(args.data, args.split)
+    positives = None if args.train_data is None else load_training_positives(args.train_data)
+    if positives is not None and baseline is None:
+        raise ValueError("--train-data splits the comparison with a baseline: drop --no-baseline or give --baseline")
     results = compare.evaluate_models(
         datasets,
         models,
@@ -92,6 +102,8 @@ def run_eval(args: argparse.Namespace) -> int:
         alpha=args.alpha,
         cache=None if args.no_cache else EmbeddingCache(args.cache_dir),
     )
+    if positives is not None:
+        add_to_eval_results(results, positives)
     print(results.format())
     if out is not None:
         print(f"\nResults: {compare.write_results(results, out)}")

@@ -171,9 +171,15 @@ def format_summary(result: RunResult, config: ExperimentConfig) -> str:
             f"Run folder: {result.folder}",
             f"Model:      {result.folder / 'model'} ({what})",
             f"Verdict:    {selection.verdict}",
+            *_seen_unseen_lines(result.metrics.seen_unseen),
             f"Next:       {next_command}",
         ]
     )
+
+
+def _seen_unseen_lines(record: dict | None) -> list[str]:
+    """Return the summary's line on seen vs unseen queries (none for a run without the split)."""
+    return [f"Seen/unseen: {record['verdict']}"] if record else []
 
 
 def add_demo_command(commands: argparse._SubParsersAction) -> None:

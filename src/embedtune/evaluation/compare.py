@@ -83,12 +83,15 @@ class DatasetResult:
         baseline: The baseline's per-query scores, or ``None`` without a baseline.
         models: Per-query scores of each model, in the order of :attr:`EvalResults.models`.
         comparisons: Each model against the baseline on :data:`VERDICT_METRIC` (empty without a baseline).
+        seen_unseen: With ``--train-data``, each model's comparison split into seen and unseen queries
+            (:func:`embedtune.evaluation.seen_unseen.split_comparison`); else empty.
     """
 
     dataset: EvalDataset
     baseline: PerQuery | None
     models: list[PerQuery]
     comparisons: list[PairedComparison] = field(default_factory=list)
+    seen_unseen: list[dict[str, Any]] = field(default_factory=list)
 
     def means(self, per_query: PerQuery) -> dict[str, float]:
         """Average one system's per-query scores on this dataset (``trec_eval -c`` means).
@@ -143,6 +146,10 @@ class EvalResults:
                 format_side_by_side(columns, baseline, title="metric"),
             ]
             lines += [comparison.verdict for comparison in result.comparisons]
+            lines += [
+                f"{model.label} seen/unseen: {split['verdict']}"
+                for model, split in zip(self.models, result.seen_unseen, strict=False)
+            ]
             blocks.append("\n".join(lines))
         return "\n\n".join(blocks)
 
@@ -169,6 +176,8 @@ class EvalResults:
                 if base_means is not None:
                     entry["delta"] = {metric: means[metric] - base_means[metric] for metric in means}
                     entry["comparison"] = result.comparisons[index].to_dict()
+                if result.seen_unseen:
+                    entry["seen_unseen"] = result.seen_unseen[index]
                 models.append(entry)
             datasets.append(
                 {

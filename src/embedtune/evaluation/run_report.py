@@ -23,7 +23,14 @@ REPORT_FILE = "report.md"
 FIGURES_DIR = "figures"
 PER_QUERY_FILE = "per_query.json"
 SCORE_DISTRIBUTIONS_FILE = "score_distributions.json"
-FIGURE_FILES = ("metrics.png", "per_query_delta.png", "score_distributions.png", "training.png", "matryoshka.png")
+FIGURE_FILES = (
+    "metrics.png",
+    "seen_unseen.png",
+    "per_query_delta.png",
+    "score_distributions.png",
+    "training.png",
+    "matryoshka.png",
+)
 """Every figure a run report may hold; a regenerated report deletes those of them it no longer draws."""
 SELECTION_WARNING = "selection split — not a held-out test"
 PAIR_FIELDS = ("spearman", "roc_auc", "f1", "accuracy", "threshold", "separability", "n_pairs", "passed")
@@ -58,6 +65,7 @@ def write_report(run_folder: str | Path) -> Path:
     model = record.config.get("model") if isinstance(record.config.get("model"), dict) else {}
     lines = [f"# Run report: {folder.name}", "", f"Run `{record.name}`, base model `{model.get('name_or_path')}`."]
     lines += ["", *report.verdict_lines(), *report.metric_section(), *report.significance_section()]
+    lines += report.seen_unseen_section()
     lines += report.per_query_section(per_query) + report.dimension_section() + report.score_section(scores)
     lines += report.pair_section() + report.forgetting_section() + report.training_section()
     path = folder / REPORT_FILE
@@ -133,6 +141,8 @@ class _RunReport:
         lines = [f"- **`model/` is {kept}**: {selection.verdict}"]
         if metrics.significance:
             lines.append(f"- **Significance:** {_significance_verdict(metrics.significance)}")
+        if metrics.seen_unseen:
+            lines.append(f"- **Seen vs unseen queries:** {metrics.seen_unseen.get('verdict')}")
         lines += [f"- **⚠ forgetting** on {self._drop(extra)}" for extra in metrics.extra_reports if extra.forgetting]
         if metrics.pair_diagnostics:
             parts = [_pair_verdict(label, metrics.pair_diagnostics.get(key)) for key, label in _PAIR_MODELS]
@@ -165,6 +175,40 @@ class _RunReport:
         rows.append(["wins / losses / ties", " / ".join(_number(sig.get(key)) for key in ("wins", "losses", "ties"))])
         title = f"## Significance ({sig.get('metric', self.primary)}, query by query; a = base, b = fine-tuned)"
         return [title, "", *_table(["figure", "value"], rows), ""]
+
+    def seen_unseen_section(self) -> list[str]:
+        """Return the comparison on seen queries (a relevant document was a training positive) and unseen ones."""
+        record = self.metrics.seen_unseen
+        if not isinstance(record, Mapping):
+            return []
+        groups = {group: record.get(group) for group in ("seen", "unseen") if isinstance(record.get(group), Mapping)}
+        if not groups:
+            return []
+        metric = str(record.get("metric", self.primary))
+        rows = [
+            [
+                group,
+                _number(sig.get("queries")),
+                *(_number(sig.get(key)) for key in ("mean_a", "mean_b", "mean_diff", "ci_low", "ci_high")),
+                _number(sig.get("p_permutation")),
+                " / ".join(_number(sig.get(key)) for key in ("wins", "losses", "ties")),
+            ]
+            for group, sig in groups.items()
+        ]
+        headers = ["queries", "n", "base", "fine-tuned", "Δ", "CI low", "CI high", "p", "wins / losses / ties"]
+        lines = [f"## Seen vs unseen queries ({metric})", ""]
+        lines += [
+            "*Seen*: some relevant document was a training positive; *unseen*: none was. A gain on seen queries only",
+            "means the model learned which documents are relevant rather than how to match new ones.",
+            "",
+            *_table(headers, rows),
+            "",
+        ]
+        series = {
+            label: {group: sig[key] for group, sig in groups.items() if is_number(sig.get(key))}
+            for label, key in (("base", "mean_a"), ("fine-tuned", "mean_b"))
+        }
+        return lines + self.figure("seen_unseen.png", "compare_bars", series, f"{metric}: seen vs unseen queries")
 
     def per_query_section(self, per_query: Any) -> list[str]:
         """Return the histogram of per-query Δ nDCG@10 (Δ of the primary metric when nDCG@10 is not recorded)."""

@@ -32,6 +32,10 @@ from embedtune.runs.text import (
     format_value,
     ordered_union,
 )
+from embedtune.runs.validate import is_number
+
+SEEN_UNSEEN = ("seen", "unseen")
+"""The query groups of ``metrics.json``'s ``seen_unseen`` (a relevant document was a training positive, or not)."""
 
 
 def split_label(report: Report, short: bool = False) -> str:
@@ -199,6 +203,7 @@ def _metrics_sections(metrics: RunMetrics) -> list[str]:
     return [
         _report_section(metrics),
         _selection_line(metrics.selection, metrics.primary_metric),
+        *([f"Seen/unseen: {metrics.seen_unseen.get('verdict')}"] if metrics.seen_unseen else []),
         _splits_line(metrics),
         *curriculum,
         _dev_history_section(metrics.dev_history),
@@ -330,6 +335,15 @@ def _config_compare_section(runs: Sequence[RunInfo]) -> str:
     return "Config differences:\n" + format_table(headers, rows, indent="  ")
 
 
+def _group_delta(run: RunInfo, group: str) -> str:
+    """``+0.0690 (196 q, p 0.0001)``: a run's mean Δ on its seen or unseen queries, or ``-`` when not recorded."""
+    record = (run.metrics.seen_unseen if run.metrics else None) or {}
+    sig = record.get(group)
+    if not isinstance(sig, Mapping) or not all(is_number(sig.get(key)) for key in ("mean_diff", "p_permutation")):
+        return NO_VALUE
+    return f"{sig['mean_diff']:+.4f} ({sig.get('queries')} q, p {sig['p_permutation']:.2g})"
+
+
 def _metrics_compare_section(runs: Sequence[RunInfo]) -> str:
     """Fine-tuned figures per run next to the first run's base model, the split of each, then wall time."""
     reports = [run.report for run in runs]
@@ -342,6 +356,10 @@ def _metrics_compare_section(runs: Sequence[RunInfo]) -> str:
         [name, format_metric(reference.get(name)), *(format_metric(t.get(name)) for t in tuned)]
         for name in ordered_union(reference, *tuned)
     ]
+    if any(run.metrics and run.metrics.seen_unseen for run in runs):
+        rows += [
+            [f"Δ {group} queries", NO_VALUE, *(_group_delta(run, group) for run in runs)] for group in SEEN_UNSEEN
+        ]
     walls = [format_duration(run.metrics.wall_time_s if run.metrics else None) for run in runs]
     rows.append(["wall time", NO_VALUE, *walls])
     all_held_out = all(report is None or report.is_held_out for report in reports)

@@ -256,6 +256,8 @@ class RunMetrics:
             made before curricula existed).
         trainable_parameters: How many parameters trained: ``{"trainable": n, "total": N, "mode": "full"|"lora",
             "head": bool, "lora_targets"?: [...]}``; ``None`` when not counted (and in runs made before it was).
+        seen_unseen: The reported comparison split into queries whose relevant documents were training positives
+            and the others (:func:`embedtune.evaluation.seen_unseen.split_comparison`); ``None`` in older runs.
     """
 
     primary_metric: str
@@ -273,6 +275,7 @@ class RunMetrics:
     pair_diagnostics: dict[str, Any] | None = None
     curriculum: dict[str, Any] | None = None
     trainable_parameters: dict[str, Any] | None = None
+    seen_unseen: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """Return the JSON content of ``metrics.json``."""
@@ -309,6 +312,7 @@ class RunMetrics:
             pair_diagnostics=fields.optional_obj("pair_diagnostics"),
             curriculum=_curriculum(fields),
             trainable_parameters=_trainable_parameters(fields),
+            seen_unseen=fields.optional_obj("seen_unseen"),
         )
 
 

@@ -159,13 +159,24 @@ class FinalEvaluation:
         return reports
 
 
-def per_query_record(split: str, base: Figures, tuned: Figures) -> dict[str, Any]:
+def per_query_record(split: str, base: Figures, tuned: Figures, seen: set[str] | None = None) -> dict[str, Any]:
     """Build the content of the run folder's ``per_query.json``: every metric per query, base and fine-tuned.
 
+    Args:
+        split: The reported split's name.
+        base: The base model's figures.
+        tuned: The selected model's figures.
+        seen: Ids of the queries whose relevant documents were training positives
+            (:func:`embedtune.evaluation.seen_unseen.seen_queries`), or ``None`` when not known.
+
     Returns:
-        ``{"split": str, "base": {qid: {metric: value}}, "fine_tuned": {qid: {metric: value}}}``.
+        ``{"split": str, "base": {qid: {metric: value}}, "fine_tuned": {qid: {metric: value}}, "seen": [qid]}``
+        (``seen`` only when given).
     """
-    return {"split": split, "base": base.per_query, "fine_tuned": tuned.per_query}
+    record = {"split": split, "base": base.per_query, "fine_tuned": tuned.per_query}
+    if seen is not None:
+        record["seen"] = sorted(seen & set(base.per_query))
+    return record
 
 
 def score_distribution_record(base: Figures, tuned: Figures) -> dict[str, Any]:

@@ -21,6 +21,7 @@ from embedtune.data.curriculum import check_curriculum
 from embedtune.data.eval_splits import load_extra_split
 from embedtune.data.pairs import RELEVANT_LABEL, pairs_as_training_examples
 from embedtune.data.prepare import EvalSplit, PreparedData, prepare_data
+from embedtune.evaluation.seen_unseen import seen_queries, split_comparison, training_positives
 from embedtune.io import file_sha256, write_json_atomic
 from embedtune.losses import matryoshka_dims
 from embedtune.losses.distributed import join_process_group
@@ -257,7 +258,8 @@ def _select_and_report(
     save_model_atomic(selected, folder / "model", model_notes)
     shutil.rmtree(folder / "checkpoints", ignore_errors=True)
     tuned = base if selection.chosen == CHOSEN_BASE else final.evaluate(selected, "fine-tuned")
-    write_json_atomic(folder / PER_QUERY_FILE, per_query_record(data.report.name, base, tuned))
+    seen = seen_queries(data.report, training_positives(data.train_examples))
+    write_json_atomic(folder / PER_QUERY_FILE, per_query_record(data.report.name, base, tuned, seen))
     write_json_atomic(folder / SCORES_FILE, score_distribution_record(base, tuned))
     metrics = RunMetrics(
         primary_metric=primary,
@@ -275,10 +277,18 @@ def _select_and_report(
         pair_diagnostics=_pair_diagnostics(final, data, config, selected, selection),
         curriculum=curriculum_record(trainer),
         trainable_parameters=setup.record(),
+        seen_unseen=_seen_unseen(base, tuned, seen, primary),
     )
     finish_run(folder, metrics)
     write_run_report(folder)
     return RunResult(folder, metrics)
+
+
+def _seen_unseen(base: Figures, tuned: Figures, seen: set[str], primary: str) -> dict:
+    """Compare base and selected model on seen and unseen queries (:mod:`embedtune.evaluation.seen_unseen`)."""
+    record = split_comparison(base.per_query, tuned.per_query, seen, primary)
+    logger.info("Seen vs unseen: %s", record["verdict"])
+    return record
 
 
 def _pair_diagnostics(
