@@ -6,6 +6,7 @@ import importlib.metadata
 from pathlib import Path
 
 import pytest
+from packaging.requirements import Requirement
 
 from embedtune import versions
 from embedtune.cli import main
@@ -81,7 +82,11 @@ def test_bound_problems_reads_requirements_and_skips_extras() -> None:
         f"transformers {installed} is outside embedtune's bound <0.1",
         "no-such-package-xyz is not installed",
     ]
-    assert versions.bound_problems() == []  # the installed set meets embedtune's own declared bounds
+
+
+@pytest.mark.lock
+def test_the_installed_set_meets_embedtunes_declared_bounds() -> None:
+    assert versions.bound_problems() == []
 
 
 def write_lock(path: Path, packages: dict[str, str]) -> Path:
@@ -146,6 +151,22 @@ def test_doctor_fails_on_an_incompatible_pair_and_an_unmet_lock(
     assert "problem: transformers " in out and "needs peft >= 99.0.0" in out
     assert "lock: not satisfied (1 differ from pylock.toml)" in out
     assert "problem: installed packages differ from pylock.toml (1): torch " in out
+
+
+def test_declared_requirements_come_from_the_metadata_or_the_checkout(monkeypatch) -> None:
+    installed = versions.declared_requirements()
+    assert any(req.startswith("transformers") for req in installed)
+
+    def not_installed(name):
+        raise importlib.metadata.PackageNotFoundError(name)
+
+    monkeypatch.setattr(importlib.metadata, "requires", not_installed)
+    from_checkout = versions.declared_requirements()
+
+    def parsed(requirements):
+        return {str(Requirement(req)) for req in requirements}
+
+    assert parsed(from_checkout) == parsed(installed)  # the same requirements, as the metadata normalises them
 
 
 def test_version_flag_prints_the_key_versions(capsys) -> None:

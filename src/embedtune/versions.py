@@ -106,7 +106,7 @@ def bound_problems(requirements: list[str] | None = None) -> list[str]:
         empty when every bound holds.
     """
     if requirements is None:
-        requirements = importlib.metadata.requires("embedtune") or []
+        requirements = declared_requirements()
     problems = []
     for text in requirements:
         requirement = Requirement(text)
@@ -118,6 +118,29 @@ def bound_problems(requirements: list[str] | None = None) -> list[str]:
         elif not requirement.specifier.contains(version, prereleases=True):
             problems.append(f"{requirement.name} {version} is outside embedtune's bound {requirement.specifier}")
     return problems
+
+
+def declared_requirements() -> list[str]:
+    """Return embedtune's requirement strings: from the installed package's metadata, else the checkout's pyproject.
+
+    Raises:
+        ValueError: if embedtune is neither installed nor run from a checkout with a readable ``pyproject.toml``.
+    """
+    try:
+        return importlib.metadata.requires("embedtune") or []
+    except importlib.metadata.PackageNotFoundError:  # imported from src/ without an install (PYTHONPATH)
+        pass
+    try:
+        import tomllib
+
+        project = tomllib.loads((PROJECT_ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+    except (ImportError, OSError, KeyError, ValueError) as error:
+        raise ValueError(f"embedtune is not installed and {PROJECT_ROOT / 'pyproject.toml'} cannot be read") from error
+    extras = project.get("optional-dependencies", {})
+    return [
+        *project["dependencies"],
+        *(f'{req}; extra == "{extra}"' for extra, reqs in extras.items() for req in reqs),
+    ]
 
 
 @dataclass(frozen=True)

@@ -145,10 +145,27 @@ def test_no_train_query_left_names_the_train_qrels(tmp_path: Path) -> None:
     assert "no training example left" in err.value.message
 
 
-def test_train_queries_without_relevant_documents_cannot_be_carved(tmp_path: Path) -> None:
-    folder = make_folder(tmp_path / "beir", {"train": range(10)}, score=0)
-    with pytest.raises(DataError, match="0 distinct judged queries left"):
+@pytest.mark.parametrize("shipped", [{}, {"dev": [10, 11], "test": [12, 13]}])
+def test_train_split_without_a_relevant_judgement_says_so(tmp_path: Path, shipped: dict[str, list[int]]) -> None:
+    folder = make_folder(tmp_path / "beir", {"train": range(10), **shipped})
+    (folder / "qrels" / "train.tsv").write_text(
+        "query-id\tcorpus-id\tscore\n" + "".join(f"q{i}\td{i}\t0\n" for i in range(10))
+    )
+    with pytest.raises(DataError) as err:
         prepare_data(DataConfig(path=str(folder)))
+    assert (
+        str(err.value)
+        == f"{folder / 'qrels' / 'train.tsv'}: split 'train': no judgement with score > 0, nothing to train on"
+    )
+
+
+def test_train_split_without_a_relevant_judgement_cannot_be_carved_beside_a_train_file(tmp_path: Path) -> None:
+    folder = make_folder(tmp_path / "beir", {"train": range(10)}, score=0)
+    train_file = write_train_file(tmp_path / "train.jsonl", ["a b", "c d", "e f"])
+    with pytest.raises(DataError) as err:
+        prepare_data(DataConfig(path=str(folder), train_file=str(train_file)))
+    assert err.value.path == folder / "qrels" / "train.tsv"
+    assert err.value.message == "no judgement with score > 0: no query to carve a 'test' split from"
 
 
 def test_no_data_at_all_is_a_value_error() -> None:

@@ -211,3 +211,19 @@ def test_bm25_ranks_documents_sharing_words_and_scores_chosen_rows() -> None:
     assert index.search("the of and", depth=3) == ([], [], [])  # stop words only
     assert index.search("zebra", depth=3)[0] == []
     assert len(index.search("cat", depth=2)[0]) == 2
+
+
+def test_bm25s_is_imported_with_jax_kept_off_the_gpu(monkeypatch) -> None:
+    """bm25s starts JAX at import where JAX is installed; JAX would then preallocate 75 % of the GPU's memory."""
+    import os
+
+    from embedtune.data.top_k import import_bm25s
+
+    monkeypatch.delenv("JAX_PLATFORMS", raising=False)
+    monkeypatch.delenv("XLA_PYTHON_CLIENT_PREALLOCATE", raising=False)
+    assert import_bm25s().BM25 is not None
+    assert os.environ["JAX_PLATFORMS"] == "cpu" and os.environ["XLA_PYTHON_CLIENT_PREALLOCATE"] == "false"
+
+    monkeypatch.setenv("JAX_PLATFORMS", "cuda")  # a user's own JAX setting is left alone
+    import_bm25s()
+    assert os.environ["JAX_PLATFORMS"] == "cuda"

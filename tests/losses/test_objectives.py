@@ -436,7 +436,13 @@ def test_good_loss_settings_are_accepted():
     assert LossConfig(name="cosent").uses_pairs and LossConfig(name="cosine_mse").uses_pairs
     assert not LossConfig(name="mnrl", mini_batch_size=8).uses_pairs
     config = build_config(
-        overrides=["data.path=beir", "loss.matryoshka_dims=64,32", "loss.directions=query_to_doc,doc_to_doc"]
+        overrides=[
+            "data.path=beir",
+            "loss.name=mnrl",
+            "loss.matryoshka_dims=64,32",
+            "loss.directions=query_to_doc,doc_to_doc",
+        ]
     )
     assert config.loss.matryoshka_dims == [64, 32] and config.loss.directions == ["query_to_doc", "doc_to_doc"]
-    assert LossConfig(hardness_mode="all_negatives", guide_margin_strategy="relative").hardness_mode == "all_negatives"
+    assert LossConfig(name="mnrl", hardness_mode="all_negatives").hardness_mode == "all_negatives"
+    assert LossConfig(guide=True, guide_margin_strategy="relative").guide_margin_strategy == "relative"

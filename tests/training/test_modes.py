@@ -229,6 +229,7 @@ def test_lora_run_writes_adapter_and_merged_model(tiny_model_dir, noise_beir, tm
         "lora.rank=8",
         "train.epochs=5",
         "train.learning_rate=2e-1",
+        "train.selection_alpha=none",  # 6 dev queries: too few for the paired test; this test is about LoRA's files
     )
     with caplog.at_level(logging.INFO):
         result = run_training(config)
@@ -296,6 +297,24 @@ def test_full_run_with_head_and_encoder_freeze(tiny_model_dir, tiny_beir, tmp_pa
     assert result.metrics.trainable_parameters["head"] is True
     dim = 32 if result.metrics.selection.chosen == "base" else 16
     assert load(result.folder / "model").encode(TEXTS).shape == (len(TEXTS), dim)
+
+
+@pytest.mark.parametrize("mode", ["full", "lora"])
+def test_with_a_narrowing_head_the_base_that_competes_is_the_encoder_alone(tiny_model_dir, tiny_beir, tmp_path, mode):
+    rates = ("train.learning_rate=1e-12", "train.head_learning_rate=1e-12")  # nothing learns: the base must win
+    lora = ("train.mode=lora", "lora.rank=4") if mode == "lora" else ()
+    plain = run_training(tiny_config(tiny_model_dir, tiny_beir, tmp_path / "plain", *rates, *lora))
+    headed = tiny_config(tiny_model_dir, tiny_beir, tmp_path / "head", *rates, *lora, "head.add=true", "head.dim=8")
+    result = run_training(headed)
+
+    # the step-0 dev entry is the encoder alone (as in a run without a head), not the encoder + an untrained 8-d head
+    assert result.metrics.dev_history[0] == plain.metrics.dev_history[0]
+    assert result.metrics.selection.base_dev == plain.metrics.selection.base_dev
+    assert result.metrics.selection.chosen == "base"
+    assert not (result.folder / "adapter").exists()
+    shipped = load(result.folder / "model")
+    assert len(shipped) == 2  # no head modules
+    assert torch.equal(encode(shipped), encode(load(tiny_model_dir)))  # model/ is the base model, 32-d
 
 
 # --- the record --------------------------------------------------------------------------------------------------

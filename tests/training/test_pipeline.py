@@ -73,7 +73,11 @@ def test_base_model_is_kept_when_no_checkpoint_beats_it(tiny_model_dir, noise_be
     selection = result.metrics.to_dict()["selection"]
     assert selection["chosen"] == "base" and selection["step"] is None and selection["delta"] <= 0
     assert selection["verdict"].startswith("fine-tuning did not beat the base model on dev: best Δ nDCG@10")
-    assert selection["verdict"].endswith("model/ is the base model")
+    assert (
+        "model/ is the base model (rule: Δ > 0 and paired randomisation test p < 0.05 on the whole dev corpus"
+        in (selection["verdict"])
+    )
+    assert selection["rule"] in selection["verdict"] and selection["dev_comparison"]["mean_diff"] == selection["delta"]
     report = result.metrics.to_dict()["report"]
     assert report["fine_tuned"] == report["base"]
     base = SentenceTransformer(str(tiny_model_dir), device="cpu")
@@ -191,7 +195,7 @@ def test_the_step_0_dev_evaluation_does_not_change_training(tiny_model_dir, nois
         return arguments
 
     monkeypatch.setattr(fine_tune, "training_arguments", without_start_evaluation)
-    monkeypatch.setattr(pipeline, "select_model", lambda history, primary: with_start.metrics.selection)
+    monkeypatch.setattr(pipeline, "decide_on_dev", lambda *args, **kwargs: with_start.metrics.selection)
     without = run_training(tiny_config(tiny_model_dir, noise_beir, tmp_path / "b", "train.epochs=3"))
     assert with_start.metrics.loss_history == without.metrics.loss_history
     assert with_start.metrics.dev_history[1:] == without.metrics.dev_history

@@ -10,6 +10,8 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
+from sentence_transformers import SentenceTransformer
 from transformers import TrainerCallback
 
 from embedtune.cli import main
@@ -18,7 +20,8 @@ from embedtune.runs import read_run_record
 from embedtune.runs.errors import RunStoreError
 from embedtune.runs.writer import check_resumable
 from embedtune.training import fine_tune as fine_tune_module
-from embedtune.training import head_training
+from embedtune.training import head_training, modes
+from embedtune.training.final_eval import FinalEvaluation
 from embedtune.training.pipeline import RunFailedError, last_checkpoint, run_training
 from tests.training.test_pipeline import tiny_config
 
@@ -92,6 +95,69 @@ def test_a_crashed_run_resumes_to_the_same_result_as_an_uninterrupted_one(
     for metric, value in reference.metrics.report.fine_tuned.items():
         assert resumed.metrics.report.fine_tuned[metric] == pytest.approx(value, abs=1e-4)
     assert len(list((tmp_path / "runs").iterdir())) == 1  # the same folder, no second run
+
+
+class CountSteps(TrainerCallback):
+    """Count the optimiser steps a training call runs."""
+
+    def __init__(self) -> None:
+        self.steps = 0
+
+    def on_step_end(self, args, state, control, **kwargs):
+        self.steps += 1
+
+
+@pytest.mark.parametrize("mode", list(MODES))
+def test_a_run_that_crashed_in_the_final_evaluation_resumes_without_training_again(
+    mode, tiny_model_dir, noise_beir, tmp_path, monkeypatch
+):
+    shipped = []  # what the model written to model/ encodes, at each attempt
+    finish_mode_model = modes.finish_mode_model
+
+    def record(*args, **kwargs):
+        model = finish_mode_model(*args, **kwargs)
+        shipped.append(encode(model))
+        return model
+
+    monkeypatch.setattr(modes, "finish_mode_model", record)
+    significance = FinalEvaluation.significance
+
+    def crash_once(self, *args, **kwargs):
+        if len(shipped) == 1:
+            raise RuntimeError("simulated crash in the final evaluation")
+        return significance(self, *args, **kwargs)
+
+    monkeypatch.setattr(FinalEvaluation, "significance", crash_once)
+    with pytest.raises(RunFailedError, match="simulated crash in the final evaluation") as failure:
+        run_training(config_for(mode, tiny_model_dir, noise_beir, tmp_path / "runs"))
+    folder = failure.value.folder
+    assert read_run_record(folder).status == "failed"
+    assert (folder / "model").is_dir()  # written before the crash
+    adapter = (folder / "adapter").is_dir()
+    checkpoint = last_checkpoint(folder)
+    assert checkpoint is not None and checkpoint.name == "checkpoint-9"  # kept: the run did not finish
+
+    steps = CountSteps()
+    mode_callbacks = modes.mode_callbacks
+    monkeypatch.setattr(modes, "mode_callbacks", lambda *a: [*mode_callbacks(*a), steps])
+    head_callbacks = head_training._callbacks
+    monkeypatch.setattr(head_training, "_callbacks", lambda *a: [*head_callbacks(*a), steps])
+    resumed = run_training(config_from_dict(check_resumable(folder).config), resume=folder)
+
+    assert read_run_record(folder).status == "finished"
+    assert steps.steps == 0  # nothing trained again: the last checkpoint is the end of training
+    assert len(shipped) == 2 and torch.allclose(shipped[1], shipped[0], atol=1e-4)  # the same selection, again
+    assert [step for step, _ in dev_scores(resumed.metrics)] == [0, 3, 6, 9]
+    assert sorted(losses(resumed.metrics)) == list(range(1, 10))
+    assert not (folder / "checkpoints").exists()  # removed once the run is recorded finished
+    assert (folder / "adapter").is_dir() == adapter == (mode == "lora" and resumed.metrics.selection.chosen != "base")
+    assert torch.allclose(encode(SentenceTransformer(str(folder / "model"), device="cpu")), shipped[0], atol=1e-4)
+    assert not list(folder.glob(".*.partial"))
+    assert len(list((tmp_path / "runs").iterdir())) == 1
+
+
+def encode(model) -> torch.Tensor:
+    return model.encode(["apple tree", "fast car"], convert_to_tensor=True).cpu()
 
 
 def test_a_killed_run_is_resumed_from_the_command_line(tiny_model_dir, noise_beir, tmp_path):

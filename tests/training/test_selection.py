@@ -1,6 +1,7 @@
 import pytest
 
-from embedtune.training.selection import dev_history, select_model
+from embedtune.evaluation.significance import compare_per_query
+from embedtune.training.selection import SelectionRule, dev_history, select_model
 
 
 def history(*values):
@@ -20,7 +21,7 @@ def test_base_is_kept_on_a_tie_or_a_loss(values):
     assert selection.chosen == "base" and selection.step is None
     assert selection.verdict == (
         f"fine-tuning did not beat the base model on dev: best Δ nDCG@10 {max(values[1:]) - values[0]:+.4f}; "
-        "model/ is the base model"
+        "model/ is the base model (rule: Δ > 0 on the dev pool)"
     )
 
 
@@ -41,3 +42,74 @@ def test_dev_history_reads_the_trainers_dev_entries_only():
         {"step": 0, "epoch": 0.0, "ndcg@10": 0.4, "mrr@10": 0.3},
         {"step": 10, "epoch": 1.0, "ndcg@10": 0.5, "mrr@10": 0.35},
     ]
+
+
+def comparison(base: list[float], tuned: list[float]):
+    ids = [f"q{i}" for i in range(len(base))]
+    return compare_per_query(dict(zip(ids, base, strict=True)), dict(zip(ids, tuned, strict=True)), "ndcg@10")
+
+
+def test_a_tiny_dev_gain_is_not_enough_under_the_paired_test():
+    """The +0.0002 that shipped a LoRA checkpoint: a strict gain, far from significant, keeps the base model."""
+    base = [0.5] * 40
+    tuned = [0.5 + (0.0102 if i % 2 else -0.0098) for i in range(40)]  # mean gain +0.0002, half wins, half losses
+    check = comparison(base, tuned)
+    rule = SelectionRule(min_delta=0.0, alpha=0.05)
+
+    selection = select_model(history(0.5, 0.5002), "ndcg@10", rule, check, "the whole dev corpus (9 documents)")
+
+    assert selection.chosen == "base" and selection.delta == pytest.approx(0.0002)
+    assert selection.rule == "Δ > 0 and paired randomisation test p < 0.05 on the whole dev corpus (9 documents)"
+    assert selection.dev_comparison["queries"] == 40 and selection.dev_comparison["p_permutation"] > 0.05
+    assert f"p = {check.p_permutation:.2g} over 40 queries" in selection.verdict
+    assert selection.verdict.endswith(f"model/ is the base model (rule: {selection.rule})")
+    # The same figures under the old rule (any gain) keep the checkpoint: the rule is what decided.
+    assert select_model(history(0.5, 0.5002), "ndcg@10", SelectionRule(0.0, None), check).chosen == "fine_tuned"
+
+
+def test_a_consistent_dev_gain_passes_the_test_and_min_delta_applies_on_top():
+    base = [0.4] * 40
+    tuned = [0.45 + (0.01 if i % 2 else 0.0) for i in range(40)]  # every query gains
+    check = comparison(base, tuned)
+    selection = select_model(history(0.4, 0.44, 0.455), "ndcg@10", SelectionRule(0.0, 0.05), check)
+    assert selection.chosen == "fine_tuned" and selection.step == 20
+    assert selection.base_dev == pytest.approx(0.4) and selection.best_dev == pytest.approx(0.455)
+    assert selection.dev_comparison["significant"] and "(rule: Δ > 0 and paired" in selection.verdict
+
+    strict = select_model(history(0.4, 0.44, 0.455), "ndcg@10", SelectionRule(0.06, 0.05), check)
+    assert strict.chosen == "base" and strict.rule.startswith("Δ > 0.06 and")
+
+
+def test_the_whole_corpus_figures_decide_over_the_pools():
+    """On the pool the checkpoint looked better (0.60 vs 0.50); on the whole corpus it is not: the base stays."""
+    check = comparison([0.5] * 30, [0.5] * 29 + [0.49])
+    selection = select_model(history(0.5, 0.6), "ndcg@10", SelectionRule(0.0, None), check, "the whole dev corpus")
+    assert selection.chosen == "base" and selection.best_dev == pytest.approx(check.mean_b)
+    assert selection.delta == pytest.approx(-0.01 / 30)
+
+
+def test_decide_on_dev_ranks_the_whole_corpus_not_the_pool(tiny_model_dir, noise_beir):
+    """The pool's history says +0.10; ranked against every dev document, the checkpoint (here the base model
+    itself) gains nothing, so the base model stays, and the figures recorded are the whole corpus's."""
+    from sentence_transformers import SentenceTransformer
+
+    from embedtune.config import build_config
+    from embedtune.data.prepare import prepare_data
+    from embedtune.evaluation.retrieval_evaluator import RetrievalEvaluator
+    from embedtune.training.selection import decide_on_dev
+
+    config = build_config(None, [f"data.path={noise_beir}", "train.selection_alpha=none"])
+    dev = prepare_data(config.data).dev
+    model = SentenceTransformer(str(tiny_model_dir), device="cpu")
+    judged = {doc for judgements in dev.qrels.values() for doc in judgements}
+    pool = RetrievalEvaluator({d: dev.corpus[d] for d in judged}, dev.queries, dev.qrels, metrics=["ndcg@10"])
+    whole = RetrievalEvaluator(dev.corpus, dev.queries, dev.qrels, metrics=["ndcg@10"])
+    pool_score, whole_score = pool(model)["ndcg@10"], whole(model)["ndcg@10"]
+    assert pool_score > whole_score  # documents outside the pool outrank relevant ones: the pool flatters
+
+    selection = decide_on_dev(config, dev, history(whole_score, whole_score + 0.10), model, model)
+
+    assert selection.chosen == "base" and selection.delta == 0.0
+    assert selection.base_dev == pytest.approx(whole_score) and selection.best_dev == pytest.approx(whole_score)
+    assert selection.rule == f"Δ > 0 on the whole dev corpus ({len(dev.corpus)} documents)"
+    assert selection.dev_comparison["queries"] == len(dev.qrels)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 
 def add_runs_command(commands: argparse._SubParsersAction) -> None:
@@ -29,13 +30,17 @@ def run_runs(args: argparse.Namespace) -> int:
     """Print the requested view of the run folders; returns the exit code."""
     from embedtune import runs
 
+    args.runs_dir = str(Path(args.runs_dir).expanduser())
     if args.runs_command == "list":
+        check_runs_dir_exists(args.runs_dir)
         print(runs.format_run_list(runs.find_runs(args.runs_dir)))
     elif args.runs_command == "show":
+        check_runs_dir_exists(args.runs_dir, [args.run])
         print(runs.format_run_show(runs.load_run(runs.resolve_run(args.run, args.runs_dir))))
     else:
         if len(args.runs) < 2:
             raise ValueError("runs compare needs at least two runs")
+        check_runs_dir_exists(args.runs_dir, args.runs)
         infos = [runs.load_run(runs.resolve_run(ref, args.runs_dir)) for ref in args.runs]
         print(runs.format_run_compare(infos))
         if args.write:
@@ -43,3 +48,25 @@ def run_runs(args: argparse.Namespace) -> int:
 
             print(f"Wrote {compare_report([info.path for info in infos], args.write)}")
     return 0
+
+
+def check_runs_dir_exists(runs_dir: str, refs: list[str] | None = None) -> None:
+    """Refuse a ``--runs-dir`` that does not exist, unless every run reference is itself a run folder's path.
+
+    A missing folder is most often a mistyped ``--runs-dir``: saying "No runs found." would hide it.
+
+    Args:
+        runs_dir: The ``--runs-dir`` given (default ``runs``).
+        refs: The run references of ``show`` / ``compare``; ``None`` for ``list``.
+
+    Raises:
+        FileNotFoundError: naming the folder, when it does not exist and some reference needs it.
+    """
+    from embedtune.runs.record import RUN_FILE
+
+    if Path(runs_dir).exists() or (refs is not None and all((Path(ref) / RUN_FILE).is_file() for ref in refs)):
+        return
+    raise FileNotFoundError(
+        f"runs folder {runs_dir} not found: no run has been written there (a training run creates it; "
+        "--runs-dir names another folder)"
+    )

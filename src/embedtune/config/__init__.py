@@ -2,7 +2,8 @@
 
 Settings resolve as defaults < config file < overrides ``section.key=value``. Values from files and overrides are
 parsed by the type of their setting, never re-read as YAML (see :func:`config_from_dict`). The sections live in
-``sections.py``, value parsing in ``values.py``, file reading and overrides in ``files.py``.
+``sections.py`` (the data section in ``data_section.py``), value parsing in ``values.py``, file reading and overrides
+in ``files.py``.
 """
 
 from embedtune.config.files import MAX_CONFIG_BYTES, apply_overrides, build_config, load_config_file

@@ -3,28 +3,22 @@
 from __future__ import annotations
 
 import dataclasses
-import os
 from dataclasses import dataclass, field
 from typing import Any
 
+from embedtune.config.data_section import MAX_SEED, DataConfig, _path
 from embedtune.config.modes import TRAIN_MODES, CurriculumConfig, HeadConfig, LoraConfig
 from embedtune.config.values import ConfigError, _check_fields, _require, _setting
 from embedtune.evaluation.metrics import DEFAULT_METRICS, parse_metric
 from embedtune.io import shorten
+from embedtune.losses.registry import OBJECTIVES, ignored_settings, readers
 
-LOSS_NAMES = ("infonce", "mnrl", "cosent", "cosine_mse")  # the names embedtune.losses registers
-PAIR_LOSS_NAMES = ("cosent", "cosine_mse")  # objectives trained on labelled pairs {"text1", "text2", "label"}
+LOSS_NAMES = tuple(OBJECTIVES)  # the names embedtune.losses registers
+PAIR_LOSS_NAMES = tuple(name for name, objective in OBJECTIVES.items() if objective.pairs)  # {"text1", "text2", ...}
 MARGIN_STRATEGIES = ("absolute", "relative")
 MNRL_DIRECTIONS = ("query_to_doc", "query_to_query", "doc_to_query", "doc_to_doc")
 MNRL_HARDNESS_MODES = ("in_batch_negatives", "hard_negatives", "all_negatives")
-MAX_SEED = 2**32 - 1  # data.split_seed and train.seed lie in [0, MAX_SEED]
 MAX_NAME_CHARS, MAX_NAME_BYTES = 100, 200  # the run folder <YYYYmmdd-HHMMSS>-<name> must fit the OS's 255 bytes
-
-
-def _path(value: str, key: str) -> str:
-    _require(bool(value.strip()), key, "must not be empty")
-    _require("\0" not in value, key, "must not contain a NUL character")
-    return os.path.expanduser(value)
 
 
 def _check_metric(name: str, key: str) -> None:
@@ -64,59 +58,6 @@ class ModelConfig:
 
 
 @dataclass
-class DataConfig:
-    """Where the training and evaluation data come from. Raises ConfigError (``data.<key>: ...``) on a bad value."""
-
-    path: str | None = _setting(None, "BEIR folder (corpus.jsonl, queries.jsonl, qrels/{train,dev,test}.tsv).")
-    train_file: str | None = _setting(
-        None, "JSONL training file {query, pos, neg, neg_weights}; replaces the BEIR train qrels as training data."
-    )
-    test_fraction: float = _setting(
-        0.1,
-        "Share of train queries carved out as test (before dev) when the data has no test split; 0 asks for no test "
-        "split, and the final figures are then reported on dev, labelled as the selection split.",
-    )
-    dev_fraction: float = _setting(0.1, "Share of train queries carved out as dev when there is no dev split.")
-    split_seed: int = _setting(42, "Seed of the dev split.")
-    eval_split: str = _setting("test", "Split reported at the end, base vs fine-tuned (never used for selection).")
-    max_hard_negatives: int = _setting(3, "Hard negatives per query used in training (the first n of 'neg').")
-    feature_weights: str | None = _setting(
-        None,
-        "JSON/YAML weight config {features: {name: weight}, default, combine: max|sum|product} turning each "
-        "record's neg_features into neg_weights.",
-    )
-    dev_max_corpus: int | None = _setting(
-        1000,
-        "Dev evaluation during training ranks a candidate pool of at most this many documents (speed); None uses "
-        "the whole corpus. Test always uses the whole corpus.",
-    )
-    dev_candidates: str = _setting(
-        "base_top_k",
-        "How the dev pool is chosen: 'base_top_k' (judged documents, each dev query's top 20 under the base model, "
-        "then random ones: hard to rank) or 'random' (judged documents plus a seeded random sample).",
-    )
-
-    def __post_init__(self) -> None:
-        _check_fields(self, "data.")
-        self.path = None if self.path is None else _path(self.path, "data.path")
-        self.train_file = None if self.train_file is None else _path(self.train_file, "data.train_file")
-        self.feature_weights = (
-            None if self.feature_weights is None else _path(self.feature_weights, "data.feature_weights")
-        )
-        _require(0 <= self.test_fraction < 1, "data.test_fraction", f"must be in [0, 1), got {self.test_fraction}")
-        _require(0 < self.dev_fraction < 1, "data.dev_fraction", f"must be in (0, 1), got {self.dev_fraction}")
-        _require(0 <= self.split_seed <= MAX_SEED, "data.split_seed", f"must be an integer in [0, {MAX_SEED}]")
-        _require(bool(self.eval_split.strip()), "data.eval_split", "must not be empty")
-        _require(self.max_hard_negatives >= 0, "data.max_hard_negatives", "must be >= 0")
-        _require(self.dev_max_corpus is None or self.dev_max_corpus > 0, "data.dev_max_corpus", "must be > 0")
-        _require(
-            self.dev_candidates in ("base_top_k", "random"),
-            "data.dev_candidates",
-            f"must be 'base_top_k' or 'random', got {shorten(self.dev_candidates)}",
-        )
-
-
-@dataclass
 class LossConfig:
     """Training objective (see :mod:`embedtune.losses`). Raises ConfigError (``loss.<key>: ...``) on a bad value."""
 
@@ -126,11 +67,13 @@ class LossConfig:
         "MultipleNegativesRankingLoss), 'cosent' or 'cosine_mse' (labelled pairs).",
     )
     scale: float = _setting(20.0, "Inverse temperature: 20 means temperature 0.05 (infonce, mnrl, cosent).")
-    symmetric: bool = _setting(True, "infonce: add the passage-to-query InfoNCE term.")
+    symmetric: bool = _setting(
+        True, "infonce: add the passage-to-query InfoNCE term (mnrl ignores it: its terms are loss.directions)."
+    )
     mask_false_negatives: bool = _setting(
         True,
         "infonce: drop from the denominator every candidate that is one of the query's positives (same text, or a "
-        "document the qrels mark relevant), wherever it sits in the batch.",
+        "document the qrels mark relevant), wherever it sits in the batch (mnrl ignores it: it masks nothing).",
     )
     guide: bool = _setting(
         False,
@@ -190,13 +133,25 @@ class LossConfig:
             f"must be one of {MNRL_HARDNESS_MODES} or none, got {shorten(self.hardness_mode)}",
         )
         _require(self.hardness_strength >= 0, "loss.hardness_strength", "must be >= 0")
-        uses_pairs = self.name in PAIR_LOSS_NAMES
-        _require(not (uses_pairs and self.mini_batch_size), "loss.mini_batch_size", f"not supported by {self.name}")
+        _check_objective_reads(self)
 
     @property
     def uses_pairs(self) -> bool:
         """Whether the objective trains on labelled pairs rather than (query, positive, negatives) records."""
         return self.name in PAIR_LOSS_NAMES
+
+
+def _check_objective_reads(loss: LossConfig) -> None:
+    """Refuse a setting given a non-default value that the chosen objective does not read (see the registry)."""
+    ignored = ignored_settings(loss)
+    if ignored:
+        key = ignored[0]
+        read_by = ", ".join(readers(key)) or "no objective"
+        also = f"; also ignored: {', '.join(f'loss.{k}' for k in ignored[1:])}" if ignored[1:] else ""
+        raise ConfigError(
+            f"loss.{key}: not used by loss.name {loss.name} (read by {read_by}); remove the setting or choose an "
+            f"objective that reads it{also}"
+        )
 
 
 @dataclass
@@ -232,6 +187,14 @@ class TrainConfig:
     eval_strategy: str = _setting("epoch", "When to evaluate on dev: 'epoch' or 'steps'.")
     eval_steps: int | None = _setting(None, "Evaluate every this many steps when eval_strategy is 'steps'.")
     primary_metric: str = _setting("ndcg@10", "Dev metric that picks the best checkpoint.")
+    selection_alpha: float | None = _setting(
+        0.05,
+        "The best checkpoint replaces the base model only if a paired randomisation test over the dev queries (on the "
+        "whole dev corpus) finds it better at this level; none drops the test.",
+    )
+    selection_min_delta: float = _setting(
+        0.0, "...and only if its mean dev gain of the primary metric is larger than this (0: any gain)."
+    )
     logging_steps: int = _setting(5, "Log loss, learning rate and grad norm every this many steps.")
     log_module_grad_norms: bool = _setting(
         False, "Also log each module's gradient norm to TensorBoard every logging_steps (opt-in)."
@@ -261,6 +224,9 @@ class TrainConfig:
             self.eval_strategy != "steps" or bool(self.eval_steps), "train.eval_steps", "must be set with 'steps'"
         )
         _check_metric(self.primary_metric, "train.primary_metric")
+        alpha = self.selection_alpha
+        _require(alpha is None or 0 < alpha < 1, "train.selection_alpha", "must be in (0, 1) or none")
+        _require(self.selection_min_delta >= 0, "train.selection_min_delta", "must be >= 0")
         _require(self.logging_steps > 0, "train.logging_steps", "must be > 0")
 
 

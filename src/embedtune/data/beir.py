@@ -12,7 +12,7 @@ from collections.abc import Container, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-from embedtune.data.errors import DataError, reading
+from embedtune.data.errors import DataError, check_unicode, reading
 from embedtune.data.types import Qrels, RetrievalSet
 from embedtune.io import iter_jsonl_objects, iter_text_lines, json_type_name, jsonl_line, shorten, write_lines_atomic
 
@@ -29,17 +29,17 @@ _SPLIT_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")
 
 
 def required_string(record: dict[str, Any], field: str, path: Path, line: int) -> str:
-    """Return ``record[field]``, which must be present and a string (possibly empty).
+    """Return ``record[field]``, which must be present and a string (possibly empty) of valid Unicode.
 
     Raises:
-        DataError: naming file, line and field when the field is missing or not a string.
+        DataError: naming file, line and field when the field is missing, not a string, or holds a lone surrogate.
     """
     if field not in record:
         raise DataError(path, line, field, "missing required field")
     value = record[field]
     if not isinstance(value, str):
         raise DataError(path, line, field, f"expected a string, got {json_type_name(value)}")
-    return value
+    return check_unicode(value, path, line, field)
 
 
 def record_id(record: dict[str, Any], path: Path, line: int, first_seen: dict[str, int], field: str = "_id") -> str:
@@ -82,8 +82,8 @@ def load_corpus(path: Path) -> dict[str, str]:
 
     Raises:
         DataError: on a missing file, malformed JSON, a non-object line, a missing or non-string ``_id``/``text``, a
-            non-string ``title``, a document whose text and title are both empty, a duplicate ``_id``, or a file
-            with no documents.
+            non-string ``title``, a lone surrogate in any of them (invalid Unicode), a document whose text and title
+            are both empty, a duplicate ``_id``, or a file with no documents.
     """
     with reading(path):
         corpus: dict[str, str] = {}
@@ -94,6 +94,7 @@ def load_corpus(path: Path) -> dict[str, str]:
             title = record.get("title", "")
             if not isinstance(title, str):
                 raise DataError(path, line, "title", f"expected a string, got {json_type_name(title)}")
+            check_unicode(title, path, line, "title")
             if not text.strip() and not title.strip():
                 raise DataError(path, line, "text", "empty text and empty title")
             corpus[doc_id] = f"{title} {text}".strip() if title.strip() else text
@@ -112,8 +113,9 @@ def load_queries(path: Path) -> dict[str, str]:
         Query id -> query text, in file order.
 
     Raises:
-        DataError: on a missing file, malformed JSON, a non-object line, a missing or non-string ``_id``/``text``, an
-            empty or whitespace-only ``text``, a duplicate ``_id``, or a file with no queries.
+        DataError: on a missing file, malformed JSON, a non-object line, a missing or non-string ``_id``/``text``, a
+            lone surrogate in either (invalid Unicode), an empty or whitespace-only ``text``, a duplicate ``_id``, or a
+            file with no queries.
     """
     with reading(path):
         queries: dict[str, str] = {}
@@ -265,6 +267,7 @@ def load_beir(folder: str | Path, splits: Iterable[str] | None = None) -> Retrie
             raise DataError(folder, None, None, "folder not found")
         if not folder.is_dir():
             raise DataError(folder, None, None, "not a folder")
+    with reading(folder / QRELS_DIR):  # an unreadable qrels/ is named as such, not as the dataset folder
         qrels_paths = _qrels_paths(folder, requested)
     corpus = load_corpus(folder / CORPUS_FILE)
     queries = load_queries(folder / QUERIES_FILE)

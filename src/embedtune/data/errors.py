@@ -1,4 +1,7 @@
-"""The single error type raised for bad input data, and the guard that turns any failure while reading into it."""
+"""The single error type raised for bad input data, the guard that turns failures while reading into it, and more.
+
+Also here: the check that a text decoded from JSON is valid Unicode (no lone surrogate).
+"""
 
 from __future__ import annotations
 
@@ -32,6 +35,36 @@ class DataError(ValueError):
         location = shown_path if line is None else f"{shown_path}:{line}"
         where = f" field '{field}':" if field else ""
         super().__init__(f"{location}:{where} {message}")
+
+
+def check_unicode(text: str, path: str | Path, line: int | None, field: str | None) -> str:
+    """Return ``text`` unchanged if it is valid Unicode, so that every tokenizer and UTF-8 file can take it.
+
+    A UTF-8 file cannot hold a lone surrogate (U+D800 to U+DFFF), but a JSON escape such as backslash-u-D800 decodes
+    to one; the tokenizer would fail on it much later, after the run folder exists.
+
+    Args:
+        text: A text decoded from the user's file.
+        path: The file (named in the error).
+        line: The 1-based line of the record, or ``None``.
+        field: The field holding ``text`` (``text``, ``pos[2]``...), or ``None``.
+
+    Returns:
+        ``text``.
+
+    Raises:
+        DataError: naming file, line and field, the code point and its 1-based position, for a lone surrogate.
+    """
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as error:
+        code_point = ord(text[error.start])
+        message = (
+            f"lone surrogate U+{code_point:04X} at character {error.start + 1}: not valid Unicode, no tokenizer can "
+            "encode it (a broken \\u escape in the JSON?)"
+        )
+        raise DataError(path, line, field, message) from None
+    return text
 
 
 def _display_path(path: Path) -> str:

@@ -2,19 +2,27 @@
 
 A pool is either a BEIR folder's train qrels or the queries of a FlagEmbedding training file. Carving works on
 groups of queries with equal normalised text (:func:`~embedtune.data.splits.normalize_query`), so two spellings of
-one question never land in two splits.
+one question never land in two splits; carving by document (:mod:`embedtune.data.document_groups`) works on larger
+groups, linked by shared relevant documents too.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from embedtune.data.beir import QRELS_DIR, load_beir
+from embedtune.data.document_groups import carve_groups, document_groups
 from embedtune.data.errors import DataError, reading
 from embedtune.data.splits import carve_queries, group_by_normalized_text, normalize_query
 from embedtune.data.types import EvalSplit, Qrels, RetrievalSet, TrainingExample
+
+BY_QUERY, BY_DOCUMENT = "query", "document"
+"""The ways of carving (``data.test_split_by``): queries one by one, or groups sharing relevant documents."""
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -99,9 +107,15 @@ def pool_from_examples(examples: Sequence[TrainingExample], path: Path) -> Query
 
 
 def carve_split(
-    pool: QueryPool, name: str, fraction: float, seed: int, setting: str, exclude_texts: Collection[str] = ()
+    pool: QueryPool,
+    name: str,
+    fraction: float,
+    seed: int,
+    setting: str,
+    exclude_texts: Collection[str] = (),
+    by: str = BY_QUERY,
 ) -> tuple[QueryPool, EvalSplit]:
-    """Carve an evaluation split out of a pool, by groups of equal normalised query text.
+    """Carve an evaluation split out of a pool, by groups of equal normalised query text, or by document.
 
     Args:
         pool: Where the split's queries come from.
@@ -111,13 +125,20 @@ def carve_split(
         setting: The ``data.`` setting ``fraction`` comes from, named in messages (``"dev_fraction"``...).
         exclude_texts: Normalised texts of queries already held out elsewhere; such queries are never carved (they
             stay in the pool, for the caller to drop from training).
+        by: ``"query"``, or ``"document"``: whole groups of queries linked by shared relevant documents
+            (:func:`~embedtune.data.document_groups.document_groups`), so that no carved query shares a relevant
+            document with a query left in the pool.
 
     Returns:
         ``(rest, split)``: the pool without the carved queries, and the split, ranking the pool's corpus.
 
     Raises:
-        DataError: naming the pool's file and the setting, when fewer than 2 candidate queries are left to carve.
+        DataError: naming the pool's file: when the pool holds no query with a judgement > 0; naming the setting
+            too, when fewer than 2 candidate queries are left to carve, or (by document) when they form a single
+            group linked by shared relevant documents.
     """
+    if not pool.queries:
+        raise DataError(pool.path, None, None, f"no judgement with score > 0: no query to carve a '{name}' split from")
     candidates = {qid: text for qid, text in pool.queries.items() if normalize_query(text) not in exclude_texts}
     groups = group_by_normalized_text(candidates)
     if len(groups) < 2:
@@ -126,16 +147,48 @@ def carve_split(
             f"'{name}' split out (data.{setting}={fraction}): need at least 2"
         )
         raise DataError(pool.path, None, None, message)
-    _, carved_keys = carve_queries(groups, fraction, seed, setting=setting)
-    carved_ids = sorted(query_id for key in carved_keys for query_id in groups[key])
+    if by == BY_DOCUMENT:
+        carved_ids, how = _carve_by_document(pool, candidates, name, fraction, seed, len(groups))
+    else:
+        _, carved_keys = carve_queries(groups, fraction, seed, setting=setting)
+        carved_ids, how = sorted(query_id for key in carved_keys for query_id in groups[key]), ""
     split = EvalSplit(
         name=name,
         corpus=pool.corpus,
         queries={query_id: pool.queries[query_id] for query_id in carved_ids},
         qrels={query_id: dict(pool.qrels[query_id]) for query_id in carved_ids},
-        source=f"carved from {pool.path} ({fraction * 100:g} % of {len(groups)} distinct queries, seed {seed})",
+        source=f"carved from {pool.path} ({fraction * 100:g} % of {len(groups)} distinct queries{how}, seed {seed})",
     )
     return pool.without(set(carved_ids)), split
+
+
+def _carve_by_document(
+    pool: QueryPool, candidates: dict[str, str], name: str, fraction: float, seed: int, distinct: int
+) -> tuple[list[str], str]:
+    """Return the carved query ids (whole document groups) and the words the split's source adds."""
+    groups = document_groups(candidates, pool.qrels, pool.corpus)
+    if len(groups) < 2:
+        message = (
+            f"data.test_split_by=document: all {distinct} distinct judged queries are linked by shared relevant "
+            f"documents into one group, so no '{name}' split can be carved that shares none with training; use "
+            "data.test_split_by=query"
+        )
+        raise DataError(pool.path, None, None, message)
+    sizes = [len({normalize_query(candidates[query_id]) for query_id in group}) for group in groups]
+    _, carved = carve_groups(groups, sizes, fraction, seed)
+    carved_ids = sorted(query_id for index in carved for query_id in groups[index])
+    carved_texts = sum(sizes[index] for index in carved)
+    logger.info(
+        "%s: carved %d distinct queries (asked %g %% of %d) in %d of %d groups linked by shared relevant documents, "
+        "so none of their relevant documents is a training positive (data.test_split_by=document).",
+        name,
+        carved_texts,
+        fraction * 100,
+        distinct,
+        len(carved),
+        len(groups),
+    )
+    return carved_ids, f" by document: {carved_texts} in {len(carved)} of {len(groups)} groups"
 
 
 def shipped_split(retrieval_set: RetrievalSet, name: str, path: Path) -> EvalSplit:

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from embedtune.data.errors import DataError, reading
+from embedtune.data.errors import DataError, check_unicode, reading
 from embedtune.data.splits import normalize_query
 from embedtune.data.types import EvalSplit, TrainingExample
 from embedtune.io import iter_jsonl_objects, iter_text_lines, json_type_name, parse_json, shorten
@@ -58,8 +58,9 @@ def load_pairs(path: str | Path) -> list[PairExample]:
     Raises:
         DataError: naming file, line and field, on a missing file, malformed JSON, a line that is not an object, a
             missing, non-string or empty ``text1``/``text2``, a missing ``label``, a label that is not a number
-            (booleans included), not finite or outside ``[0, 1]``, a ``phase`` that is not a string, or a file with
-            no records; any other failure while reading also becomes a DataError naming the file.
+            (booleans included), not finite or outside ``[0, 1]``, a ``phase`` that is not a string, a lone surrogate
+            (invalid Unicode) in a text or phase, or a file with no records; any other failure while reading also
+            becomes a DataError naming the file.
     """
     path = Path(path)
     with reading(path):
@@ -203,7 +204,7 @@ def _text(record: dict[str, Any], field: str, path: Path, line: int) -> str:
         raise DataError(path, line, field, f"expected a non-empty string, got {json_type_name(text)}")
     if not text.strip():
         raise DataError(path, line, field, "empty text")
-    return text
+    return check_unicode(text, path, line, field)
 
 
 def _label(record: dict[str, Any], path: Path, line: int) -> float:
@@ -231,4 +232,4 @@ def _phase(record: dict[str, Any], path: Path, line: int) -> str | None:
     phase = record["phase"]
     if not isinstance(phase, str):
         raise DataError(path, line, "phase", f"expected a string, got {json_type_name(phase)}")
-    return phase
+    return check_unicode(phase, path, line, "phase")

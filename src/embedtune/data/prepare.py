@@ -1,9 +1,10 @@
 """Turn the user's data into what a run consumes: training examples and honest dev and test splits.
 
 Every split is a set of queries: dev picks the checkpoint, test is held out and only reported. Splits come as a BEIR
-folder ships them or are carved by query (seeded, deterministic) out of the folder's train qrels or, without those,
-out of the training file; test is carved first, then dev. No query id is in two splits, and no training query has
-the text (case and whitespace ignored) of a dev or test query. All checks run before any model is loaded.
+folder ships them or are carved by query, or by document (``data.test_split_by``), seeded and deterministic, out of the
+folder's train qrels or, without those, out of the training file; test is carved first, then dev. No query id is in two
+splits, and no training query has the text (case and whitespace ignored) of a dev or test query. All checks run before
+any model is loaded.
 """
 
 from __future__ import annotations
@@ -14,8 +15,11 @@ from pathlib import Path
 
 from embedtune.config import DataConfig
 from embedtune.data.beir import CORPUS_FILE, QRELS_DIR, QUERIES_FILE, check_split_name, load_beir
+from embedtune.data.document_groups import relevant_texts, without_relevant_pairs, without_relevant_positives
 from embedtune.data.errors import DataError, reading
 from embedtune.data.eval_splits import (
+    BY_DOCUMENT,
+    BY_QUERY,
     QueryPool,
     carve_split,
     normalized_texts,
@@ -99,14 +103,19 @@ class _Pools:
 
     folder_train: QueryPool | None
     training_file: QueryPool | None
+    by: str = BY_QUERY
 
     def carve(self, name: str, fraction: float, seed: int, setting: str, exclude_texts: set[str]) -> EvalSplit:
         """Carve a split out of the carving pool (see :func:`carve_split`), keeping the rest of the pool."""
         if self.folder_train is not None:
-            self.folder_train, split = carve_split(self.folder_train, name, fraction, seed, setting, exclude_texts)
+            self.folder_train, split = carve_split(
+                self.folder_train, name, fraction, seed, setting, exclude_texts, self.by
+            )
         else:
             assert self.training_file is not None, "prepare_data checks that some training data exists"
-            self.training_file, split = carve_split(self.training_file, name, fraction, seed, setting, exclude_texts)
+            self.training_file, split = carve_split(
+                self.training_file, name, fraction, seed, setting, exclude_texts, self.by
+            )
         return split
 
 
@@ -123,6 +132,9 @@ def prepare_data(config: DataConfig) -> PreparedData:
       else carved (``test_fraction`` of the queries) from the folder's train qrels, or from the training file
       without those; none when ``test_fraction`` is 0 or ``eval_split`` is ``"dev"``.
     * dev: the folder's ``qrels/dev.tsv``, else carved (``dev_fraction`` of what is left) from the same pool.
+    * carving: by query, or with ``config.test_split_by`` ``"document"`` by whole groups of queries linked by shared
+      relevant documents (:mod:`embedtune.data.document_groups`), so no carved query has a relevant document that is
+      a training positive (a training example or relevant pair that would still have one is dropped and logged).
     * training: the training file's examples, else one example per train query (relevant documents as positives),
       minus the queries carved out, minus those whose normalised text equals a dev or test query's (counted in
       ``counts["dropped_duplicates"]`` and logged); with a pairs file, ``train_pairs`` likewise.
@@ -138,8 +150,10 @@ def prepare_data(config: DataConfig) -> PreparedData:
     Raises:
         DataError: naming file, line and field for malformed input; naming both qrels files when a query id is
             judged in two shipped splits; naming the qrels file of an evaluation split without any judgement
-            > 0; naming the file and setting when too few queries are left to carve a split; naming the folder
-            when ``config.eval_split`` is missing from it; naming the training source when no example is left;
+            > 0 (the train split's too, when it is what the run trains on or carves from); naming the file and
+            setting when too few queries are left to carve a split, or (by document) when they form one linked
+            group, or when the reported split is shipped; naming the folder when ``config.eval_split`` is missing
+            from it, the ``qrels`` folder when it cannot be read; naming the training source when no example is left;
             naming the weight config when it is malformed (see :func:`load_feature_weights`) or given without
             FlagEmbedding records in ``config.train_file``.
         ValueError: when neither ``config.path`` nor ``config.train_file`` is set, or ``config.eval_split`` is not
@@ -149,11 +163,16 @@ def prepare_data(config: DataConfig) -> PreparedData:
     pools = _Pools(
         folder_train=_folder_train_pool(sources),
         training_file=pool_from_examples(sources.examples, sources.train_file) if sources.train_file else None,
+        by=config.test_split_by,
     )
     dev, test, held_out_texts = _eval_splits(config, sources, pools)
-    train_examples, train_queries, dropped = _training_examples(sources, pools, held_out_texts)
+    carved = [split for split in (dev, test) if split is not None and split.name not in sources.qrels_files]
+    held_out_docs = relevant_texts(carved) if config.test_split_by == BY_DOCUMENT else set()
+    train_examples, train_queries, dropped = _training_examples(sources, pools, held_out_texts, held_out_docs)
     report, report_role = _report_split(config, dev, test)
-    train_pairs = pairs_outside(sources.pairs, held_out_texts) if sources.pairs is not None else None
+    train_pairs = None
+    if sources.pairs is not None:
+        train_pairs = without_relevant_pairs(pairs_outside(sources.pairs, held_out_texts), held_out_docs)
     counts = {
         "train_queries": train_queries,
         "train_examples": len(train_examples),
@@ -198,6 +217,7 @@ def _eval_splits(config: DataConfig, sources: _Sources, pools: _Pools) -> tuple[
         if name != TRAIN_SPLIT and sources.folder is not None
     }
     held_out_texts = set().union(*(normalized_texts(split) for split in shipped.values()))
+    _check_carved_report(config, sources, shipped)
     test = shipped.get(_test_split_name(config))
     if test is None and config.eval_split == TEST_SPLIT and config.test_fraction > 0:
         test = pools.carve(TEST_SPLIT, config.test_fraction, config.split_seed, "test_fraction", held_out_texts)
@@ -207,6 +227,20 @@ def _eval_splits(config: DataConfig, sources: _Sources, pools: _Pools) -> tuple[
         dev = pools.carve(DEV_SPLIT, config.dev_fraction, config.split_seed, "dev_fraction", held_out_texts)
         held_out_texts |= normalized_texts(dev)
     return dev, test, held_out_texts
+
+
+def _check_carved_report(config: DataConfig, sources: _Sources, shipped: dict[str, EvalSplit]) -> None:
+    """With ``data.test_split_by=document``, refuse a reported split the folder ships (it cannot be carved)."""
+    reported = _test_split_name(config)
+    if config.eval_split == DEV_SPLIT or (reported not in shipped and config.test_fraction == 0):
+        reported = DEV_SPLIT
+    if config.test_split_by == BY_DOCUMENT and reported in shipped:
+        message = (
+            f"data.test_split_by=document carves the reported split so that none of its queries has a relevant "
+            f"document that is a training positive, but split '{reported}' ships with the folder and is reported as "
+            "is; remove the setting (the report still splits its queries into seen and unseen)"
+        )
+        raise DataError(sources.qrels_files[reported], None, None, message)
 
 
 def _test_split_name(config: DataConfig) -> str:
@@ -258,7 +292,11 @@ def _load_folder(config: DataConfig) -> tuple[RetrievalSet, dict[str, Path]]:
     with reading(folder):
         if not folder.is_dir():
             raise DataError(folder, None, None, "not a folder" if folder.exists() else "folder not found")
-        candidates = {name: folder / QRELS_DIR / f"{name}.tsv" for name in wanted}
+    qrels_dir = folder / QRELS_DIR
+    candidates = {name: qrels_dir / f"{name}.tsv" for name in wanted}
+    with reading(qrels_dir):  # an unreadable qrels/ is named as such, not as the dataset folder
+        if qrels_dir.exists() and not qrels_dir.is_dir():
+            raise DataError(qrels_dir, None, None, "not a folder (expected qrels/<split>.tsv files in it)")
         present = {name: path for name, path in candidates.items() if path.is_file()}
     test_name = _test_split_name(config)
     if test_name not in present and test_name != TEST_SPLIT:
@@ -278,22 +316,27 @@ def _folder_train_pool(sources: _Sources) -> QueryPool | None:
     """Pool the folder's train queries with a relevant document, or ``None`` without train qrels."""
     if sources.folder is None or TRAIN_SPLIT not in sources.qrels_files:
         return None
-    return pool_from_qrels(sources.folder, TRAIN_SPLIT, sources.qrels_files[TRAIN_SPLIT])
+    pool = pool_from_qrels(sources.folder, TRAIN_SPLIT, sources.qrels_files[TRAIN_SPLIT])
+    if not pool.queries and sources.train_file is None:
+        message = f"split '{TRAIN_SPLIT}': no judgement with score > 0, nothing to train on"
+        raise DataError(sources.qrels_files[TRAIN_SPLIT], None, None, message)
+    return pool
 
 
 def _training_examples(
-    sources: _Sources, pools: _Pools, held_out_texts: set[str]
+    sources: _Sources, pools: _Pools, held_out_texts: set[str], held_out_docs: set[str]
 ) -> tuple[list[TrainingExample], int, int]:
-    """Return ``(examples, distinct training queries, dropped duplicates)`` once dev and test queries are out."""
+    """Return ``(examples, distinct training queries, dropped duplicates)`` once dev and test queries are out.
+
+    With ``held_out_docs`` (carving by document), examples with a positive among them are dropped too and logged.
+    """
     if sources.train_file is not None:
         assert pools.training_file is not None, "the training file is always pooled"
         examples, dropped = _file_examples(sources.examples, pools.training_file, held_out_texts)
-        train_queries = len({normalize_query(example.query) for example in examples})
         origin, path = "examples", sources.train_file
     else:
         assert pools.folder_train is not None, "_load_folder checks that train qrels or a training file exist"
         examples, dropped = _qrels_examples(pools.folder_train, held_out_texts)
-        train_queries = len(examples)
         origin, path = "queries", sources.qrels_files[TRAIN_SPLIT]
     if dropped:
         logger.warning(
@@ -301,8 +344,18 @@ def _training_examples(
             dropped,
             origin,
         )
+    examples, linked = without_relevant_positives(examples, held_out_docs)
+    if linked:
+        logger.warning(
+            "Dropped %d training %s with a positive that is relevant to a carved dev or test query "
+            "(data.test_split_by=document).",
+            linked,
+            origin,
+        )
+    distinct = len({normalize_query(example.query) for example in examples})
+    train_queries = distinct if sources.train_file is not None else len(examples)
     if not examples:
-        message = f"no training example left once the dev and test queries are held out ({dropped} dropped)"
+        message = f"no training example left once the dev and test queries are held out ({dropped + linked} dropped)"
         raise DataError(path, None, None, message)
     return examples, train_queries, dropped
 

@@ -17,7 +17,9 @@ stemmer); documents sharing no word with the query (BM25 score 0) are never retu
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -292,6 +294,21 @@ def pair_scores(query_vec: Tensor, doc_emb: Tensor, rows: Sequence[int], similar
     return (-np.linalg.norm(docs - query, ord=order, axis=1)).tolist()
 
 
+def import_bm25s() -> Any:
+    """Import ``bm25s`` without letting JAX take the GPU.
+
+    ``bm25s`` imports JAX when it is installed and runs one ``jax.lax.top_k`` at import, which starts JAX's GPU
+    backend, and JAX then preallocates 75 % of the GPU's memory for the life of the process (108 GB of an H200,
+    measured; parallel test workers then ran out of GPU memory). embedtune ranks BM25 scores itself and never uses
+    that JAX path, so unless the user configured JAX, it stays on the CPU and allocates on demand.
+    """
+    os.environ.setdefault("JAX_PLATFORMS", "cpu")
+    os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
+    import bm25s
+
+    return bm25s
+
+
 class Bm25Index:
     """A ``bm25s`` index of a corpus, searched one query at a time with deterministic ties.
 
@@ -300,8 +317,7 @@ class Bm25Index:
     """
 
     def __init__(self, texts: Sequence[str]) -> None:
-        import bm25s
-
+        bm25s = import_bm25s()
         self._bm25s = bm25s
         self.num_docs = len(texts)
         self.retriever = bm25s.BM25()

@@ -18,7 +18,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from embedtune.data.errors import DataError, reading
+from embedtune.data.errors import DataError, check_unicode, reading
 from embedtune.data.types import TrainingExample
 from embedtune.io import iter_jsonl_objects, json_type_name, jsonl_line, shorten, write_lines_atomic
 
@@ -46,20 +46,20 @@ def load_triplets(path: str | Path, feature_weights: FeatureWeights | None = Non
 
     Raises:
         DataError: naming file, line and field, on a missing file, malformed JSON, a line that is not an object, a
-            missing or empty ``query``, a missing or empty ``pos`` list, an empty or non-string passage (field such
-            as ``pos[2]``), a ``neg`` that is not a list, ``neg_weights`` without ``neg`` or of the wrong length, a
-            weight that is not a finite number > 0 representable as a normal float32 (field such as
-            ``neg_weights[1]``), or a file with no records. For ``neg_features``: given without ``feature_weights``
-            (telling the user to set ``data.feature_weights``), together with ``neg_weights``, without ``neg``, not
-            a list of lists of strings (field such as ``neg_features[1]`` or ``neg_features[1][0]``), of another
-            length than ``neg``, naming an unknown or repeated feature (``neg_features[2][0]``), or combining into a
-            weight that is not a normal float32 (``neg_features[2]``). For the optional fields: a ``query_id`` or
-            ``phase`` that is not a string (an empty ``query_id`` too), ``pos_ids`` / ``neg_ids`` /
-            ``pos_scores`` / ``neg_scores`` / ``neg_sources`` that are not lists of the length of ``pos`` / ``neg``,
-            given without ``neg`` (the ``neg_*`` ones), or holding an entry of the wrong kind (field such as
-            ``neg_scores[2]`` for a score that is not a finite number, ``pos_ids[0]`` for an empty id,
-            ``neg_sources[1][0]`` for a source that is not a string). Any other failure while reading also becomes
-            a DataError naming the file.
+            missing or empty ``query``, a missing or empty ``pos`` list, an empty or non-string passage (field such as
+            ``pos[2]``), a lone surrogate (invalid Unicode) in any text, id or name, a ``neg`` that is not a list,
+            ``neg_weights`` without ``neg`` or of the wrong length, a weight that is not a finite number > 0
+            representable as a normal float32 (field such as ``neg_weights[1]``), or a file with no records. For
+            ``neg_features``: given without ``feature_weights`` (telling the user to set ``data.feature_weights``),
+            together with ``neg_weights``, without ``neg``, not a list of lists of strings (field such as
+            ``neg_features[1]`` or ``neg_features[1][0]``), of another length than ``neg``, naming an unknown or
+            repeated feature (``neg_features[2][0]``), or combining into a weight that is not a normal float32
+            (``neg_features[2]``). For the optional fields: a ``query_id`` or ``phase`` that is not a string (an empty
+            ``query_id`` too), ``pos_ids`` / ``neg_ids`` / ``pos_scores`` / ``neg_scores`` / ``neg_sources`` that are
+            not lists of the length of ``pos`` / ``neg``, given without ``neg`` (the ``neg_*`` ones), or holding an
+            entry of the wrong kind (field such as ``neg_scores[2]`` for a score that is not a finite number,
+            ``pos_ids[0]`` for an empty id, ``neg_sources[1][0]`` for a source that is not a string). Any other failure
+            while reading also becomes a DataError naming the file.
     """
     path = Path(path)
     with reading(path):
@@ -104,7 +104,7 @@ def _optional_string(record: dict[str, Any], field: str, path: Path, line: int, 
         raise DataError(path, line, field, f"expected a string, got {json_type_name(value)}")
     if not allow_empty and not value.strip():
         raise DataError(path, line, field, "empty string")
-    return value
+    return check_unicode(value, path, line, field)
 
 
 def _per_passage(record: dict[str, Any], field: str, count: int, path: Path, line: int, check: Any) -> tuple:
@@ -131,7 +131,7 @@ def _id(value: object, field: str, path: Path, line: int) -> str:
         raise DataError(path, line, field, f"expected a string id, got {json_type_name(value)}")
     if not value.strip():
         raise DataError(path, line, field, "empty id")
-    return value
+    return check_unicode(value, path, line, field)
 
 
 def _score(value: object, field: str, path: Path, line: int) -> float:
@@ -155,6 +155,7 @@ def _sources(value: object, field: str, path: Path, line: int) -> tuple[str, ...
         if not isinstance(name, str) or not name.strip():
             got = "an empty string" if isinstance(name, str) else json_type_name(name)
             raise DataError(path, line, f"{field}[{index}]", f"expected a retriever name, got {got}")
+        check_unicode(name, path, line, f"{field}[{index}]")
     return tuple(value)
 
 
@@ -167,7 +168,7 @@ def _query(record: dict[str, Any], path: Path, line: int) -> str:
         raise DataError(path, line, "query", f"expected a non-empty string, got {type(query).__name__}")
     if not query.strip():
         raise DataError(path, line, "query", "empty query")
-    return query
+    return check_unicode(query, path, line, "query")
 
 
 def _passages(record: dict[str, Any], field: str, path: Path, line: int, allow_empty_list: bool) -> tuple[str, ...]:
@@ -184,6 +185,7 @@ def _passages(record: dict[str, Any], field: str, path: Path, line: int, allow_e
             raise DataError(path, line, f"{field}[{index}]", f"expected a string, got {type(passage).__name__}")
         if not passage.strip():
             raise DataError(path, line, f"{field}[{index}]", "empty passage")
+        check_unicode(passage, path, line, f"{field}[{index}]")
     return tuple(passages)
 
 

@@ -14,7 +14,7 @@ from typing import Any
 
 from embedtune.io import describe_os_error
 from embedtune.runs.errors import RunRecordError
-from embedtune.runs.validate import FieldReader, is_integer
+from embedtune.runs.validate import FieldReader, curriculum_field, trainable_parameters_field
 
 RUN_FILE = "run.json"
 METRICS_FILE = "metrics.json"
@@ -201,6 +201,10 @@ class Selection:
         best_dev: Best fine-tuned checkpoint's primary metric on dev.
         delta: ``best_dev - base_dev``.
         verdict: One sentence explaining the choice, for people.
+        rule: The rule that decided, in words (e.g. ``"Δ > 0 and paired randomisation test p < 0.05 on the whole dev
+            corpus"``); empty in runs made before the rule was recorded.
+        dev_comparison: The best checkpoint against the base model query by query on the dev split the rule used
+            (:meth:`embedtune.evaluation.significance.PairedComparison.to_dict`), or ``None``.
     """
 
     chosen: str
@@ -209,6 +213,8 @@ class Selection:
     best_dev: float
     delta: float
     verdict: str
+    rule: str = ""
+    dev_comparison: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """Return the JSON content of ``metrics.json``'s ``selection``."""
@@ -229,6 +235,8 @@ class Selection:
             best_dev=fields.number("best_dev"),
             delta=fields.number("delta"),
             verdict=fields.string("verdict"),
+            rule=fields.data.get("rule") if isinstance(fields.data.get("rule"), str) else "",
+            dev_comparison=fields.optional_obj("dev_comparison"),
         )
 
 
@@ -310,8 +318,8 @@ class RunMetrics:
             significance=fields.optional_obj("significance"),
             extra_reports=_extra_reports(fields, path),
             pair_diagnostics=fields.optional_obj("pair_diagnostics"),
-            curriculum=_curriculum(fields),
-            trainable_parameters=_trainable_parameters(fields),
+            curriculum=curriculum_field(fields),
+            trainable_parameters=trainable_parameters_field(fields),
             seen_unseen=fields.optional_obj("seen_unseen"),
         )
 
@@ -324,36 +332,6 @@ def _extra_reports(fields: FieldReader, path: str | Path) -> list[ExtraReport]:
     if not isinstance(items, list):
         fields._wrong_type("extra_reports", "an array", items)
     return [ExtraReport.from_dict(item, path, f"extra_reports[{index}]") for index, item in enumerate(items)]
-
-
-def _curriculum(fields: FieldReader) -> dict[str, Any] | None:
-    """Read and check the optional ``curriculum`` schedule (absent in runs without a curriculum)."""
-    if fields.data.get("curriculum") is None:
-        return None
-    schedule = fields.nested("curriculum")
-    schedule.string("source")
-    phases = schedule._required("phases")
-    if not isinstance(phases, list):
-        schedule._wrong_type("phases", "an array", phases)
-    for index, item in enumerate(phases):
-        phase = FieldReader(item, fields.path, f"curriculum.phases[{index}]")
-        phase.string("name")
-        phase.integer("examples", minimum=0)
-        steps = phase.data.get("steps")
-        if steps is not None and not (isinstance(steps, list) and len(steps) == 2 and all(map(is_integer, steps))):
-            phase._wrong_type("steps", "[first, last] integers or null", steps)
-    return schedule.data
-
-
-def _trainable_parameters(fields: FieldReader) -> dict[str, Any] | None:
-    """Read and check the optional ``trainable_parameters`` counts (absent in runs made before they were kept)."""
-    if fields.data.get("trainable_parameters") is None:
-        return None
-    counts = fields.nested("trainable_parameters")
-    counts.integer("trainable", minimum=0)
-    counts.integer("total", minimum=0)
-    counts.string("mode")
-    return counts.data
 
 
 def read_run_record(folder: str | Path) -> RunRecord:

@@ -224,3 +224,33 @@ class FieldReader:
     def _fail(self, key: str | None, problem: str) -> NoReturn:
         field = self._dotted(key) if key is not None else (self.prefix or None)
         raise RunRecordError(self.path, field, problem)
+
+
+def curriculum_field(fields: FieldReader) -> dict[str, Any] | None:
+    """Read and check the optional ``curriculum`` schedule (absent in runs without a curriculum)."""
+    if fields.data.get("curriculum") is None:
+        return None
+    schedule = fields.nested("curriculum")
+    schedule.string("source")
+    phases = schedule._required("phases")
+    if not isinstance(phases, list):
+        schedule._wrong_type("phases", "an array", phases)
+    for index, item in enumerate(phases):
+        phase = FieldReader(item, fields.path, f"curriculum.phases[{index}]")
+        phase.string("name")
+        phase.integer("examples", minimum=0)
+        steps = phase.data.get("steps")
+        if steps is not None and not (isinstance(steps, list) and len(steps) == 2 and all(map(is_integer, steps))):
+            phase._wrong_type("steps", "[first, last] integers or null", steps)
+    return schedule.data
+
+
+def trainable_parameters_field(fields: FieldReader) -> dict[str, Any] | None:
+    """Read and check the optional ``trainable_parameters`` counts (absent in runs made before they were kept)."""
+    if fields.data.get("trainable_parameters") is None:
+        return None
+    counts = fields.nested("trainable_parameters")
+    counts.integer("trainable", minimum=0)
+    counts.integer("total", minimum=0)
+    counts.string("mode")
+    return counts.data

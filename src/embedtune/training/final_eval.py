@@ -75,13 +75,14 @@ class FinalEvaluation:
             truncate_dims=truncate_dims,
         )
 
-    def evaluate(self, model: SentenceTransformer, label: str) -> Figures:
+    def evaluate(self, model: SentenceTransformer, label: str, cache: EmbeddingCache | None = None) -> Figures:
         """Evaluate ``model`` everywhere, logging what is being evaluated (``label``: "base", "fine-tuned").
 
         The base model's embeddings go through the embedding cache (the same base model is evaluated by every run);
-        a fine-tuned model's are never seen again and are not cached.
+        a fine-tuned model's are never seen again and go only to ``cache`` when given (a run's scratch cache, which
+        holds what the dev confirmation encoded with the same model).
         """
-        cache = self.cache if label == "base" else None
+        cache = self.cache if label == "base" else cache
         for evaluator in (self.report_evaluator, *self.extra_evaluators.values()):
             evaluator.cache = cache
         logger.info("Evaluating the %s model (%d documents)", label, len(self.report_evaluator.corpus))

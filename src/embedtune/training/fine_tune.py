@@ -1,9 +1,9 @@
 """Fine-tune the encoder (full or LoRA, with an optional head) with sentence-transformers' trainer, selecting on dev.
 
 The dev evaluator ranks dev queries against a candidate pool chosen once with the base model; the trainer evaluates
-before the first step (so the untouched model competes) and after every epoch or ``eval_steps``, and keeps the best
-checkpoint. A run resumed from a checkpoint continues with the optimiser, scheduler, random states and data order
-the checkpoint saved (:func:`fine_tune` with ``resume_from``).
+before the first step (so the untouched model competes: with an added head, the encoder alone) and after every epoch
+or ``eval_steps``, and keeps the best checkpoint. A run resumed from a checkpoint continues with the optimiser,
+scheduler, random states and data order the checkpoint saved (:func:`fine_tune` with ``resume_from``).
 """
 
 from __future__ import annotations
@@ -21,11 +21,11 @@ from transformers.integrations import TensorBoardCallback
 from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
 from embedtune.cache import EmbeddingCache
-from embedtune.config import ExperimentConfig
+from embedtune.config import ExperimentConfig, LossConfig
 from embedtune.data.prepare import EvalSplit, PreparedData
 from embedtune.evaluation.candidate_pool import dev_candidate_pool
 from embedtune.evaluation.retrieval_evaluator import RetrievalEvaluator
-from embedtune.losses import LossContext, build_loss
+from embedtune.losses import LossContext, build_loss, reads
 from embedtune.models.loading import load_model
 from embedtune.models.prompts import document_prompt, query_prompt
 from embedtune.runs.writer import is_main_process
@@ -93,12 +93,13 @@ def fine_tune(
     args = training_arguments(config, folder / "checkpoints", prompts, lr_mapping, resuming=resume_from is not None)
     if curriculum is not None:
         callbacks.append(curriculum.configure(args, writer, config.train.max_steps))
+    evaluator = dev_evaluator(config, data.dev, modes.encoder_view(model, setup), cache)
     trainer = SentenceTransformerTrainer(
         model=model,
         args=args,
         train_dataset=train_dataset,
         loss=loss,
-        evaluator=dev_evaluator(config, data.dev, modes.encoder_view(model, setup), cache),
+        evaluator=modes.dev_evaluator_for_mode(evaluator, setup),  # step 0: the encoder alone, without a head
         callbacks=callbacks,
     )
     trainer.remove_callback(PrinterCallback)
@@ -115,13 +116,18 @@ def fine_tune(
 def training_data(config: ExperimentConfig, data: PreparedData) -> tuple[Dataset, LossContext]:
     """Build the trainer's dataset and what the loss needs from it (false-negative table, guide model)."""
     guide = None
-    if config.loss.guide and config.loss.guide_model is not None:
+    if uses_guide_model(config.loss):
         guide = load_model(config.loss.guide_model, config.model.max_seq_length)
     if data.train_pairs is not None:
         return build_pair_dataset(data.train_pairs), LossContext(guide=guide)
     pad = config.loss.name == "infonce"  # only InfoNCE reads the weights that mark padding slots
     built = build_train_dataset(data.train_examples, config.data.max_hard_negatives, pad_negatives=pad)
     return built.dataset, LossContext(false_negatives=built.false_negatives, guide=guide)
+
+
+def uses_guide_model(loss: LossConfig) -> bool:
+    """Whether the objective uses a guide model of its own (``loss.guide`` on and read, ``loss.guide_model`` set)."""
+    return reads(loss, "guide") and loss.guide and loss.guide_model is not None
 
 
 def dev_evaluator(

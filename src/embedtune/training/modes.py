@@ -16,11 +16,12 @@ that merged model, so the reported figures are those of the saved folder. When d
 
 **An added head** (``head.add``): :func:`embedtune.models.head.add_head` after the encoder (and after LoRA), its final
 projection initialised as a random semi-orthogonal matrix seeded by ``train.seed`` — for ``head.dim`` at least the
-encoder's width an isometry, so the step-0 dev evaluation ranks exactly like the encoder (cosine similarity); below,
-it keeps similarities approximately. The base figures are computed on the encoder alone (:func:`encoder_view`). The
-head learns at ``train.head_learning_rate`` through sentence-transformers' ``learning_rate_mapping``
-(:func:`head_learning_rate_mapping`), and ``train.freeze_encoder_epochs`` trains it alone first
-(:class:`~embedtune.training.freezing.FreezeEncoderCallback`).
+encoder's width an isometry; below, it keeps similarities only approximately. The base model that competes in dev
+selection is the encoder alone, as in head mode: the step-0 dev evaluation (:class:`EncoderAtStepZero`) and the base
+figures (:func:`encoder_view`) leave the untrained head out, and when the base wins ``model/`` is the base model,
+without a head. The head learns at ``train.head_learning_rate`` through sentence-transformers'
+``learning_rate_mapping`` (:func:`head_learning_rate_mapping`), and ``train.freeze_encoder_epochs`` trains it alone
+first (:class:`~embedtune.training.freezing.FreezeEncoderCallback`).
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from typing import Any
 
 import torch
 from sentence_transformers import SentenceTransformer
+from sentence_transformers.base.evaluation.evaluator import BaseEvaluator
 from torch import nn
 from transformers import TrainerCallback
 
@@ -164,6 +166,40 @@ def encoder_view(model: SentenceTransformer, setup: ModeSetup) -> SentenceTransf
         default_prompt_name=model.default_prompt_name,
         similarity_fn_name=model.similarity_fn_name,
     )
+
+
+class EncoderAtStepZero(BaseEvaluator):
+    """The dev evaluator of a run with an added head: at step 0 it evaluates the encoder alone.
+
+    The step-0 evaluation is the base model's entry in dev selection. With an added head the trainer's model is the
+    encoder followed by an untrained head (a narrowing projection or an MLP), which is not the base model; this
+    wrapper hands ``evaluator`` the :func:`encoder_view` instead at step 0, and the trained model afterwards.
+
+    Args:
+        evaluator: The dev evaluator.
+        setup: From :func:`prepare_model_for_mode` (``head_start`` set).
+    """
+
+    def __init__(self, evaluator: BaseEvaluator, setup: ModeSetup) -> None:
+        super().__init__()
+        self.evaluator = evaluator
+        self.setup = setup
+        self.name = getattr(evaluator, "name", "")
+        self.primary_metric = evaluator.primary_metric
+        self.greater_is_better = evaluator.greater_is_better
+
+    def __call__(
+        self, model: SentenceTransformer, output_path: str | None = None, epoch: int = -1, steps: int = -1
+    ) -> dict[str, float]:
+        """Evaluate ``model``, or its encoder alone when ``steps`` is 0 (the untouched base model)."""
+        if steps == 0:
+            model = encoder_view(model, self.setup)
+        return self.evaluator(model, output_path=output_path, epoch=epoch, steps=steps)
+
+
+def dev_evaluator_for_mode(evaluator: BaseEvaluator, setup: ModeSetup) -> BaseEvaluator:
+    """Return the evaluator that scores the base model as the encoder alone: ``evaluator`` itself without a head."""
+    return evaluator if setup.head_start is None else EncoderAtStepZero(evaluator, setup)
 
 
 def head_learning_rate_mapping(

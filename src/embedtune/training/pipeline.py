@@ -10,12 +10,14 @@ from __future__ import annotations
 import logging
 import shutil
 import sys
+import tempfile
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 from sentence_transformers import SentenceTransformer, SentenceTransformerTrainer
 
+from embedtune.cache import EmbeddingCache
 from embedtune.config import ConfigError, ExperimentConfig, LossConfig
 from embedtune.data.curriculum import check_curriculum
 from embedtune.data.eval_splits import load_extra_split
@@ -32,7 +34,7 @@ from embedtune.runs.writer import check_resumable, is_main_process, resume_run, 
 from embedtune.training import modes
 from embedtune.training.curriculum import curriculum_record
 from embedtune.training.final_eval import Figures, FinalEvaluation, per_query_record, score_distribution_record
-from embedtune.training.fine_tune import fine_tune
+from embedtune.training.fine_tune import fine_tune, uses_guide_model
 from embedtune.training.head_training import train_head
 from embedtune.training.outputs import (
     PER_QUERY_FILE,
@@ -42,7 +44,7 @@ from embedtune.training.outputs import (
     save_model_atomic,
     write_run_report,
 )
-from embedtune.training.selection import dev_history, select_model
+from embedtune.training.selection import decide_on_dev, dev_history
 
 logger = logging.getLogger(__name__)
 
@@ -114,7 +116,7 @@ def run_training(config: ExperimentConfig, resume: Path | None = None) -> RunRes
     check_runs_dir(config.runs_dir)
     if resume is not None:
         check_resumable(resume)
-    if config.loss.guide and config.loss.guide_model is not None:
+    if uses_guide_model(config.loss):
         check_model_available(config.loss.guide_model)
     model = load_base_model(config)
     setup = modes.prepare_model_for_mode(model, config)  # LoRA / head; a bad target stops here
@@ -249,15 +251,58 @@ def _select_and_report(
     """After training, in rank 0 only: select on dev, save ``model/``, evaluate it and write the run's records."""
     primary = config.train.primary_metric.lower()
     history = dev_history(trainer.state.log_history, primary)
-    selection = select_model(history, primary)
-    (logger.warning if selection.chosen == CHOSEN_BASE else logger.info)("%s", selection.verdict)
+    base_model = load_base_model(config)
+    scratch = Path(tempfile.mkdtemp(prefix="embedtune-dev-"))
+    try:
+        tuned_cache = EmbeddingCache(scratch)  # the checkpoint's embeddings, reused by the test evaluation below
+        caches = (final.cache, tuned_cache)
+        selection = decide_on_dev(config, data.dev, history, base_model, trainer.model, caches)
+        result = _save_and_report(
+            config,
+            data,
+            final,
+            base,
+            trainer,
+            folder,
+            started,
+            train_time,
+            setup,
+            dims,
+            selection,
+            base_model,
+            tuned_cache,
+            history,
+        )
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    return result
+
+
+def _save_and_report(
+    config: ExperimentConfig,
+    data: PreparedData,
+    final: FinalEvaluation,
+    base: Figures,
+    trainer: SentenceTransformerTrainer,
+    folder: Path,
+    started: float,
+    train_time: float,
+    setup: modes.ModeSetup,
+    dims: list[int],
+    selection: Selection,
+    base_model: SentenceTransformer,
+    tuned_cache: EmbeddingCache,
+    history: list[dict],
+) -> RunResult:
+    """Save the selected model, evaluate it on the reported split and write the run's records."""
+    primary = config.train.primary_metric.lower()
     _check_trainer_agrees(trainer, selection)
-    selected = load_base_model(config) if selection.chosen == CHOSEN_BASE else trainer.model
+    selected = base_model if selection.chosen == CHOSEN_BASE else trainer.model
     model_notes = {"matryoshka_dims": dims} if config.loss.matryoshka else {}
+    _discard_earlier_outputs(folder)  # a resumed run that stopped after writing them writes them again
     selected = modes.finish_mode_model(selected, setup, folder, config)  # LoRA: writes adapter/, merges
     save_model_atomic(selected, folder / "model", model_notes)
-    shutil.rmtree(folder / "checkpoints", ignore_errors=True)
-    tuned = base if selection.chosen == CHOSEN_BASE else final.evaluate(selected, "fine-tuned")
+    tuned = base if selection.chosen == CHOSEN_BASE else final.evaluate(selected, "fine-tuned", tuned_cache)
     seen = seen_queries(data.report, training_positives(data.train_examples))
     write_json_atomic(folder / PER_QUERY_FILE, per_query_record(data.report.name, base, tuned, seen))
     write_json_atomic(folder / SCORES_FILE, score_distribution_record(base, tuned))
@@ -280,8 +325,21 @@ def _select_and_report(
         seen_unseen=_seen_unseen(base, tuned, seen, primary),
     )
     finish_run(folder, metrics)
+    shutil.rmtree(folder / "checkpoints", ignore_errors=True)  # only now: --resume needs them until the run finished
     write_run_report(folder)
     return RunResult(folder, metrics)
+
+
+def _discard_earlier_outputs(folder: Path) -> None:
+    """Remove ``model/`` and ``adapter/`` left by an earlier attempt of this run, which stopped after writing them.
+
+    A run resumed after a crash in its final evaluation has finished training: it restores its last checkpoint
+    (no training step runs), selects the same model again and writes it again. Only an unfinished run gets here.
+    """
+    for name in ("model", modes.ADAPTER_DIR):
+        if (folder / name).exists():
+            logger.info("Replacing %s/ written by the earlier attempt of this run", name)
+            shutil.rmtree(folder / name)
 
 
 def _seen_unseen(base: Figures, tuned: Figures, seen: set[str], primary: str) -> dict:
