@@ -22,7 +22,8 @@ from embedtune.runs.writer import check_resumable
 from embedtune.training import fine_tune as fine_tune_module
 from embedtune.training import head_training, modes
 from embedtune.training.final_eval import FinalEvaluation
-from embedtune.training.pipeline import RunFailedError, last_checkpoint, run_training
+from embedtune.training.outputs import last_checkpoint
+from embedtune.training.pipeline import RunFailedError, run_training
 from tests.training.test_pipeline import tiny_config
 
 MODES = {

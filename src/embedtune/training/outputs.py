@@ -93,3 +93,17 @@ def loss_history(log_history: list[dict]) -> list[dict[str, float]]:
         for entry in log_history
         if "loss" in entry
     ]
+
+
+def last_checkpoint(folder: Path) -> Path | None:
+    """Return the run's latest complete checkpoint (``checkpoints/checkpoint-<step>``), or ``None`` when it has none.
+
+    A checkpoint counts once its ``trainer_state.json`` exists: the trainer writes that file last, so a run killed
+    while saving leaves a folder without it, which is skipped.
+    """
+    steps = []
+    for path in (folder / "checkpoints").glob("checkpoint-*"):
+        step = path.name.removeprefix("checkpoint-")
+        if step.isdigit() and (path / "trainer_state.json").is_file():
+            steps.append((int(step), path))
+    return max(steps)[1] if steps else None

@@ -39,6 +39,7 @@ from embedtune.training.head_training import train_head
 from embedtune.training.outputs import (
     PER_QUERY_FILE,
     SCORES_FILE,
+    last_checkpoint,
     loss_history,
     peak_memory_mb,
     save_model_atomic,
@@ -220,20 +221,6 @@ def _train_and_report(
     return run_on_main_process(
         lambda: _select_and_report(config, data, final, base, trainer, folder, started, train_time, setup, dims)
     )
-
-
-def last_checkpoint(folder: Path) -> Path | None:
-    """Return the run's latest complete checkpoint (``checkpoints/checkpoint-<step>``), or ``None`` when it has none.
-
-    A checkpoint counts once its ``trainer_state.json`` exists: the trainer writes that file last, so a run killed
-    while saving leaves a folder without it, which is skipped.
-    """
-    steps = []
-    for path in (folder / "checkpoints").glob("checkpoint-*"):
-        step = path.name.removeprefix("checkpoint-")
-        if step.isdigit() and (path / "trainer_state.json").is_file():
-            steps.append((int(step), path))
-    return max(steps)[1] if steps else None
 
 
 def _select_and_report(
