@@ -69,7 +69,12 @@ def test_verdicts_for_a_gain_on_unseen_queries_for_no_gain_and_for_an_empty_grou
 
     none_seen = split_comparison(base, tuned, set(), "ndcg@10")
     assert none_seen["seen"] is None and none_seen["unseen"]["queries"] == 30
-    assert memorisation_verdict(none_seen).startswith("seen: no queries; unseen (30 queries)")
+    assert memorisation_verdict(none_seen).startswith("seen: no queries; unseen (30 queries) Δ +0.4000")
+    assert none_seen["verdict"].endswith("every reported query is unseen; a significant gain")
+    all_seen = split_comparison(base, base, {f"q{i}" for i in range(30)}, "ndcg@10")
+    assert all_seen["unseen"] is None and all_seen["verdict"].endswith(
+        "every reported query is seen; no significant gain"
+    )
 
 
 def write_shared_document_beir(folder: Path) -> Path:

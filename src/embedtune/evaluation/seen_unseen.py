@@ -96,10 +96,12 @@ def memorisation_verdict(record: Mapping[str, Any]) -> str:
     """
     seen, unseen = record["seen"], record["unseen"]
     parts = "; ".join(_group_summary(group, record[group]) for group in GROUPS)
+    seen_gain = seen is not None and seen["significant"] and seen["mean_diff"] > 0
+    unseen_gain = unseen is not None and unseen["significant"] and unseen["mean_diff"] > 0
     if seen is None or unseen is None:
-        return f"{parts}: no comparison between the two groups"
-    seen_gain = seen["significant"] and seen["mean_diff"] > 0
-    unseen_gain = unseen["significant"] and unseen["mean_diff"] > 0
+        only = "unseen" if seen is None else "seen"
+        gain = unseen_gain if seen is None else seen_gain
+        return f"{parts}: every reported query is {only}; {'a significant gain' if gain else 'no significant gain'}"
     if seen_gain and not unseen_gain:
         meaning = (
             "the gain is on queries whose relevant documents were training positives only: the model learned which "
