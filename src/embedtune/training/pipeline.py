@@ -239,82 +239,41 @@ def _select_and_report(
     primary = config.train.primary_metric.lower()
     history = dev_history(trainer.state.log_history, primary)
     base_model = load_base_model(config)
-    scratch = Path(tempfile.mkdtemp(prefix="embedtune-dev-"))
-    try:
+    with tempfile.TemporaryDirectory(prefix="embedtune-dev-") as scratch:
         tuned_cache = EmbeddingCache(scratch)  # the checkpoint's embeddings, reused by the test evaluation below
-        caches = (final.cache, tuned_cache)
-        selection = decide_on_dev(config, data.dev, history, base_model, trainer.model, caches)
-        result = _save_and_report(
-            config,
-            data,
-            final,
-            base,
-            trainer,
-            folder,
-            started,
-            train_time,
-            setup,
-            dims,
-            selection,
-            base_model,
-            tuned_cache,
-            history,
+        selection = decide_on_dev(config, data.dev, history, base_model, trainer.model, (final.cache, tuned_cache))
+        _check_trainer_agrees(trainer, selection)
+        selected = base_model if selection.chosen == CHOSEN_BASE else trainer.model
+        model_notes = {"matryoshka_dims": dims} if config.loss.matryoshka else {}
+        _discard_earlier_outputs(folder)  # a resumed run that stopped after writing them writes them again
+        selected = modes.finish_mode_model(selected, setup, folder, config)  # LoRA: writes adapter/, merges
+        save_model_atomic(selected, folder / "model", model_notes)
+        tuned = base if selection.chosen == CHOSEN_BASE else final.evaluate(selected, "fine-tuned", tuned_cache)
+        seen = seen_queries(data.report, training_positives(data.train_examples))
+        write_json_atomic(folder / PER_QUERY_FILE, per_query_record(data.report.name, base, tuned, seen))
+        write_json_atomic(folder / SCORES_FILE, score_distribution_record(base, tuned))
+        metrics = RunMetrics(
+            primary_metric=primary,
+            report=Report(data.report.name, data.report_role, base.report, tuned.report),
+            selection=selection,
+            dev_history=history,
+            loss_history=loss_history(trainer.state.log_history),
+            splits=dict(data.counts),
+            num_train_examples=len(data.train_examples),
+            wall_time_s=round(time.time() - started, 1),
+            train_time_s=round(train_time, 1),
+            peak_memory_mb=peak_memory_mb(),
+            extra_reports=final.extra_reports(base, tuned),
+            significance=final.significance(base, tuned),
+            pair_diagnostics=_pair_diagnostics(final, data, base_model, selected),
+            curriculum=curriculum_record(trainer),
+            trainable_parameters=setup.record(),
+            seen_unseen=_seen_unseen(base, tuned, seen, primary),
         )
-    finally:
-        shutil.rmtree(scratch, ignore_errors=True)
-    return result
-
-
-def _save_and_report(
-    config: ExperimentConfig,
-    data: PreparedData,
-    final: FinalEvaluation,
-    base: Figures,
-    trainer: SentenceTransformerTrainer,
-    folder: Path,
-    started: float,
-    train_time: float,
-    setup: modes.ModeSetup,
-    dims: list[int],
-    selection: Selection,
-    base_model: SentenceTransformer,
-    tuned_cache: EmbeddingCache,
-    history: list[dict],
-) -> RunResult:
-    """Save the selected model, evaluate it on the reported split and write the run's records."""
-    primary = config.train.primary_metric.lower()
-    _check_trainer_agrees(trainer, selection)
-    selected = base_model if selection.chosen == CHOSEN_BASE else trainer.model
-    model_notes = {"matryoshka_dims": dims} if config.loss.matryoshka else {}
-    _discard_earlier_outputs(folder)  # a resumed run that stopped after writing them writes them again
-    selected = modes.finish_mode_model(selected, setup, folder, config)  # LoRA: writes adapter/, merges
-    save_model_atomic(selected, folder / "model", model_notes)
-    tuned = base if selection.chosen == CHOSEN_BASE else final.evaluate(selected, "fine-tuned", tuned_cache)
-    seen = seen_queries(data.report, training_positives(data.train_examples))
-    write_json_atomic(folder / PER_QUERY_FILE, per_query_record(data.report.name, base, tuned, seen))
-    write_json_atomic(folder / SCORES_FILE, score_distribution_record(base, tuned))
-    metrics = RunMetrics(
-        primary_metric=primary,
-        report=Report(data.report.name, data.report_role, base.report, tuned.report),
-        selection=selection,
-        dev_history=history,
-        loss_history=loss_history(trainer.state.log_history),
-        splits=dict(data.counts),
-        num_train_examples=len(data.train_examples),
-        wall_time_s=round(time.time() - started, 1),
-        train_time_s=round(train_time, 1),
-        peak_memory_mb=peak_memory_mb(),
-        extra_reports=final.extra_reports(base, tuned),
-        significance=final.significance(base, tuned),
-        pair_diagnostics=_pair_diagnostics(final, data, config, selected, selection),
-        curriculum=curriculum_record(trainer),
-        trainable_parameters=setup.record(),
-        seen_unseen=_seen_unseen(base, tuned, seen, primary),
-    )
-    finish_run(folder, metrics)
-    shutil.rmtree(folder / "checkpoints", ignore_errors=True)  # only now: --resume needs them until the run finished
-    write_run_report(folder)
-    return RunResult(folder, metrics)
+        finish_run(folder, metrics)
+        shutil.rmtree(folder / "checkpoints", ignore_errors=True)  # only now: --resume needs them until finished
+        write_run_report(folder)
+        return RunResult(folder, metrics)
 
 
 def _discard_earlier_outputs(folder: Path) -> None:
@@ -337,16 +296,11 @@ def _seen_unseen(base: Figures, tuned: Figures, seen: set[str], primary: str) ->
 
 
 def _pair_diagnostics(
-    final: FinalEvaluation,
-    data: PreparedData,
-    config: ExperimentConfig,
-    selected: SentenceTransformer,
-    selection: Selection,
+    final: FinalEvaluation, data: PreparedData, base: SentenceTransformer, selected: SentenceTransformer
 ) -> dict | None:
     """Pair metrics of base and selected model for a labelled-pairs run; ``None`` for other runs or when undefined."""
     if data.eval_pairs is None:
         return None
-    base = selected if selection.chosen == CHOSEN_BASE else load_base_model(config)
     try:
         return final.pair_diagnostics(data.eval_pairs, base, selected)
     except ValueError as error:  # e.g. every dev pair relevant: ROC-AUC and the F1 threshold are undefined
