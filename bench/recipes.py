@@ -7,6 +7,9 @@ with every weight config of :data:`WEIGHT_SWEEP` (the unweighted control include
 and compares it with the unweighted run query by query on test. Needs ``../shared/datasets`` (SciFact, KorQuAD)::
 
     .venv/bin/python bench/recipes.py feature-weights korquad-lora graded-pairs docs-ict --runs-dir /tmp/recipe-runs
+
+``--no-sweeps`` trains each shipped config once and prints its dev selection verdict and seen/unseen split (the
+2026-12-04 rows of docs/recipes.md).
 """
 
 from __future__ import annotations
@@ -123,6 +126,22 @@ def summary(label: str, run: dict) -> str:
     )
 
 
+def verdicts(metrics: dict) -> str:
+    """Return the run's dev selection verdict and its seen/unseen split, one indented line each."""
+    lines = [f"  selection: {metrics['selection']['verdict']}"]
+    record = metrics.get("seen_unseen") or {}
+    lines.append(f"  seen/unseen: {record.get('verdict', '-')}")
+    for group in ("seen", "unseen"):
+        sig = record.get(group)
+        if sig:
+            lines.append(
+                f"    {group}: n {sig['queries']} base {sig['mean_a']:.4f} tuned {sig['mean_b']:.4f} "
+                f"Δ {sig['mean_diff']:+.4f} (95 % CI {sig['ci_low']:+.4f} … {sig['ci_high']:+.4f}) "
+                f"p {sig['p_permutation']:.4f}"
+            )
+    return "\n".join(lines)
+
+
 def best_dev(metrics: dict) -> float:
     """Return the best fine-tuned checkpoint's dev nDCG@10."""
     return float(metrics["selection"]["best_dev"])
@@ -227,6 +246,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("recipes", nargs="+", choices=sorted(CONFIGS))
     parser.add_argument("--runs-dir", type=Path, default=Path(tempfile.gettempdir()) / "recipe-runs")
+    parser.add_argument(
+        "--no-sweeps", action="store_true", help="Train each shipped config once (no weight or rate sweep)."
+    )
     args = parser.parse_args()
     if not SHARED.is_dir():
         sys.exit(f"{SHARED} not found: the recipes need ../shared/datasets (SciFact, KorQuAD).")
@@ -234,14 +256,15 @@ def main() -> None:
     for recipe in args.recipes:
         seconds = prepare_data(recipe)
         print(f"{recipe}: data commands {seconds:.0f} s", flush=True)
-        if recipe == "feature-weights":
+        if recipe == "feature-weights" and not args.no_sweeps:
             feature_weight_sweep(args.runs_dir)
-        elif recipe == "graded-pairs":
+        elif recipe == "graded-pairs" and not args.no_sweeps:
             graded_pairs_rates(args.runs_dir)
         else:
             run = train(CONFIGS[recipe], args.runs_dir, recipe)
             print(summary(recipe, run), flush=True)
-            if recipe == "docs-ict":
+            print(verdicts(run["metrics"]), flush=True)
+            if recipe == "docs-ict" and not args.no_sweeps:
                 print("  SciFact test " + scifact_eval(run["folder"], args.runs_dir / "docs-ict-scifact-eval"))
 
 
