@@ -1,7 +1,7 @@
 """The one place embedtune reads and writes user files: line and JSONL reading, atomic writes, hashing.
 
 Every OS error met while reading a user's file (missing, unreadable, a folder, a name too long) becomes one
-:class:`~embedtune.data.errors.DataError` naming the file; every write goes through a temporary file in the same
+:class:`~embedtune.errors.DataError` naming the file; every write goes through a temporary file in the same
 folder, ``fsync`` and ``os.replace``, so a crash never leaves a torn file behind.
 """
 
@@ -16,23 +16,9 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
-from embedtune.data.errors import DataError
-
-MAX_QUOTED_CHARS = 80
-"""Longest piece of user input quoted in an error message; longer values are cut with ``...``."""
+from embedtune.errors import DataError, describe_os_error
 
 _HASH_CHUNK_BYTES = 1 << 20
-
-
-def shorten(value: Any, limit: int = MAX_QUOTED_CHARS) -> str:
-    """Return ``repr(value)`` cut to about ``limit`` characters, so that messages never echo megabytes of input."""
-    text = repr(value)
-    return text if len(text) <= limit else f"{text[: limit - 3]}... ({len(text)} chars)"
-
-
-def describe_os_error(error: OSError) -> str:
-    """One line for an OS error: its reason (``Permission denied``, ``File name too long`` ...) without errno noise."""
-    return error.strerror or str(error) or type(error).__name__
 
 
 def iter_text_lines(path: str | Path) -> Iterator[tuple[int, str]]:

@@ -221,8 +221,8 @@ def test_mine_help_and_cli_constants_mirror_the_library(capsys) -> None:
 
 
 def test_mine_features_from_sources_prices_negatives_by_retriever(tiny_model_dir, tmp_path, capsys) -> None:
-    from embedtune.data.errors import DataError
     from embedtune.data.feature_weights import load_feature_weights
+    from embedtune.errors import DataError
 
     beir = write_word_beir(tmp_path / "beir")
     out = tmp_path / "mined.jsonl"

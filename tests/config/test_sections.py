@@ -16,7 +16,7 @@ from embedtune.config import (
     config_from_dict,
     load_config_file,
 )
-from embedtune.evaluation.metrics import DEFAULT_METRICS
+from embedtune.config.metric_names import DEFAULT_METRICS
 
 DATA = {"data": {"path": "beir/scifact"}}
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from embedtune.data.errors import DataError
+from embedtune.errors import DataError
 
 CORPUS_LINES = [
     '{"_id": "d1", "title": "Title One", "text": "Body one.", "metadata": {"x": 1}}',

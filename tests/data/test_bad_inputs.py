@@ -11,10 +11,10 @@ import pytest
 
 from embedtune.config import DataConfig
 from embedtune.data.beir import load_beir
-from embedtune.data.errors import DataError, check_unicode
 from embedtune.data.pairs import load_pairs
 from embedtune.data.prepare import prepare_data
 from embedtune.data.training_file import load_triplets
+from embedtune.errors import DataError, check_unicode
 from tests.data.prepare_files import make_folder
 
 SURROGATE = "\ud800"

@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 from embedtune.data.beir import load_beir
-from embedtune.data.errors import DataError
+from embedtune.errors import DataError
 from tests.data.beir_files import (
     CORPUS_LINES,
     QUERIES_LINES,

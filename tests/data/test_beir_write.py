@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from embedtune.data.beir import dataset_files, load_beir, write_beir
-from embedtune.data.errors import DataError
 from embedtune.data.types import RetrievalSet
+from embedtune.errors import DataError
 from embedtune.io import file_sha256
 from tests.data.beir_files import assert_data_error, make_beir
 

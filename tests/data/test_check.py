@@ -10,7 +10,7 @@ import pytest
 from embedtune.data.check import BEIR, PAIRS, TRAINING, check_path
 from embedtune.data.check_stats import MAX_EXAMPLES, label_distribution, length_stats
 from embedtune.data.check_tokens import load_token_counter, whitespace_counter
-from embedtune.data.errors import DataError
+from embedtune.errors import DataError
 from tests.conftest import write_tiny_beir
 
 LONG_DOC = " ".join(f"word{i}" for i in range(30))  # 30 whitespace tokens

@@ -16,11 +16,11 @@ from embedtune.data.curriculum import (
     check_curriculum,
     difficulty,
 )
-from embedtune.data.errors import DataError
 from embedtune.data.pairs import PairExample
 from embedtune.data.prepare import prepare_data
 from embedtune.data.training_file import load_triplets
 from embedtune.data.types import TrainingExample
+from embedtune.errors import DataError
 
 
 def scored(index: int, d: float, phase: str | None = None) -> TrainingExample:

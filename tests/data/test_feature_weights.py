@@ -8,11 +8,11 @@ from pathlib import Path
 import pytest
 
 from embedtune.config import DataConfig
-from embedtune.data.errors import DataError
 from embedtune.data.feature_weights import FeatureWeights, load_feature_weights
 from embedtune.data.prepare import prepare_data
 from embedtune.data.training_file import load_triplets
 from embedtune.data.types import TrainingExample
+from embedtune.errors import DataError
 from tests.data.prepare_files import make_folder
 
 FEATURES = {"location": 2.5, "price": 2.0, "amenities": 1.5}

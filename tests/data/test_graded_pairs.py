@@ -12,9 +12,9 @@ from embedtune.cli import main
 from embedtune.config import ConfigError, CurriculumConfig
 from embedtune.data.builders.graded_pairs import build_graded_pairs, graded_pairs
 from embedtune.data.curriculum import assign_phases
-from embedtune.data.errors import DataError
 from embedtune.data.pairs import PairExample, load_pairs
 from embedtune.data.training_file import load_triplets
+from embedtune.errors import DataError
 
 PHASES = ("easy", "medium", "hard")
 

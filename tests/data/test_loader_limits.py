@@ -9,8 +9,8 @@ import pytest
 
 from embedtune.data import beir, training_file
 from embedtune.data.beir import dataset_files, load_beir, load_corpus, load_qrels
-from embedtune.data.errors import DataError
 from embedtune.data.training_file import load_triplets
+from embedtune.errors import DataError
 
 HEADER = "query-id\tcorpus-id\tscore"
 HUGE = "x" * 1_000_000

@@ -311,7 +311,7 @@ def test_beir_exclusions_hold_in_mining(tmp_path: Path) -> None:
 
 
 def test_load_mining_beir_errors(tmp_path: Path) -> None:
-    from embedtune.data.errors import DataError
+    from embedtune.errors import DataError
 
     folder = write_beir(tmp_path / "beir")
     (folder / "qrels" / "train.tsv").write_text("query-id\tcorpus-id\tscore\nq2\td2\t0\n")
@@ -365,7 +365,7 @@ def test_load_mining_jsonl_with_a_corpus_file(tmp_path: Path) -> None:
 
 
 def test_load_mining_jsonl_appends_missing_positives_and_rejects_conflicting_ids(tmp_path: Path) -> None:
-    from embedtune.data.errors import DataError
+    from embedtune.errors import DataError
 
     corpus = write_jsonl(tmp_path / "corpus.jsonl", [{"id": "p0", "text": "doc a"}])
     path = write_jsonl(tmp_path / "train.jsonl", [{"query": "q", "pos": ["missing"]}])

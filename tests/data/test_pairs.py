@@ -8,7 +8,6 @@ from pathlib import Path
 import pytest
 
 from embedtune.config import DataConfig
-from embedtune.data.errors import DataError
 from embedtune.data.pairs import (
     RELEVANT_LABEL,
     PairExample,
@@ -22,6 +21,7 @@ from embedtune.data.pairs import (
 from embedtune.data.prepare import prepare_data
 from embedtune.data.splits import normalize_query
 from embedtune.data.types import TrainingExample
+from embedtune.errors import DataError
 from tests.data.prepare_files import assert_honest, make_folder, question, texts, train_texts, write_train_file
 
 GOOD = '{"text1": "q0", "text2": "p0", "label": 1}'

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from embedtune.config import DataConfig
-from embedtune.data.errors import DataError
 from embedtune.data.prepare import prepare_data
+from embedtune.errors import DataError
 from tests.data.prepare_files import assert_honest, make_folder, question, write_train_file
 
 # ---------------------------------------------------------------------------------------------- leakage checks

@@ -11,10 +11,10 @@ import pytest
 from embedtune.config import DataConfig
 from embedtune.data.beir import write_beir
 from embedtune.data.document_groups import carve_groups, document_groups
-from embedtune.data.errors import DataError
 from embedtune.data.prepare import PreparedData, prepare_data
 from embedtune.data.splits import normalize_query
 from embedtune.data.types import EvalSplit, RetrievalSet
+from embedtune.errors import DataError
 from tests.data.prepare_files import assert_honest, make_folder
 
 

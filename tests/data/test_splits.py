@@ -5,7 +5,6 @@ from pathlib import Path
 
 import pytest
 
-from embedtune.data.errors import DataError
 from embedtune.data.splits import (
     carve_queries,
     check_disjoint_splits,
@@ -16,6 +15,7 @@ from embedtune.data.splits import (
     seeded_sample,
     split_dev_queries,
 )
+from embedtune.errors import DataError
 
 IDS = [f"q{i}" for i in range(100)]
 

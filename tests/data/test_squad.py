@@ -12,7 +12,7 @@ import pytest
 from embedtune.data.beir import load_beir
 from embedtune.data.builders.sentences import locate_answer, split_sentences
 from embedtune.data.builders.squad import SplitCounts, build_squad_beir, split_articles, split_sizes
-from embedtune.data.errors import DataError
+from embedtune.errors import DataError
 
 KORQUAD_DEV = Path(__file__).resolve().parents[2].parent / "shared/datasets/korquad-v1.0/KorQuAD_v1.0_dev.json"
 TRAIN_ONLY = (1.0, 0.0, 0.0)

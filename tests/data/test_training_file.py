@@ -4,9 +4,9 @@ from pathlib import Path
 
 import pytest
 
-from embedtune.data.errors import DataError
 from embedtune.data.training_file import load_triplets
 from embedtune.data.types import TrainingExample
+from embedtune.errors import DataError
 
 GOOD = '{"query": "q0", "pos": ["p0"]}'
 

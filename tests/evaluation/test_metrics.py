@@ -7,11 +7,10 @@ import numpy as np
 import pytest
 import pytrec_eval
 
+from embedtune.config.metric_names import DEFAULT_METRICS, parse_metric
 from embedtune.evaluation.metrics import (
-    DEFAULT_METRICS,
     evaluate_run,
     evaluate_run_per_query,
-    parse_metric,
     trec_ranking,
     truncate_run,
 )

@@ -4,7 +4,8 @@ import random
 
 import pytest
 
-from embedtune.evaluation.metrics import DEFAULT_METRICS, average_per_query, evaluate_run, evaluate_run_per_query
+from embedtune.config.metric_names import DEFAULT_METRICS
+from embedtune.evaluation.metrics import average_per_query, evaluate_run, evaluate_run_per_query
 
 METRICS = [*DEFAULT_METRICS, "precision@5"]
 

@@ -27,9 +27,9 @@ from sentence_transformers import SentenceTransformer, SentenceTransformerTraine
 
 from embedtune.cli import main
 from embedtune.config import build_config, config_from_dict
-from embedtune.data.errors import DataError
 from embedtune.data.feature_weights import load_feature_weights
 from embedtune.data.prepare import prepare_data
+from embedtune.errors import DataError
 from embedtune.runs import load_run
 from tests.conftest import FRUITS
 from tests.training.test_pipeline import scalar_tags

@@ -8,7 +8,7 @@ import pytest
 from sentence_transformers import SentenceTransformer
 
 from embedtune.cli import main
-from embedtune.data.errors import DataError
+from embedtune.errors import DataError
 from embedtune.search import index as index_module
 from embedtune.search.corpus import load_search_corpus
 from embedtune.search.index import IndexFileError, build_index, load_index

@@ -15,9 +15,9 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from embedtune import runs
 from embedtune.config import CurriculumConfig, build_config
 from embedtune.data.curriculum import assign_phases
-from embedtune.data.errors import DataError
 from embedtune.data.prepare import prepare_data
 from embedtune.data.types import TrainingExample
+from embedtune.errors import DataError
 from embedtune.runs import RunMetrics
 from embedtune.runs.errors import RunRecordError
 from embedtune.training import fine_tune, pipeline

@@ -55,7 +55,7 @@ def test_extra_datasets_are_evaluated_with_both_models(tiny_model_dir, tiny_beir
 
 
 def test_a_missing_extra_dataset_fails_before_any_run_folder(tiny_model_dir, tiny_beir, tmp_path):
-    from embedtune.data.errors import DataError
+    from embedtune.errors import DataError
 
     config = tiny_config(tiny_model_dir, tiny_beir, tmp_path / "runs", f"eval.extra_datasets={tmp_path / 'nope'}")
     with pytest.raises(DataError, match="extra_datasets"):

@@ -15,7 +15,7 @@ from embedtune.cli import cache, data, evaluate, mine, prepare, report, runs, se
 from embedtune.cli.console import configure_console_logging
 from embedtune.cli.doctor import add_doctor_command
 from embedtune.cli.export import add_export_command
-from embedtune.io import describe_os_error
+from embedtune.errors import describe_os_error
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
 

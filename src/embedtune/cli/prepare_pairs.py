@@ -40,7 +40,7 @@ def run_prepare_pairs(args: argparse.Namespace) -> int:
 
     Raises:
         embedtune.config.ConfigError: for bad ``--phases`` or ``--thresholds`` (naming the option).
-        embedtune.data.errors.DataError: for a malformed or unscored mined file; FileExistsError and OSError for OUT.
+        embedtune.errors.DataError: for a malformed or unscored mined file; FileExistsError and OSError for OUT.
     """
     from embedtune.config import ConfigError
     from embedtune.data.builders.graded_pairs import build_graded_pairs

@@ -6,7 +6,7 @@ import os
 from dataclasses import dataclass
 
 from embedtune.config.values import _check_fields, _require, _setting
-from embedtune.io import shorten
+from embedtune.errors import shorten
 
 MAX_SEED = 2**32 - 1  # data.split_seed and train.seed lie in [0, MAX_SEED]
 TEST_SPLIT_BY = ("query", "document")

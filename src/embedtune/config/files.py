@@ -24,7 +24,7 @@ from embedtune.config.values import (
     _unknown,
     config_from_dict,
 )
-from embedtune.io import describe_os_error, shorten
+from embedtune.errors import describe_os_error, shorten
 
 _MAX_DEPTH = 32  # YAML nesting refused beyond this (a config is 3 levels deep)
 MAX_CONFIG_BYTES = 1 << 20  # larger config files are refused unread

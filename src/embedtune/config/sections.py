@@ -7,10 +7,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from embedtune.config.data_section import MAX_SEED, DataConfig, _path
+from embedtune.config.metric_names import DEFAULT_METRICS, parse_metric
 from embedtune.config.modes import TRAIN_MODES, CurriculumConfig, HeadConfig, LoraConfig
 from embedtune.config.values import ConfigError, _check_fields, _require, _setting
-from embedtune.evaluation.metrics import DEFAULT_METRICS, parse_metric
-from embedtune.io import shorten
+from embedtune.errors import shorten
 from embedtune.losses.registry import OBJECTIVES, ignored_settings, readers
 
 LOSS_NAMES = tuple(OBJECTIVES)  # the names embedtune.losses registers

@@ -13,7 +13,7 @@ import typing
 from collections.abc import Mapping
 from typing import Any
 
-from embedtune.io import shorten
+from embedtune.errors import ConfigError, shorten
 
 _NONE_WORDS = frozenset({"none", "null", "~"})
 _BOOL_WORDS = {"true": True, "yes": True, "on": True, "1": True, "false": False, "no": False, "off": False, "0": False}
@@ -22,10 +22,6 @@ _NON_FINITE = re.compile(r"[+-]?(?:nan|inf|infinity)", re.IGNORECASE)
 _FLOAT = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
 _KINDS = {bool: "true/false/yes/no/on/off/1/0", int: "an integer", float: "a number", str: "a string"}
 _KINDS[list] = "a list of strings (or one comma-separated string)"
-
-
-class ConfigError(ValueError):
-    """An invalid setting: unknown key, wrong type or out-of-range value. The message names the setting."""
 
 
 def _setting(default: Any, help: str, default_factory: Any = None) -> Any:

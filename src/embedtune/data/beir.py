@@ -2,7 +2,7 @@
 
 A BEIR folder holds ``corpus.jsonl`` (``_id``, ``title``, ``text``), ``queries.jsonl`` (``_id``, ``text``) and one
 ``qrels/<split>.tsv`` per split (header ``query-id<TAB>corpus-id<TAB>score``). Every problem found while reading is
-raised as a :class:`~embedtune.data.errors.DataError` that names the file, the 1-based line and the field.
+raised as a :class:`~embedtune.errors.DataError` that names the file, the 1-based line and the field.
 """
 
 from __future__ import annotations
@@ -12,9 +12,9 @@ from collections.abc import Container, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-from embedtune.data.errors import DataError, check_unicode, reading
 from embedtune.data.types import Qrels, RetrievalSet
-from embedtune.io import iter_jsonl_objects, iter_text_lines, json_type_name, jsonl_line, shorten, write_lines_atomic
+from embedtune.errors import DataError, check_unicode, reading, shorten
+from embedtune.io import iter_jsonl_objects, iter_text_lines, json_type_name, jsonl_line, write_lines_atomic
 
 CORPUS_FILE = "corpus.jsonl"
 QUERIES_FILE = "queries.jsonl"

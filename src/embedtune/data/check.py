@@ -1,7 +1,7 @@
 """Validate a data set with the regular loaders and describe it: counts, token lengths, duplicates and split leaks.
 
 :func:`check_path` reads a BEIR folder, a training JSONL file or a labelled-pairs JSONL file and returns a
-:class:`CheckReport`; invalid data raises the loaders' :class:`~embedtune.data.errors.DataError` (file, line, field).
+:class:`CheckReport`; invalid data raises the loaders' :class:`~embedtune.errors.DataError` (file, line, field).
 Texts are compared once normalised (:func:`~embedtune.data.splits.normalize_query`: whitespace collapsed, casefolded).
 """
 
@@ -27,12 +27,12 @@ from embedtune.data.check_stats import (
     spread,
 )
 from embedtune.data.check_tokens import DEFAULT_MODEL, TokenCounter, load_token_counter
-from embedtune.data.errors import DataError
 from embedtune.data.feature_weights import load_feature_weights
 from embedtune.data.pairs import RELEVANT_LABEL, PairExample, is_pairs_file, load_pairs
 from embedtune.data.splits import normalize_query
 from embedtune.data.training_file import load_triplets
 from embedtune.data.types import RetrievalSet, TrainingExample
+from embedtune.errors import DataError
 from embedtune.io import iter_jsonl_objects
 
 BEIR, TRAINING, PAIRS = "beir", "training", "pairs"

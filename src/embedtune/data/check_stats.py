@@ -15,7 +15,7 @@ from embedtune.data.check_tokens import DEFAULT_MODEL as DEFAULT_MODEL
 from embedtune.data.check_tokens import WHITESPACE as WHITESPACE
 from embedtune.data.splits import TRAIN_SPLIT, normalize_query
 from embedtune.data.types import RetrievalSet
-from embedtune.io import shorten
+from embedtune.errors import shorten
 
 MAX_EXAMPLES = 5
 """Most examples a warning shows."""

@@ -15,11 +15,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from embedtune.config import CurriculumConfig, ExperimentConfig
-from embedtune.data.errors import DataError
 from embedtune.data.pairs import PairExample
 from embedtune.data.prepare import PreparedData
 from embedtune.data.types import TrainingExample
-from embedtune.io import shorten
+from embedtune.errors import DataError, shorten
 
 SOURCE_PHASE = "phase"
 """Resolved source: each record's ``phase`` field."""

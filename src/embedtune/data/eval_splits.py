@@ -15,9 +15,9 @@ from pathlib import Path
 
 from embedtune.data.beir import QRELS_DIR, load_beir
 from embedtune.data.document_groups import carve_groups, document_groups
-from embedtune.data.errors import DataError, reading
 from embedtune.data.splits import carve_queries, group_by_normalized_text, normalize_query
 from embedtune.data.types import EvalSplit, Qrels, RetrievalSet, TrainingExample
+from embedtune.errors import DataError, reading
 
 BY_QUERY, BY_DOCUMENT = "query", "document"
 """The ways of carving (``data.test_split_by``): queries one by one, or groups sharing relevant documents."""

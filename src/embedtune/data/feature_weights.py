@@ -22,9 +22,9 @@ from typing import Any
 
 import yaml
 
-from embedtune.data.errors import DataError, reading
 from embedtune.data.training_file import float32_weight
-from embedtune.io import MAX_QUOTED_CHARS, json_type_name, read_text, shorten
+from embedtune.errors import MAX_QUOTED_CHARS, DataError, reading, shorten
+from embedtune.io import json_type_name, read_text
 
 COMBINERS: dict[str, Callable[[list[float]], float]] = {"max": max, "sum": math.fsum, "product": math.prod}
 """How the weights of a negative's features combine into its weight, by ``combine`` name."""

@@ -41,7 +41,6 @@ import numpy as np
 
 from embedtune.config import ConfigError
 from embedtune.data.beir import QRELS_DIR, load_beir
-from embedtune.data.errors import DataError
 from embedtune.data.mining_candidates import (
     CandidateRetrieval,
     DenseEncoder,
@@ -57,7 +56,7 @@ from embedtune.data.splits import normalize_query
 from embedtune.data.top_k import DEFAULT_CHUNK_SIZE, SEARCH_KINDS
 from embedtune.data.training_file import load_triplets
 from embedtune.data.types import TrainingExample
-from embedtune.io import shorten
+from embedtune.errors import DataError, shorten
 
 RETRIEVERS = ("dense", "bm25", "both")
 SAMPLING_STRATEGIES = ("top", "random")

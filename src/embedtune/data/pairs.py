@@ -15,10 +15,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from embedtune.data.errors import DataError, check_unicode, reading
 from embedtune.data.splits import normalize_query
 from embedtune.data.types import EvalSplit, TrainingExample
-from embedtune.io import iter_jsonl_objects, iter_text_lines, json_type_name, parse_json, shorten
+from embedtune.errors import DataError, check_unicode, reading, shorten
+from embedtune.io import iter_jsonl_objects, iter_text_lines, json_type_name, parse_json
 
 RELEVANT_LABEL = 0.5
 """Relevance threshold: a pair whose label is at least this makes ``text2`` a positive of ``text1`` (a relevant

@@ -16,7 +16,6 @@ from pathlib import Path
 from embedtune.config import DataConfig
 from embedtune.data.beir import CORPUS_FILE, QRELS_DIR, QUERIES_FILE, check_split_name, load_beir
 from embedtune.data.document_groups import relevant_texts, without_relevant_pairs, without_relevant_positives
-from embedtune.data.errors import DataError, reading
 from embedtune.data.eval_splits import (
     BY_DOCUMENT,
     BY_QUERY,
@@ -32,7 +31,7 @@ from embedtune.data.pairs import PairExample, is_pairs_file, load_pair_groups, p
 from embedtune.data.splits import DEV_SPLIT, TEST_SPLIT, TRAIN_SPLIT, check_disjoint_splits, normalize_query
 from embedtune.data.training_file import load_triplets
 from embedtune.data.types import EvalSplit, RetrievalSet, TrainingExample
-from embedtune.io import shorten
+from embedtune.errors import DataError, reading, shorten
 
 __all__ = ["EvalSplit", "PreparedData", "examples_from_qrels", "prepare_data"]
 

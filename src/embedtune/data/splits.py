@@ -9,9 +9,8 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TypeVar
 
-from embedtune.data.errors import DataError
 from embedtune.data.types import Qrels
-from embedtune.io import shorten
+from embedtune.errors import DataError, shorten
 
 TRAIN_SPLIT = "train"
 DEV_SPLIT = "dev"

@@ -18,9 +18,9 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from embedtune.data.errors import DataError, check_unicode, reading
 from embedtune.data.types import TrainingExample
-from embedtune.io import iter_jsonl_objects, json_type_name, jsonl_line, shorten, write_lines_atomic
+from embedtune.errors import DataError, check_unicode, reading, shorten
+from embedtune.io import iter_jsonl_objects, json_type_name, jsonl_line, write_lines_atomic
 
 if TYPE_CHECKING:  # feature_weights imports this module
     from embedtune.data.feature_weights import FeatureWeights

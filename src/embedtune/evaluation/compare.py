@@ -17,8 +17,9 @@ from typing import TYPE_CHECKING, Any
 
 from sentence_transformers import SentenceTransformer
 
+from embedtune.config.metric_names import DEFAULT_METRICS
 from embedtune.data.types import EvalSplit
-from embedtune.evaluation.metrics import DEFAULT_METRICS, average_per_query
+from embedtune.evaluation.metrics import average_per_query
 from embedtune.evaluation.report import format_side_by_side
 from embedtune.evaluation.significance import PairedComparison, compare_per_query
 from embedtune.io import jsonl_line, write_json_atomic, write_lines_atomic
@@ -310,7 +311,7 @@ def load_datasets(specs: Sequence[str], default_split: str = "test") -> list[Eva
 
     Raises:
         ValueError: if ``specs`` is empty or names one folder and split twice.
-        embedtune.data.errors.DataError: naming the folder or file when one is missing or malformed, or a split has
+        embedtune.errors.DataError: naming the folder or file when one is missing or malformed, or a split has
             no judgement with score > 0.
     """
     from embedtune.data.beir import QRELS_DIR, load_beir

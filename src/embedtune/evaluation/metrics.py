@@ -14,55 +14,18 @@ Conventions:
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable, Mapping, Sequence
 
 import pytrec_eval
 
+from embedtune.config.metric_names import DEFAULT_METRICS, parse_metric
 from embedtune.data.types import Qrels
-
-DEFAULT_METRICS: tuple[str, ...] = ("ndcg@10", "map@100", "recall@10", "recall@100", "mrr@10")
-"""Metrics reported when none are asked for."""
 
 Run = dict[str, dict[str, float]]
 """Retrieval results: query id -> document id -> score (higher ranks first)."""
 
 _TREC_MEASURES: dict[str, str] = {"ndcg": "ndcg_cut", "map": "map_cut", "recall": "recall", "precision": "P"}
 """Metric family -> trec_eval measure taking the cut-off as its parameter (``ndcg_cut.7`` -> ``ndcg_cut_7``)."""
-
-_METRIC_PATTERN = re.compile(r"^(ndcg|map|recall|precision|mrr)@([1-9][0-9]*)$")
-_ACCEPTED_FORMS = "ndcg@k, map@k, recall@k, precision@k, mrr@k (k a positive integer, case-insensitive)"
-
-
-def parse_metric(name: str) -> tuple[str, int]:
-    """Split a metric name such as ``"nDCG@10"`` into its family and cut-off.
-
-    Args:
-        name: ``<family>@<k>`` with family one of ndcg, map, recall, precision, mrr (any case) and k >= 1.
-
-    Returns:
-        ``(family, k)`` with the family lower-cased, e.g. ``("ndcg", 10)``.
-
-    Raises:
-        ValueError: if ``name`` is not one of the accepted forms.
-    """
-    match = _METRIC_PATTERN.match(name.strip().lower())
-    if match is None:
-        raise ValueError(f"unsupported metric {name!r}; accepted forms: {_ACCEPTED_FORMS}")
-    return match.group(1), int(match.group(2))
-
-
-_DISPLAY_FAMILIES = {"ndcg": "nDCG", "map": "MAP", "recall": "Recall", "precision": "P", "mrr": "MRR"}
-
-
-def display_name(name: str) -> str:
-    """Return the field's spelling of a metric name: ``"ndcg@10"`` -> ``"nDCG@10"``, ``"mrr@10"`` -> ``"MRR@10"``.
-
-    Raises:
-        ValueError: if ``name`` is not a supported metric (see :func:`parse_metric`).
-    """
-    family, k = parse_metric(name)
-    return f"{_DISPLAY_FAMILIES[family]}@{k}"
 
 
 def evaluate_run(qrels: Qrels, run: Run, metrics: Sequence[str] = DEFAULT_METRICS) -> dict[str, float]:

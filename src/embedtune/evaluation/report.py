@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-from embedtune.evaluation.metrics import display_name
+from embedtune.config.metric_names import display_name
 
 
 def format_comparison(base: dict[str, float], fine_tuned: dict[str, float], split: str = "test") -> str:

@@ -9,13 +9,12 @@ from sentence_transformers import SentenceTransformer
 from sentence_transformers.base.evaluation.evaluator import BaseEvaluator
 from torch import Tensor
 
+from embedtune.config.metric_names import DEFAULT_METRICS, parse_metric
 from embedtune.data.types import Qrels
 from embedtune.evaluation.metrics import (
-    DEFAULT_METRICS,
     average_per_query,
     evaluate_run,
     evaluate_run_per_query,
-    parse_metric,
 )
 from embedtune.search.retrieve import encode_documents, encode_queries, rank
 
@@ -34,7 +33,7 @@ class RetrievalEvaluator(BaseEvaluator):
         queries: Query id -> text (only ids present in ``qrels`` are evaluated).
         qrels: Query id -> document id -> graded relevance.
         name: Prefix of the returned metric names, e.g. ``"dev"`` gives ``"dev_ndcg@10"``.
-        metrics: Metric names, see :func:`embedtune.evaluation.metrics.parse_metric`.
+        metrics: Metric names, see :func:`embedtune.config.metric_names.parse_metric`.
         primary_metric: The metric that selects checkpoints.
         batch_size: Texts per forward pass.
         progress: Show encoding progress bars; ``None`` shows them when stderr is a terminal.

@@ -136,7 +136,7 @@ def load_training_positives(path: str | Path) -> tuple[set[str], set[str]]:
         ``(document ids, texts)`` as :func:`training_positives`.
 
     Raises:
-        embedtune.data.errors.DataError: naming the file, line and field, if the data cannot be read or is invalid.
+        embedtune.errors.DataError: naming the file, line and field, if the data cannot be read or is invalid.
     """
     from embedtune.data.beir import load_beir
     from embedtune.data.training_file import load_triplets

@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from embedtune.evaluation.metrics import display_name
+from embedtune.config.metric_names import display_name
 
 TIE_TOLERANCE = 1e-9
 """Per-query differences with ``|d| <= TIE_TOLERANCE`` are ties, and are taken as exactly 0 by the tests."""

@@ -20,7 +20,7 @@ import torch.distributed as dist
 from sentence_transformers.util import all_gather_with_grad
 from torch import Tensor
 
-from embedtune.config.values import ConfigError
+from embedtune.errors import ConfigError
 
 logger = logging.getLogger(__name__)
 

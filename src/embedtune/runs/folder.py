@@ -9,7 +9,7 @@ import subprocess
 from datetime import datetime
 from pathlib import Path
 
-from embedtune.io import describe_os_error, shorten
+from embedtune.errors import describe_os_error, shorten
 from embedtune.runs.errors import RunStoreError
 
 MAX_FOLDER_ATTEMPTS = 999

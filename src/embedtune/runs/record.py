@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from embedtune.io import describe_os_error
+from embedtune.errors import describe_os_error
 from embedtune.runs.errors import RunRecordError
 from embedtune.runs.validate import FieldReader, curriculum_field, trainable_parameters_field
 

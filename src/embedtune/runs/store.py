@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from embedtune.io import describe_os_error
+from embedtune.errors import describe_os_error
 from embedtune.runs.errors import RunRecordError, RunStoreError
 from embedtune.runs.record import (
     METRICS_FILE,

@@ -8,7 +8,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, NoReturn
 
-from embedtune.io import json_type_name, shorten
+from embedtune.errors import shorten
+from embedtune.io import json_type_name
 from embedtune.runs.errors import RunRecordError
 
 

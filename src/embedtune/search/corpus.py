@@ -1,7 +1,7 @@
 """Documents to index: an in-memory corpus, or a file (BEIR ``corpus.jsonl``, ``{"id","text"}`` JSONL, BEIR folder).
 
 Files are read and validated completely before any model is loaded; every problem is a
-:class:`~embedtune.data.errors.DataError` naming the file, the 1-based line and the field.
+:class:`~embedtune.errors.DataError` naming the file, the 1-based line and the field.
 """
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from embedtune.data.beir import CORPUS_FILE, load_corpus, record_id, required_string
-from embedtune.data.errors import DataError, reading
-from embedtune.io import iter_jsonl_objects, shorten
+from embedtune.errors import DataError, reading, shorten
+from embedtune.io import iter_jsonl_objects
 
 Corpus = Mapping[str, str] | Sequence[str]
 """Document id -> text, or a list of texts (ids are then the positions ``"0"``, ``"1"``, ...)."""

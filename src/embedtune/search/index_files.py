@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from embedtune.data.errors import DataError, reading
-from embedtune.io import iter_jsonl_objects, json_type_name, parse_json, read_text, shorten
+from embedtune.errors import DataError, reading, shorten
+from embedtune.io import iter_jsonl_objects, json_type_name, parse_json, read_text
 from embedtune.search.vectors import SIMILARITY_METRICS, import_faiss
 
 INDEX_FILE, IDS_FILE, TEXTS_FILE, INFO_FILE = "index.faiss", "ids.json", "texts.jsonl", "index.json"

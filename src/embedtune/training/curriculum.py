@@ -154,7 +154,7 @@ def build_curriculum(config: ExperimentConfig, data: PreparedData, dataset: Data
         The plan, or ``None`` when the curriculum is off.
 
     Raises:
-        embedtune.data.errors.DataError: as :func:`embedtune.data.curriculum.check_curriculum`.
+        embedtune.errors.DataError: as :func:`embedtune.data.curriculum.check_curriculum`.
         ValueError: if the dataset's rows do not match the data.
     """
     assignment = check_curriculum(config, data)

@@ -101,7 +101,7 @@ def run_training(config: ExperimentConfig, resume: Path | None = None) -> RunRes
         The run folder, its metrics and the selection.
 
     Raises:
-        embedtune.data.errors.DataError: for malformed data, before any model is loaded or folder created.
+        embedtune.errors.DataError: for malformed data, before any model is loaded or folder created.
         embedtune.runs.RunStoreError: if the runs folder cannot be created, or ``resume`` names a run that finished,
             is still running or whose data changed, before any model is loaded.
         embedtune.models.loading.ModelNotFoundError: if the model cannot be loaded, before any folder is created.

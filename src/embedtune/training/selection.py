@@ -19,8 +19,8 @@ from sentence_transformers import SentenceTransformer
 
 from embedtune.cache import EmbeddingCache
 from embedtune.config import ExperimentConfig
+from embedtune.config.metric_names import display_name
 from embedtune.data.types import EvalSplit
-from embedtune.evaluation.metrics import display_name
 from embedtune.evaluation.retrieval_evaluator import RetrievalEvaluator
 from embedtune.evaluation.significance import PairedComparison, compare_per_query
 from embedtune.runs import CHOSEN_BASE, CHOSEN_FINE_TUNED, Selection

@@ -23,8 +23,8 @@ from embedtune.data.builders.pair_methods import (
     remove_span,
     title_pair,
 )
-from embedtune.data.errors import DataError
 from embedtune.data.splits import normalize_query
+from embedtune.errors import DataError
 
 WHITESPACE = WhitespaceTokenizer()
 TOPICS = "river engine forest harbor glacier violin castle desert comet garden orchard lantern".split()

@@ -14,7 +14,7 @@ from embedtune.data.builders.python_code import (
     extract_functions,
     iter_python_modules,
 )
-from embedtune.data.errors import DataError
+from embedtune.errors import DataError
 
 PACKAGES = ("alpha", "bravo", "charlie", "delta", "echo", "foxtrot")
 

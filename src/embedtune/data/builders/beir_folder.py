@@ -15,7 +15,8 @@ from typing import Any
 
 from embedtune.data.beir import CORPUS_FILE, QRELS_DIR, QRELS_HEADER, QUERIES_FILE, check_split_name
 from embedtune.data.types import Qrels
-from embedtune.io import jsonl_line, shorten, write_lines_atomic
+from embedtune.errors import shorten
+from embedtune.io import jsonl_line, write_lines_atomic
 
 BEIR_ENTRIES = frozenset({CORPUS_FILE, QUERIES_FILE, QRELS_DIR})
 """The only names ``overwrite`` agrees to replace in an existing destination folder."""

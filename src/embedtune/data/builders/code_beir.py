@@ -31,8 +31,8 @@ from embedtune.data.builders.python_code import (
     parse_source,
 )
 from embedtune.data.builders.squad import check_split_fractions
-from embedtune.data.errors import DataError, reading
 from embedtune.data.types import Qrels
+from embedtune.errors import DataError, reading
 
 DEFAULT_SEED = 42
 DEFAULT_FRACTIONS = (0.8, 0.1, 0.1)

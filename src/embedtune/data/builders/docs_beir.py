@@ -54,9 +54,9 @@ from embedtune.data.builders.pair_methods import (
 )
 from embedtune.data.builders.sentences import Span
 from embedtune.data.builders.squad import check_split_fractions
-from embedtune.data.errors import DataError
 from embedtune.data.splits import normalize_query
 from embedtune.data.types import Qrels
+from embedtune.errors import DataError
 
 DEFAULT_SEED = 42
 DEFAULT_FRACTIONS = (0.8, 0.1, 0.1)

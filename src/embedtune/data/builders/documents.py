@@ -23,9 +23,9 @@ from pathlib import Path
 from typing import Any
 
 from embedtune.data.beir import record_id
-from embedtune.data.errors import DataError, reading
 from embedtune.data.html_text import html_to_text
 from embedtune.data.splits import group_by_hash_split
+from embedtune.errors import DataError, reading
 from embedtune.io import iter_jsonl_objects, json_type_name, read_text
 
 TEXT_SUFFIXES = (".txt",)

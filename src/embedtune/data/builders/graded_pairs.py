@@ -71,7 +71,7 @@ def graded_pairs(
 
     Raises:
         embedtune.config.ConfigError: for bad phases or thresholds (naming ``curriculum.phases``/``thresholds``).
-        embedtune.data.errors.DataError: naming ``origin`` and ``neg_scores`` for records without mined scores.
+        embedtune.errors.DataError: naming ``origin`` and ``neg_scores`` for records without mined scores.
     """
     config = CurriculumConfig(
         enabled=True,
@@ -118,7 +118,7 @@ def build_graded_pairs(
     Raises:
         FileExistsError: if ``out`` exists and ``overwrite`` is false; IsADirectoryError if it is a folder;
             FileNotFoundError if its folder is missing — all before reading anything.
-        embedtune.data.errors.DataError: for a malformed or unscored mined file (file, line and field).
+        embedtune.errors.DataError: for a malformed or unscored mined file (file, line and field).
         embedtune.config.ConfigError: for bad phases or thresholds.
     """
     mined_file, out = Path(mined_file), Path(out)

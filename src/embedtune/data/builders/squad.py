@@ -28,9 +28,9 @@ from typing import Any
 from embedtune.data.builders.beir_folder import check_destination, write_beir_folder
 from embedtune.data.builders.sentences import Span, locate_answer, sentences_covering, split_sentences
 from embedtune.data.builders.squad_read import SquadFile, SquadParagraph, SquadQuestion, read_squad
-from embedtune.data.errors import DataError
 from embedtune.data.splits import DEV_SPLIT, TEST_SPLIT, TRAIN_SPLIT, check_fractions
 from embedtune.data.types import Qrels
+from embedtune.errors import DataError
 
 SPLITS = (TRAIN_SPLIT, DEV_SPLIT, TEST_SPLIT)
 """Split names, in the order of the fractions."""

@@ -1,7 +1,7 @@
 """Read and validate a SQuAD-format QA file (SQuAD v1.1/v2, KorQuAD 1.0, XQuAD) into plain records.
 
 Schema: ``{"data": [{"title", "paragraphs": [{"context", "qas": [{"id", "question", "answers": [{"text",
-"answer_start"}], "is_impossible"?}]}]}]}``. Every problem is a :class:`~embedtune.data.errors.DataError` naming the
+"answer_start"}], "is_impossible"?}]}]}]}``. Every problem is a :class:`~embedtune.errors.DataError` naming the
 file and the JSON path of the bad value as the field, e.g. ``data[3].paragraphs[2].qas[0].question`` (the line is
 ``None``: the file is one JSON document).
 """
@@ -12,9 +12,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from embedtune.data.errors import DataError, reading
 from embedtune.data.html_text import html_to_text, normalize_whitespace
-from embedtune.io import json_type_name, parse_json, read_text, shorten
+from embedtune.errors import DataError, reading, shorten
+from embedtune.io import json_type_name, parse_json, read_text
 
 _ID_FORBIDDEN = ("\t", "\n", "\r")
 """Characters an id may not hold: they would break the ``qrels/*.tsv`` rows."""

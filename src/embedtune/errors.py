@@ -1,6 +1,9 @@
-"""The single error type raised for bad input data, the guard that turns failures while reading into it, and more.
+"""The errors a user meets and how their messages quote input: the lowest layer, importing nothing of embedtune.
 
-Also here: the check that a text decoded from JSON is valid Unicode (no lone surrogate).
+:class:`DataError` (bad input data, located by file, line and field), the guard that turns failures while reading
+into it (:func:`reading`), the check that a text decoded from JSON is valid Unicode (:func:`check_unicode`),
+:class:`ConfigError` (a bad setting) and the helpers that keep messages short (:func:`shorten`,
+:func:`describe_os_error`).
 """
 
 from __future__ import annotations
@@ -8,9 +11,28 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
+
+MAX_QUOTED_CHARS = 80
+"""Longest piece of user input quoted in an error message; longer values are cut with ``...``."""
 
 MAX_PATH_CHARS = 200
 """Longest file path shown as is in a message; longer ones (or ones with control characters) are shortened."""
+
+
+def shorten(value: Any, limit: int = MAX_QUOTED_CHARS) -> str:
+    """Return ``repr(value)`` cut to about ``limit`` characters, so that messages never echo megabytes of input."""
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[: limit - 3]}... ({len(text)} chars)"
+
+
+def describe_os_error(error: OSError) -> str:
+    """One line for an OS error: its reason (``Permission denied``, ``File name too long`` ...) without errno noise."""
+    return error.strerror or str(error) or type(error).__name__
+
+
+class ConfigError(ValueError):
+    """An invalid setting: unknown key, wrong type or out-of-range value. The message names the setting."""
 
 
 class DataError(ValueError):
@@ -72,8 +94,6 @@ def _display_path(path: Path) -> str:
     text = str(path)
     if len(text) <= MAX_PATH_CHARS and text.isprintable():
         return text
-    from embedtune.io import shorten  # imported here: embedtune.io imports this module
-
     return shorten(text, MAX_PATH_CHARS)
 
 
@@ -104,8 +124,6 @@ def reading(path: str | Path) -> Iterator[None]:
 
 def _describe(error: Exception) -> str:
     """One short line for an unexpected exception: its reason without errno noise or megabytes of input."""
-    from embedtune.io import describe_os_error, shorten  # imported here: embedtune.io imports this module
-
     if isinstance(error, OSError):
         return describe_os_error(error)
     if isinstance(error, RecursionError):
