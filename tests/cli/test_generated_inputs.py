@@ -22,7 +22,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from embedtune.cli import main
-from embedtune.models.loading import ModelNotFoundError, check_model_available
+from embedtune.model_paths import ModelNotFoundError, check_model_available
 from embedtune.training import pipeline
 
 CASES = settings(

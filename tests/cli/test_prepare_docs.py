@@ -152,7 +152,7 @@ def test_prepare_docs_default_tokenizer(tmp_path: Path, capsys: pytest.CaptureFi
     assert code == 0 and "tokenizer all-MiniLM-L6-v2" in printed
     from transformers import AutoTokenizer
 
-    from embedtune.models.loading import resolve_model_path
+    from embedtune.model_paths import resolve_model_path
 
     tokenizer = AutoTokenizer.from_pretrained(resolve_model_path("all-MiniLM-L6-v2"))
     corpus = [json.loads(line) for line in (out / "corpus.jsonl").read_text(encoding="utf-8").splitlines()]

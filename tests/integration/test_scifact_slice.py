@@ -11,7 +11,7 @@ from sentence_transformers import SentenceTransformer
 from embedtune.config import build_config
 from embedtune.data.beir import load_beir, write_beir
 from embedtune.data.types import RetrievalSet
-from embedtune.models.loading import packaged_minilm_path
+from embedtune.model_paths import packaged_minilm_path
 from embedtune.training.pipeline import run_training
 
 SCIFACT = Path(__file__).resolve().parents[2].parent / "shared" / "datasets" / "scifact"

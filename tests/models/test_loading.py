@@ -11,14 +11,10 @@ import huggingface_hub.constants
 import pytest
 from huggingface_hub.errors import GatedRepoError, RepositoryNotFoundError
 
+from embedtune import model_paths
+from embedtune.model_paths import ModelNotFoundError, check_model_available, hub_repo_id, resolve_model_path
 from embedtune.models import loading
-from embedtune.models.loading import (
-    ModelNotFoundError,
-    check_model_available,
-    hub_repo_id,
-    load_model,
-    resolve_model_path,
-)
+from embedtune.models.loading import load_model
 
 
 @pytest.mark.parametrize("name", ["all-MiniLM-L6-v2", "sentence-transformers/all-MiniLM-L6-v2"])
@@ -153,8 +149,8 @@ def test_hub_name_the_hub_confirms_passes_after_one_short_question(empty_hub_cac
     asked = []
     monkeypatch.setattr(huggingface_hub.HfApi, "model_info", lambda self, repo_id, **kw: asked.append((repo_id, kw)))
     assert check_model_available("intfloat/e5-small-v2") == "intfloat/e5-small-v2"
-    assert asked == [("intfloat/e5-small-v2", {"timeout": loading.HUB_CHECK_TIMEOUT_S})]
-    assert loading.HUB_CHECK_TIMEOUT_S <= 10
+    assert asked == [("intfloat/e5-small-v2", {"timeout": model_paths.HUB_CHECK_TIMEOUT_S})]
+    assert model_paths.HUB_CHECK_TIMEOUT_S <= 10
 
 
 @pytest.mark.parametrize(("name", "repo_id"), [("my-model", "sentence-transformers/my-model"), ("org/x", "org/x")])

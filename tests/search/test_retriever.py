@@ -7,7 +7,7 @@ import torch
 from sentence_transformers import SentenceTransformer, models
 
 import embedtune
-from embedtune.models.loading import ModelNotFoundError
+from embedtune.model_paths import ModelNotFoundError
 from embedtune.models.prompts import set_prompts
 from embedtune.search.encoding import ModelMismatchError
 from embedtune.search.index import build_index

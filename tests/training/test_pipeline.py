@@ -9,7 +9,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from embedtune import runs
 from embedtune.config import build_config
 from embedtune.errors import DataError
-from embedtune.models.loading import ModelNotFoundError
+from embedtune.model_paths import ModelNotFoundError
 from embedtune.training import fine_tune, pipeline
 from embedtune.training.pipeline import RunFailedError, run_training
 

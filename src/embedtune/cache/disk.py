@@ -19,6 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from embedtune.cache.chunks import CHUNK_SUFFIX, TEMP_SUFFIX, CorruptChunkError, read_chunk_header
+from embedtune.io import write_json_atomic
+from embedtune.model_paths import model_source
 
 logger = logging.getLogger(__name__)
 
@@ -62,8 +64,6 @@ def write_model_file(folder: Path, model: Any, fingerprint: str) -> None:
     """
     if (folder / MODEL_FILE).is_file():
         return
-    from embedtune.io import write_json_atomic
-    from embedtune.search.encoding import model_source
 
     created = datetime.now(timezone.utc).isoformat(timespec="seconds")
     write_json_atomic(

@@ -71,7 +71,7 @@ def run_eval(args: argparse.Namespace) -> int:
 
     Raises:
         ValueError: on a bad setting, an existing ``--out``, a model given twice or bad data (DataError).
-        embedtune.models.loading.ModelNotFoundError: if a model cannot be found.
+        embedtune.model_paths.ModelNotFoundError: if a model cannot be found.
     """
     from embedtune.cache import EmbeddingCache
     from embedtune.evaluation import compare
@@ -114,7 +114,7 @@ def resolve_model_reference(ref: str, runs_dir: str) -> str:
     """Turn ``--model`` into something loadable: a run folder or run name gives its ``model/``; else ``ref``.
 
     Raises:
-        embedtune.models.loading.ModelNotFoundError: if ``ref`` is neither a run nor an available model.
+        embedtune.model_paths.ModelNotFoundError: if ``ref`` is neither a run nor an available model.
     """
     from embedtune.evaluation.compare import resolve_model_source
 

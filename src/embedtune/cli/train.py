@@ -129,7 +129,7 @@ def _resume(args: argparse.Namespace, settings_given: list[str]) -> int:
 def _check(config: ExperimentConfig) -> int:
     from embedtune.data.curriculum import check_curriculum
     from embedtune.data.prepare import prepare_data
-    from embedtune.models.loading import check_model_available
+    from embedtune.model_paths import check_model_available
     from embedtune.runs import check_runs_dir
     from embedtune.training.modes import check_mode_libraries
 

@@ -7,6 +7,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from embedtune.model_paths import ModelNotFoundError, check_model_available
+
 WHITESPACE = "whitespace"
 """The ``--model`` value that counts whitespace-separated words instead of a model's tokens."""
 DEFAULT_MODEL = "all-MiniLM-L6-v2"
@@ -43,8 +45,8 @@ def whitespace_counter(max_seq_length: int | None = None) -> TokenCounter:
 def load_token_counter(model: str = DEFAULT_MODEL, max_seq_length: int | None = None) -> TokenCounter:
     """Return a token counter for ``model``: a model folder or name, or ``"whitespace"``.
 
-    The model is resolved offline-first (:func:`~embedtune.models.loading.check_model_available`, which uses
-    :func:`~embedtune.models.loading.resolve_model_path`: the packaged all-MiniLM-L6-v2 needs no network); for a
+    The model is resolved offline-first (:func:`~embedtune.model_paths.check_model_available`, which uses
+    :func:`~embedtune.model_paths.resolve_model_path`: the packaged all-MiniLM-L6-v2 needs no network); for a
     sentence-transformers folder the tokenizer and ``sentence_bert_config.json`` are read from its Transformer
     module (the folder itself or the sub-folder ``modules.json`` names). The limit is, in this order,
     ``max_seq_length``, the config's ``max_seq_length``, the tokenizer's ``model_max_length``.
@@ -65,8 +67,6 @@ def load_token_counter(model: str = DEFAULT_MODEL, max_seq_length: int | None = 
     if model == WHITESPACE:
         return whitespace_counter(max_seq_length)
     from transformers import AutoTokenizer
-
-    from embedtune.models.loading import ModelNotFoundError, check_model_available
 
     folder = _transformer_folder(check_model_available(model))
     try:

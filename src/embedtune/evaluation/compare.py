@@ -235,11 +235,11 @@ def resolve_model_source(ref: str, runs_dir: str | Path) -> ModelSource:
         The :class:`ModelSource` labelled ``ref``; for a run, with its folder and recorded base model.
 
     Raises:
-        embedtune.models.loading.ModelNotFoundError: if ``ref`` is neither a run nor an available model.
+        embedtune.model_paths.ModelNotFoundError: if ``ref`` is neither a run nor an available model.
         embedtune.runs.RunStoreError: if ``runs_dir`` exists but cannot be listed.
     """
     from embedtune import runs
-    from embedtune.models.loading import PACKAGED_MODEL_ALIASES, check_model_available
+    from embedtune.model_paths import PACKAGED_MODEL_ALIASES, check_model_available
 
     candidate = Path(ref).expanduser()
     run_folder: Path | None = None
@@ -270,10 +270,10 @@ def default_baseline(models: Sequence[ModelSource]) -> ModelSource | None:
         model (labelled with the recorded name, resolved as a model name or folder, never as a run); else ``None``.
 
     Raises:
-        embedtune.models.loading.ModelNotFoundError: if the shared base model cannot be found here (the message
+        embedtune.model_paths.ModelNotFoundError: if the shared base model cannot be found here (the message
             suggests ``--baseline`` or ``--no-baseline``).
     """
-    from embedtune.models.loading import ModelNotFoundError, check_model_available
+    from embedtune.model_paths import ModelNotFoundError, check_model_available
 
     bases = {model.base_model for model in models}
     if not models or any(model.run is None for model in models) or len(bases) != 1 or None in bases:

@@ -51,17 +51,6 @@ def apply_prompts(model: SentenceTransformer, prompts: dict[str, str]) -> None:
     model.prompts[DOCUMENT_PROMPT_NAMES[0]] = prompts.get("document", "")
 
 
-def model_source(model: SentenceTransformer) -> str | None:
-    """Guess the folder or hub name a loaded model came from (its first module's ``_name_or_path``), or ``None``."""
-    try:
-        name = model[0].auto_model.config._name_or_path
-    except (AttributeError, IndexError, KeyError, TypeError):
-        return None
-    if not isinstance(name, str) or not name:
-        return None
-    return str(Path(name).resolve()) if Path(name).is_dir() else name
-
-
 def encode_texts(
     model: SentenceTransformer,
     texts: list[str],
@@ -106,8 +95,13 @@ def encode_texts(
     return as_float32_matrix(embeddings)
 
 
-def model_fingerprint(model: SentenceTransformer) -> tuple[int, list[float]]:
-    """Encode :data:`FINGERPRINT_TEXT` without any prompt.
+def output_fingerprint(model: SentenceTransformer) -> tuple[int, list[float]]:
+    """Encode a fixed probe text: tells an index's model apart by what it outputs, not by its bytes.
+
+    Not the embedding cache's key (:func:`embedtune.cache.fingerprint.model_fingerprint`, a hash of the weights,
+    tokenizer and encoding settings): a saved index must also accept the same model re-saved or re-loaded elsewhere.
+
+    The probe is :data:`FINGERPRINT_TEXT`, encoded without any prompt.
 
     Returns:
         ``(dim, components)``: the embedding dimension and the first :data:`FINGERPRINT_DIMS` components of the
@@ -133,7 +127,7 @@ def check_model_matches(model: SentenceTransformer, info: IndexInfo, index_dir: 
             weights) or the query/document prompts differ.
     """
     built_with = f"index {index_dir} was built with model {info.model_reference or info.model_path!r}"
-    dim, fingerprint = model_fingerprint(model)
+    dim, fingerprint = output_fingerprint(model)
     if dim != info.dimension:
         raise ModelMismatchError(
             f"{built_with} ({info.dimension}-dimensional embeddings) but model {label!r} gives {dim}-dimensional "

@@ -24,10 +24,11 @@ import numpy as np
 from sentence_transformers import SentenceTransformer
 
 from embedtune.io import jsonl_line, write_json_atomic, write_lines_atomic
-from embedtune.models.loading import load_model, resolve_model_path
+from embedtune.model_paths import model_source, resolve_model_path
+from embedtune.models.loading import load_model
 from embedtune.search import index_files
 from embedtune.search.corpus import Corpus, corpus_columns, load_search_corpus
-from embedtune.search.encoding import encode_texts, model_fingerprint, model_prompts, model_similarity, model_source
+from embedtune.search.encoding import encode_texts, model_prompts, model_similarity, output_fingerprint
 from embedtune.search.index_files import IDS_FILE, INDEX_FILE, INFO_FILE, TEXTS_FILE, IndexFileError, IndexInfo
 from embedtune.search.vectors import EXACT_MAX_DOCS, create_vector_index, import_faiss, search_vectors
 
@@ -100,7 +101,7 @@ def create_search_index(
     logger.info("encoding %d documents", len(texts))
     embeddings = encode_texts(model, texts, "document", batch_size, progress)  # (n, dim)
     vectors, parameters = create_vector_index(embeddings, kind, similarity, **index_settings)
-    _, fingerprint = model_fingerprint(model)
+    _, fingerprint = output_fingerprint(model)
     source = model_source(model)
     from embedtune import __version__
 

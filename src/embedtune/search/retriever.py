@@ -15,9 +15,10 @@ from typing import Any
 import numpy as np
 from sentence_transformers import SentenceTransformer
 
-from embedtune.models.loading import ModelNotFoundError, load_model, resolve_model_path
+from embedtune.model_paths import ModelNotFoundError, model_source, resolve_model_path
+from embedtune.models.loading import load_model
 from embedtune.search.corpus import Corpus
-from embedtune.search.encoding import apply_prompts, check_model_matches, encode_texts, model_similarity, model_source
+from embedtune.search.encoding import apply_prompts, check_model_matches, encode_texts, model_similarity
 from embedtune.search.index import SearchIndex, create_search_index, load_index, save_index
 
 

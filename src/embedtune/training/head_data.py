@@ -269,7 +269,7 @@ def guide_tables(
         or the guide is the frozen encoder itself (its embeddings are then the tables').
 
     Raises:
-        embedtune.models.loading.ModelNotFoundError: if the guide model cannot be loaded.
+        embedtune.model_paths.ModelNotFoundError: if the guide model cannot be loaded.
     """
     if not (config.loss.name == "infonce" and config.loss.guide and config.loss.guide_model is not None):
         return None

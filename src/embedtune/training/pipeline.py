@@ -27,7 +27,8 @@ from embedtune.evaluation.seen_unseen import seen_queries, split_comparison, tra
 from embedtune.io import file_sha256, write_json_atomic
 from embedtune.losses import matryoshka_dims
 from embedtune.losses.distributed import join_process_group
-from embedtune.models.loading import check_model_available, load_model
+from embedtune.model_paths import check_model_available
+from embedtune.models.loading import load_model
 from embedtune.models.prompts import set_prompts
 from embedtune.runs import CHOSEN_BASE, Report, RunMetrics, Selection, check_runs_dir, fail_run, finish_run, start_run
 from embedtune.runs.writer import check_resumable, is_main_process, resume_run, run_on_main_process
@@ -104,7 +105,7 @@ def run_training(config: ExperimentConfig, resume: Path | None = None) -> RunRes
         embedtune.errors.DataError: for malformed data, before any model is loaded or folder created.
         embedtune.runs.RunStoreError: if the runs folder cannot be created, or ``resume`` names a run that finished,
             is still running or whose data changed, before any model is loaded.
-        embedtune.models.loading.ModelNotFoundError: if the model cannot be loaded, before any folder is created.
+        embedtune.model_paths.ModelNotFoundError: if the model cannot be loaded, before any folder is created.
         RunFailedError: if anything fails once the run folder exists (the run is then recorded as failed).
     """
     started = time.time()
@@ -189,7 +190,7 @@ def load_base_model(config: ExperimentConfig) -> SentenceTransformer:
     """Load the base model with the configured sequence length and store the configured prefixes as its prompts.
 
     Raises:
-        embedtune.models.loading.ModelNotFoundError: if the model cannot be found or loaded.
+        embedtune.model_paths.ModelNotFoundError: if the model cannot be found or loaded.
     """
     model = load_model(config.model.name_or_path, config.model.max_seq_length)
     set_prompts(model, config.model.query_prefix, config.model.passage_prefix)

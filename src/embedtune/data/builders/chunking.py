@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from embedtune.data.builders.sentences import Span, split_sentences
+from embedtune.model_paths import resolve_model_path
 
 WHITESPACE = "whitespace"
 """``--tokenizer`` value naming :class:`WhitespaceTokenizer`."""
@@ -99,7 +100,7 @@ def load_tokenizer(name: str = DEFAULT_TOKENIZER) -> Tokenizer:
 
     Args:
         name: ``"whitespace"``, or a model folder or name resolved by
-            :func:`embedtune.models.loading.resolve_model_path` (``all-MiniLM-L6-v2`` is the packaged offline copy)
+            :func:`embedtune.model_paths.resolve_model_path` (``all-MiniLM-L6-v2`` is the packaged offline copy)
             and loaded with ``transformers.AutoTokenizer``.
 
     Returns:
@@ -111,8 +112,6 @@ def load_tokenizer(name: str = DEFAULT_TOKENIZER) -> Tokenizer:
     if name == WHITESPACE:
         return WhitespaceTokenizer()
     from transformers import AutoTokenizer
-
-    from embedtune.models.loading import resolve_model_path
 
     try:
         tokenizer = AutoTokenizer.from_pretrained(resolve_model_path(name))
