@@ -192,7 +192,8 @@ def test_out_is_never_overwritten_by_accident(tiny_beir, tmp_path, capsys) -> No
 
 def test_mine_help_and_cli_constants_mirror_the_library(capsys) -> None:
     from embedtune.cli import mine as cli
-    from embedtune.data import mining, top_k
+    from embedtune.mining import mine as mining
+    from embedtune.search import top_k
 
     assert main(["mine", "--help"]) == 0
     assert "usage: embedtune mine" in capsys.readouterr().out

@@ -8,11 +8,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from embedtune.data.mining_candidates import DenseEncoder, MiningInput
+    from embedtune.mining.candidates import DenseEncoder, MiningInput
 
 DEFAULT_MODEL = "all-MiniLM-L6-v2"
 DEFAULT_SPLIT = "train"
-# Mirrors of embedtune.data.mining / embedtune.data.top_k constants (tests check they agree): importing those
+# Mirrors of embedtune.mining.mine / embedtune.search.top_k constants (tests check they agree): importing those
 # modules imports torch, which the command line must not do before a command runs.
 RETRIEVERS = ("dense", "bm25", "both")
 SAMPLING_STRATEGIES = ("top", "random")
@@ -109,8 +109,8 @@ def add_mine_command(commands: argparse._SubParsersAction) -> None:
 
 def run_mine(args: argparse.Namespace) -> int:
     """Check the settings and data, load the model, mine, write OUT and print a summary; returns the exit code."""
-    from embedtune.data.mining import MiningSettings, mine_hard_negatives, peak_rss_bytes
     from embedtune.data.training_file import write_triplets
+    from embedtune.mining.mine import MiningSettings, mine_hard_negatives, peak_rss_bytes
 
     start = time.perf_counter()
     settings = MiningSettings(
@@ -161,7 +161,7 @@ def run_mine(args: argparse.Namespace) -> int:
 def _load_data(args: argparse.Namespace) -> MiningInput:
     """Check OUT and the data options, then read and validate the data (before any model loads)."""
     from embedtune.config import ConfigError
-    from embedtune.data.mining import load_mining_beir, load_mining_jsonl
+    from embedtune.mining.mine import load_mining_beir, load_mining_jsonl
 
     for option in ("batch_size", "max_seq_length"):
         value = getattr(args, option)
@@ -189,7 +189,7 @@ def _encoder(args: argparse.Namespace) -> DenseEncoder:
     """Load the model and wrap it, with the embedding cache unless --no-cache."""
     from embedtune.cache import EmbeddingCache
     from embedtune.cli.evaluate import resolve_model_reference
-    from embedtune.data.mining_candidates import model_encoder
+    from embedtune.mining.candidates import model_encoder
     from embedtune.models.loading import load_model
 
     reference = resolve_model_reference(args.model or DEFAULT_MODEL, args.runs_dir)

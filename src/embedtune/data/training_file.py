@@ -5,7 +5,7 @@ Each line of the JSONL file is an object ``{"query": str, "pos": [str, ...], "ne
 ``neg_weights`` a record may give ``neg_features`` (one list of feature names per negative), turned into weights by
 a :class:`~embedtune.data.feature_weights.FeatureWeights` config.
 
-Optional fields written by ``embedtune mine`` (:mod:`embedtune.data.mining`) are validated when present:
+Optional fields written by ``embedtune mine`` (:mod:`embedtune.mining.mine`) are validated when present:
 ``query_id`` (a non-empty string), ``pos_ids`` / ``neg_ids`` (non-empty strings, one per ``pos`` / ``neg`` entry),
 ``pos_scores`` / ``neg_scores`` (finite numbers, one per entry), ``neg_sources`` (one list of retriever names per
 ``neg`` entry) and ``phase`` (any string, e.g. a curriculum phase).

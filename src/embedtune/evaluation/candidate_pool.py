@@ -13,12 +13,13 @@ import random
 
 import torch
 from sentence_transformers import SentenceTransformer
-from sentence_transformers.util import semantic_search
+from sentence_transformers.util import cos_sim
 
 from embedtune.cache import EmbeddingCache
 from embedtune.data.types import EvalSplit, Qrels
 from embedtune.evaluation.retrieval_evaluator import subsample_corpus
-from embedtune.search.retrieve import encode_documents, encode_queries
+from embedtune.search.retrieve import QUERY_BATCH, encode_documents, encode_queries
+from embedtune.search.top_k import chunked_top_k
 
 
 def hard_candidate_pool(
@@ -58,13 +59,14 @@ def hard_candidate_pool(
     if len(query_ids) != len(query_embeddings) or len(doc_ids) != len(doc_embeddings):
         raise ValueError("ids and embeddings must have the same length")
     keep = {doc_id for judged in qrels.values() for doc_id in judged if doc_id in corpus}
-    hits = semantic_search(query_embeddings, doc_embeddings, top_k=min(top_k, len(doc_ids)))
+    _, hits = chunked_top_k(query_embeddings, doc_embeddings, top_k, query_batch_size=QUERY_BATCH, score_fn=cos_sim)
+    hits = hits.tolist()
     for rank in range(top_k):
         for query_hits in hits:
             if len(keep) >= max_docs:
                 break
             if rank < len(query_hits):
-                keep.add(doc_ids[query_hits[rank]["corpus_id"]])
+                keep.add(doc_ids[query_hits[rank]])
     others = sorted(set(corpus) - keep)
     fill = max(0, min(len(others), max_docs - len(keep)))
     keep |= set(random.Random(seed).sample(others, fill))

@@ -8,10 +8,16 @@ from typing import TYPE_CHECKING
 
 import torch
 from sentence_transformers import SentenceTransformer
-from sentence_transformers.util import cos_sim, semantic_search
+from sentence_transformers.util import cos_sim
+
+from embedtune.search.top_k import chunked_top_k
 
 if TYPE_CHECKING:
     from embedtune.cache import EmbeddingCache
+
+
+QUERY_BATCH = 1024
+"""Queries scored per block by :func:`rank` (with 50,000-document chunks: at most 205 MB of scores at once)."""
 
 
 def encode_queries(
@@ -97,7 +103,7 @@ def rank(
     top_k: int,
     score_function: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] = cos_sim,
 ) -> dict[str, dict[str, float]]:
-    """Rank documents for queries from their embeddings.
+    """Rank documents for queries from their embeddings, exactly (:func:`~embedtune.search.top_k.chunked_top_k`).
 
     Args:
         query_embeddings: ``(num_queries, dim)``.
@@ -110,10 +116,12 @@ def rank(
     Returns:
         The run: query id -> document id -> score, ``min(top_k, num_docs)`` documents per query.
     """
-    hits = semantic_search(query_embeddings, doc_embeddings, top_k=top_k, score_function=score_function)
+    scores, rows = chunked_top_k(
+        query_embeddings, doc_embeddings, top_k, query_batch_size=QUERY_BATCH, score_fn=score_function
+    )
     return {
-        query_id: {doc_ids[hit["corpus_id"]]: float(hit["score"]) for hit in query_hits}
-        for query_id, query_hits in zip(query_ids, hits, strict=True)
+        query_id: {doc_ids[row]: score for row, score in zip(query_rows, query_scores, strict=True)}
+        for query_id, query_rows, query_scores in zip(query_ids, rows.tolist(), scores.tolist(), strict=True)
     }
 
 

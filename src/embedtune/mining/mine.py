@@ -6,7 +6,7 @@ the training file). Output is a training file (:func:`embedtune.data.training_fi
 ``pos_scores``, ``neg``, ``neg_ids``, ``neg_scores`` and, for the merged retriever, ``neg_sources``.
 
 Per query, candidates are the ``range_max + P + 1`` best documents of the retriever (``P``: most positives of any
-query), or both retrievers' lists interleaved (:func:`~embedtune.data.mining_candidates.merge_candidates`). Then, as
+query), or both retrievers' lists interleaved (:func:`~embedtune.mining.candidates.merge_candidates`). Then, as
 in ``sentence_transformers.util.mine_hard_negatives`` (same option names and meaning), these are set aside: known
 positives (by document id and by normalised text), the query's own text, repeats of a text already kept, and
 candidates scoring above ``positive - margin``, ``positive - |positive| * relative_margin`` or ``max_score``. Ranks
@@ -22,7 +22,7 @@ are lost; it retrieves from the dense model alone, so BM25 candidates cannot be 
 traced to their retriever; its exact search scores up to ``faiss_batch_size`` (16,384) queries against the whole
 corpus at once, a ``16,384 x n_docs`` matrix (65 GB of float32 for a million documents); and it works on
 ``datasets.Dataset`` rows of one positive each. So candidates are generated here, with bounded memory
-(:func:`~embedtune.data.top_k.chunked_top_k`), and its filtering rules are kept.
+(:func:`~embedtune.search.top_k.chunked_top_k`), and its filtering rules are kept.
 
 Optional ``neg_weights`` (:func:`hardness_weights`): ``w = clip(1 - alpha * (g - mean_g) / std_g, 0.5, 2.0)`` where
 ``g = positive_score - negative_score`` is a negative's gap below its query's best positive, and ``mean_g``,
@@ -41,7 +41,11 @@ import numpy as np
 
 from embedtune.config import ConfigError
 from embedtune.data.beir import QRELS_DIR, load_beir
-from embedtune.data.mining_candidates import (
+from embedtune.data.splits import normalize_query
+from embedtune.data.training_file import load_triplets
+from embedtune.data.types import TrainingExample
+from embedtune.errors import DataError, shorten
+from embedtune.mining.candidates import (
     CandidateRetrieval,
     DenseEncoder,
     DropCounts,
@@ -49,14 +53,10 @@ from embedtune.data.mining_candidates import (
     build_queries,
     select_negatives,
 )
-from embedtune.data.mining_output import WEIGHT_MAX as WEIGHT_MAX
-from embedtune.data.mining_output import WEIGHT_MIN as WEIGHT_MIN
-from embedtune.data.mining_output import MiningStats, build_example, hardness_weights, peak_rss_bytes
-from embedtune.data.splits import normalize_query
-from embedtune.data.top_k import DEFAULT_CHUNK_SIZE, SEARCH_KINDS
-from embedtune.data.training_file import load_triplets
-from embedtune.data.types import TrainingExample
-from embedtune.errors import DataError, shorten
+from embedtune.mining.output import WEIGHT_MAX as WEIGHT_MAX
+from embedtune.mining.output import WEIGHT_MIN as WEIGHT_MIN
+from embedtune.mining.output import MiningStats, build_example, hardness_weights, peak_rss_bytes
+from embedtune.search.top_k import DEFAULT_CHUNK_SIZE, SEARCH_KINDS
 
 RETRIEVERS = ("dense", "bm25", "both")
 SAMPLING_STRATEGIES = ("top", "random")
@@ -218,7 +218,7 @@ def mine_hard_negatives(
     Args:
         data: Corpus and queries (:func:`load_mining_beir`, :func:`load_mining_jsonl`).
         settings: How to mine.
-        encoder: The dense model (:func:`~embedtune.data.mining_candidates.model_encoder`); required unless
+        encoder: The dense model (:func:`~embedtune.mining.candidates.model_encoder`); required unless
             ``settings.retriever`` is ``bm25``.
 
     Returns:

@@ -1,4 +1,7 @@
-"""Top-k search for mining: dense, exact and chunked (a running top-k per query) or with faiss; and BM25.
+"""The one dense top-k engine: exact and chunked (a running top-k per query), or faiss above one threshold.
+
+Mining, the dev candidate pool, evaluation (:func:`embedtune.search.retrieve.rank`) and saved indexes
+(:mod:`embedtune.search.vectors`) all search through it, with the one threshold :data:`EXACT_MAX_DOCS`.
 
 The full ``(n_queries, n_docs)`` score matrix is never built. Documents arrive in chunks of at most ``chunk_size``
 rows (sliced from a matrix, or produced one at a time by a callable: encoded, read from disk or generated on the
@@ -10,33 +13,27 @@ Ties are broken deterministically: among equal scores the lower document index r
 descending sort of the full score matrix orders them, whatever the chunk and batch sizes.
 
 :func:`dense_candidates` searches exactly this way up to :data:`EXACT_MAX_DOCS` documents and with a faiss HNSW
-index (:mod:`embedtune.search.vectors`) above, unless a search kind is forced. :class:`Bm25Index` ranks with
-``bm25s`` and its default tokenizer (lower-cased words of two or more characters, English stop words removed, no
-stemmer); documents sharing no word with the query (BM25 score 0) are never returned.
+index (:mod:`embedtune.search.vectors`) above, unless a search kind is forced.
 """
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from embedtune.search.vectors import EXACT_MAX_DOCS, INDEX_KINDS, create_vector_index, search_vectors
+
 ScoreFn = Callable[[Tensor, Tensor], Tensor]
 """``(queries (b, dim), docs (c, dim)) -> scores (b, c)``, higher is more similar."""
 DocChunks = Callable[[], Iterable["Tensor | np.ndarray"]]
 """A callable returning an iterable of ``(c, dim)`` document chunks, in corpus order."""
 
-SEARCH_KINDS = ("auto", "exact", "hnsw", "ivf")
+SEARCH_KINDS = INDEX_KINDS
 """Dense search kinds: ``exact`` chunked top-k, faiss ``hnsw``/``ivf``, or ``auto`` (exact up to EXACT_MAX_DOCS)."""
-EXACT_MAX_DOCS = 1_000_000
-"""Largest corpus that ``auto`` searches exactly. Exact search costs ``n_queries x n_docs x dim`` multiply-adds in
-bounded-memory blocks (about 2 s per 1,000 queries and 100,000 documents of 384 dimensions on two CPU cores); above a
-million documents a faiss HNSW graph is built instead."""
 DEFAULT_CHUNK_SIZE = 50_000
 """Documents scored per chunk: 50,000 x 1,024 queries x 4 bytes = 205 MB of scores per block."""
 
@@ -259,8 +256,6 @@ def dense_candidates(
     if search == "exact":
         _, rows = chunked_top_k(query_emb, doc_emb, depth, chunk_size, query_batch, score_function(similarity))
         return rows
-    from embedtune.search.vectors import create_vector_index, search_vectors
-
     index, _ = create_vector_index(doc_emb.numpy(), kind=search, similarity=similarity)
     _, positions = search_vectors(index, query_emb.numpy(), depth)
     return torch.from_numpy(positions).long()
@@ -292,58 +287,3 @@ def pair_scores(query_vec: Tensor, doc_emb: Tensor, rows: Sequence[int], similar
         return (docs @ query).tolist()
     order = 2 if similarity == "euclidean" else 1
     return (-np.linalg.norm(docs - query, ord=order, axis=1)).tolist()
-
-
-def import_bm25s() -> Any:
-    """Import ``bm25s`` without letting JAX take the GPU.
-
-    ``bm25s`` imports JAX when it is installed and runs one ``jax.lax.top_k`` at import, which starts JAX's GPU
-    backend, and JAX then preallocates 75 % of the GPU's memory for the life of the process (108 GB of an H200,
-    measured; parallel test workers then ran out of GPU memory). embedtune ranks BM25 scores itself and never uses
-    that JAX path, so unless the user configured JAX, it stays on the CPU and allocates on demand.
-    """
-    os.environ.setdefault("JAX_PLATFORMS", "cpu")
-    os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
-    import bm25s
-
-    return bm25s
-
-
-class Bm25Index:
-    """A ``bm25s`` index of a corpus, searched one query at a time with deterministic ties.
-
-    Args:
-        texts: The ``n_docs`` document texts, in corpus order (row ``j`` is document ``j``).
-    """
-
-    def __init__(self, texts: Sequence[str]) -> None:
-        bm25s = import_bm25s()
-        self._bm25s = bm25s
-        self.num_docs = len(texts)
-        self.retriever = bm25s.BM25()
-        self.retriever.index(bm25s.tokenize(list(texts), show_progress=False), show_progress=False)
-
-    def search(
-        self, query: str, depth: int, score_rows: Sequence[int] = ()
-    ) -> tuple[list[int], list[float], list[float]]:
-        """Rank the corpus for one query by BM25.
-
-        Args:
-            query: The query text (tokenised like the corpus).
-            depth: Most documents returned.
-            score_rows: Documents whose score is also wanted (e.g. the positives), ranked or not.
-
-        Returns:
-            ``(rows, scores, row_scores)``: up to ``depth`` document rows with a score > 0, best first (equal scores
-            by ascending row), their scores, and the score of every entry of ``score_rows``.
-        """
-        tokens = self._bm25s.tokenize([query], return_ids=False, show_progress=False)[0]
-        ids = self.retriever.get_tokens_ids([token for token in tokens if token])
-        if ids:
-            scores = torch.from_numpy(np.asarray(self.retriever.get_scores_from_ids(ids), dtype=np.float32))
-        else:
-            scores = torch.zeros(self.num_docs)
-        values, rows = top_k_rows(scores[None], min(depth, self.num_docs))
-        kept = values[0] > 0
-        row_scores = scores[list(score_rows)].tolist() if score_rows else []
-        return rows[0][kept].tolist(), values[0][kept].tolist(), row_scores

@@ -1,8 +1,8 @@
 """Candidates for hard-negative mining: the queries mined for, dense and BM25 retrieval, their merge, the choice.
 
 :class:`MiningInput` holds a corpus and its :class:`MiningQuery` list. :class:`CandidateRetrieval` ranks documents
-for every query: dense ones from :func:`embedtune.data.top_k.dense_candidates` (exact chunked top-k search, the full
-score matrix never built, or faiss for very large corpora), BM25 ones from :class:`embedtune.data.top_k.Bm25Index`
+for every query: dense ones from :func:`embedtune.search.top_k.dense_candidates` (exact chunked top-k search, the full
+score matrix never built, or faiss for very large corpora), BM25 ones from :class:`embedtune.mining.bm25.Bm25Index`
 (documents sharing a word with the query), both lists interleaved by :func:`merge_candidates`.
 :func:`select_negatives` applies the exclusions, filters, rank window and sampling of
 ``sentence_transformers.util.mine_hard_negatives``.
@@ -19,7 +19,8 @@ import numpy as np
 from torch import Tensor
 
 from embedtune.data.splits import normalize_query
-from embedtune.data.top_k import Bm25Index, dense_candidates, pair_scores, prepare_embeddings, resolve_search
+from embedtune.mining.bm25 import Bm25Index
+from embedtune.search.top_k import dense_candidates, pair_scores, prepare_embeddings, resolve_search
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
@@ -168,7 +169,7 @@ class CandidateRetrieval:
             depth: Documents retrieved per query and retriever (capped at ``n_docs``).
             retriever: ``dense``, ``bm25`` or ``both``.
             encoder: The dense model; required unless ``retriever`` is ``bm25``.
-            search: Dense search kind (:func:`~embedtune.data.top_k.resolve_search`).
+            search: Dense search kind (:func:`~embedtune.search.top_k.resolve_search`).
             chunk_size: Documents per scored block of exact search.
             query_batch_size: Queries per scored block of exact search.
 

@@ -8,15 +8,15 @@ import pytest
 import torch
 
 from embedtune.config import ConfigError
-from embedtune.data.mining import (
+from embedtune.data.types import TrainingExample
+from embedtune.mining.candidates import DenseEncoder, MiningInput, build_queries, merge_candidates
+from embedtune.mining.mine import (
     MiningSettings,
     hardness_weights,
     load_mining_beir,
     load_mining_jsonl,
     mine_hard_negatives,
 )
-from embedtune.data.mining_candidates import DenseEncoder, MiningInput, build_queries, merge_candidates
-from embedtune.data.types import TrainingExample
 
 QUERY = "What is X?"
 POSITIVE = "the positive passage"

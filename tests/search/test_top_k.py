@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 import torch
 
-from embedtune.data.top_k import (
-    Bm25Index,
+from embedtune.mining.bm25 import Bm25Index
+from embedtune.search.top_k import (
     chunked_top_k,
     dense_candidates,
     pair_scores,
@@ -176,7 +176,7 @@ def test_pair_scores_agree_with_search_scores() -> None:
 
 @pytest.mark.parametrize("similarity", ["cosine", "dot", "euclidean", "manhattan"])
 def test_pair_scores_match_the_search_score_function(similarity: str) -> None:
-    from embedtune.data.top_k import score_function
+    from embedtune.search.top_k import score_function
 
     generator = torch.Generator().manual_seed(4)
     docs = prepare_embeddings(torch.randn(40, 8, generator=generator), similarity)
@@ -217,7 +217,7 @@ def test_bm25s_is_imported_with_jax_kept_off_the_gpu(monkeypatch) -> None:
     """bm25s starts JAX at import where JAX is installed; JAX would then preallocate 75 % of the GPU's memory."""
     import os
 
-    from embedtune.data.top_k import import_bm25s
+    from embedtune.mining.bm25 import import_bm25s
 
     monkeypatch.delenv("JAX_PLATFORMS", raising=False)
     monkeypatch.delenv("XLA_PYTHON_CLIENT_PREALLOCATE", raising=False)

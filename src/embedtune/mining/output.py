@@ -2,7 +2,7 @@
 
 :func:`build_example` turns one query's chosen candidates into a training record (ids, scores rounded to
 :data:`SCORE_DIGITS` decimals, ``neg_sources`` for the merged retriever); :func:`hardness_weights` adds
-``neg_weights``; :class:`MiningStats` is what :func:`embedtune.data.mining.mine_hard_negatives` reports besides.
+``neg_weights``; :class:`MiningStats` is what :func:`embedtune.mining.mine.mine_hard_negatives` reports besides.
 """
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from embedtune.data.mining_candidates import Candidate, DropCounts, MiningInput, MiningQuery
 from embedtune.data.types import TrainingExample
+from embedtune.mining.candidates import Candidate, DropCounts, MiningInput, MiningQuery
 
 WEIGHT_MIN, WEIGHT_MAX = 0.5, 2.0
 """Bounds of the hardness weights (:func:`hardness_weights`)."""
