@@ -375,11 +375,11 @@ def test_good_names_are_accepted(name):
 
 
 def test_new_fields_keep_their_defaults_and_are_validated():
-    from embedtune.config import LOSS_NAMES
+    from embedtune.losses.registry import names
 
     config = make()
     assert config.data.test_fraction == 0.1 and config.loss.name == "infonce"
-    assert set(LOSS_NAMES) == {"infonce", "mnrl", "cosent", "cosine_mse"}
+    assert set(names()) == {"infonce", "mnrl", "cosent", "cosine_mse"}
     assert config.train.log_module_grad_norms is False and config.train.log_grad_histograms is False
     assert config.train.warmup_ratio == 0.1
     assert make(data={"path": "x", "test_fraction": 0}).data.test_fraction == 0.0

@@ -9,11 +9,9 @@ in ``files.py``.
 from embedtune.config.files import MAX_CONFIG_BYTES, apply_overrides, build_config, load_config_file
 from embedtune.config.modes import TRAIN_MODES, CurriculumConfig, HeadConfig, LoraConfig
 from embedtune.config.sections import (
-    LOSS_NAMES,
     MAX_NAME_BYTES,
     MAX_NAME_CHARS,
     MAX_SEED,
-    PAIR_LOSS_NAMES,
     DataConfig,
     EvalConfig,
     ExperimentConfig,
@@ -24,8 +22,6 @@ from embedtune.config.sections import (
 from embedtune.config.values import ConfigError, config_from_dict
 
 __all__ = [
-    "LOSS_NAMES",
-    "PAIR_LOSS_NAMES",
     "MAX_CONFIG_BYTES",
     "MAX_NAME_BYTES",
     "MAX_NAME_CHARS",

@@ -11,10 +11,9 @@ from embedtune.config.metric_names import DEFAULT_METRICS, parse_metric
 from embedtune.config.modes import TRAIN_MODES, CurriculumConfig, HeadConfig, LoraConfig
 from embedtune.config.values import ConfigError, _check_fields, _require, _setting
 from embedtune.errors import shorten
-from embedtune.losses.registry import OBJECTIVES, ignored_settings, readers
+from embedtune.losses import registry as objectives
+from embedtune.losses.registry import ignored_settings, readers
 
-LOSS_NAMES = tuple(OBJECTIVES)  # the names embedtune.losses registers
-PAIR_LOSS_NAMES = tuple(name for name, objective in OBJECTIVES.items() if objective.pairs)  # {"text1", "text2", ...}
 MARGIN_STRATEGIES = ("absolute", "relative")
 MNRL_DIRECTIONS = ("query_to_doc", "query_to_query", "doc_to_query", "doc_to_doc")
 MNRL_HARDNESS_MODES = ("in_batch_negatives", "hard_negatives", "all_negatives")
@@ -62,9 +61,8 @@ class LossConfig:
     """Training objective (see :mod:`embedtune.losses`). Raises ConfigError (``loss.<key>: ...``) on a bad value."""
 
     name: str = _setting(
-        "infonce",
-        "Objective: 'infonce' (weighted, masked, symmetric InfoNCE), 'mnrl' (sentence-transformers' "
-        "MultipleNegativesRankingLoss), 'cosent' or 'cosine_mse' (labelled pairs).",
+        objectives.DEFAULT_OBJECTIVE,
+        f"Objective: {objectives.describe()}.",
     )
     scale: float = _setting(20.0, "Inverse temperature: 20 means temperature 0.05 (infonce, mnrl, cosent).")
     symmetric: bool = _setting(
@@ -111,7 +109,8 @@ class LossConfig:
 
     def __post_init__(self) -> None:
         _check_fields(self, "loss.")
-        _require(self.name in LOSS_NAMES, "loss.name", f"must be one of {LOSS_NAMES}, got {shorten(self.name)}")
+        known = objectives.names()
+        _require(self.name in known, "loss.name", f"must be one of {known}, got {shorten(self.name)}")
         _require(self.scale > 0, "loss.scale", "must be a positive number")
         self.guide_model = None if self.guide_model is None else _path(self.guide_model, "loss.guide_model")
         _require(self.guide_margin >= 0, "loss.guide_margin", "must be >= 0")
@@ -138,7 +137,7 @@ class LossConfig:
     @property
     def uses_pairs(self) -> bool:
         """Whether the objective trains on labelled pairs rather than (query, positive, negatives) records."""
-        return self.name in PAIR_LOSS_NAMES
+        return objectives.objective_of(self).pairs
 
 
 def _check_objective_reads(loss: LossConfig) -> None:
@@ -318,9 +317,10 @@ class ExperimentConfig:
             )
         if train.mode == "head":
             _require(
-                not self.loss.uses_pairs,
+                objectives.objective_of(self.loss).head_mode,
                 "train.mode",
-                "head trains from cached embeddings with infonce or mnrl, not with a pair objective",
+                f"head trains from cached embeddings with loss.name one of "
+                f"{', '.join(objectives.names(head_mode=True))}, not {self.loss.name}",
             )
             _require(not self.loss.matryoshka, "loss.matryoshka", "is not supported with train.mode=head")
             _require(not self.curriculum.enabled, "curriculum.enabled", "is not supported with train.mode=head")

@@ -16,7 +16,7 @@ cosine_mse sentence-transformers' ``CosineSimilarityLoss`` (MSE of the cosine)  
 
 The registry (:data:`~embedtune.losses.registry.OBJECTIVES`) names each objective's builder and the ``loss.*``
 settings it reads; the configuration refuses any other setting set away from its default. Importing this package
-imports no torch: :func:`build_loss`, :class:`LossContext` and :data:`LOSSES` load
+imports no torch: :func:`build_loss`, :class:`LossContext` and :func:`builder_of` load
 :mod:`embedtune.losses.objectives` on first use.
 """
 
@@ -28,18 +28,18 @@ from embedtune.losses.registry import COMMON_SETTINGS, OBJECTIVES, Objective, ig
 
 __all__ = [
     "COMMON_SETTINGS",
-    "LOSSES",
     "OBJECTIVES",
     "LossContext",
     "Objective",
     "build_loss",
+    "builder_of",
     "ignored_settings",
     "matryoshka_dims",
     "readers",
     "reads",
 ]
 
-_LAZY = ("LOSSES", "LossContext", "build_loss")  # from embedtune.losses.objectives, which imports torch
+_LAZY = ("LossContext", "build_loss", "builder_of")  # from embedtune.losses.objectives, which imports torch
 
 
 def __getattr__(name: str) -> Any:

@@ -84,13 +84,16 @@ def cosine_mse(model: SentenceTransformer, config: LossConfig, context: LossCont
     return st_losses.CosineSimilarityLoss(model)
 
 
-def _builder(reference: str) -> Builder:
-    module, name = reference.split(":")
-    return getattr(importlib.import_module(module), name)
+def builder_of(name: str) -> Builder:
+    """Return the builder ``(model, loss settings, context) -> nn.Module`` of the registered objective ``name``.
 
-
-LOSSES: dict[str, Builder] = {name: _builder(objective.builder) for name, objective in OBJECTIVES.items()}
-"""Loss name -> builder ``(model, loss settings, context) -> nn.Module``, from the registry."""
+    Raises:
+        ValueError: if the name is not registered in :data:`~embedtune.losses.registry.OBJECTIVES`.
+    """
+    if name not in OBJECTIVES:
+        raise ValueError(f"loss.name: unknown loss {name!r}; known: {', '.join(sorted(OBJECTIVES))}")
+    module, function = OBJECTIVES[name].builder.split(":")
+    return getattr(importlib.import_module(module), function)
 
 
 def build_loss(model: SentenceTransformer, config: LossConfig, context: LossContext | None = None) -> nn.Module:
@@ -107,11 +110,7 @@ def build_loss(model: SentenceTransformer, config: LossConfig, context: LossCont
     Raises:
         ValueError: if the name is not registered in :data:`~embedtune.losses.registry.OBJECTIVES`.
     """
-    try:
-        builder = LOSSES[config.name]
-    except KeyError:
-        raise ValueError(f"loss.name: unknown loss {config.name!r}; known: {', '.join(sorted(LOSSES))}") from None
-    loss = builder(model, config, context or LossContext())
+    loss = builder_of(config.name)(model, config, context or LossContext())
     if config.matryoshka:
         dims = matryoshka_dims(config.matryoshka_dims, model.get_embedding_dimension())
         loss = st_losses.MatryoshkaLoss(model, loss, matryoshka_dims=dims)

@@ -19,21 +19,40 @@ COMMON_SETTINGS = ("name", "matryoshka", "matryoshka_dims")
 """``loss.*`` settings read for every objective (:func:`~embedtune.losses.objectives.build_loss` wraps any loss)."""
 
 
+ROWS = "rows"
+"""Data kind: (query, positive(s), optional hard negatives) rows, in-batch negatives from the other rows."""
+LABELLED_PAIRS = "labelled_pairs"
+"""Data kind: labelled pairs ``{"text1", "text2", "label"}``."""
+DATA_KINDS = (ROWS, LABELLED_PAIRS)
+
+
 @dataclass(frozen=True)
 class Objective:
-    """One training objective.
+    """One training objective: everything the configuration checks and the training set-up ask about it.
 
     Attributes:
         builder: ``"module:function"`` of its builder ``(model, loss settings, LossContext) -> nn.Module``.
         settings: The ``loss.*`` settings it reads, besides :data:`COMMON_SETTINGS`; any other setting given a
-            non-default value is an error naming it.
-        pairs: Whether it trains on labelled pairs ``{"text1", "text2", "label"}`` rather than (query, positive,
-            negatives) rows.
+            non-default value is an error naming it. Reading ``mini_batch_size`` means it has a cached (GradCache)
+            variant; reading ``guide`` means it can use a guide model.
+        summary: One line for ``loss.name``'s help.
+        data: What it trains on: :data:`ROWS` or :data:`LABELLED_PAIRS`.
+        pads_negatives: Whether rows with fewer hard negatives than the widest are padded and the padding masked
+            through its weights (otherwise they are topped up with negatives of other rows).
+        head_mode: Whether ``train.mode: head`` can train with it (from cached embeddings, without the encoder).
     """
 
     builder: str
     settings: tuple[str, ...]
-    pairs: bool = False
+    summary: str
+    data: str = ROWS
+    pads_negatives: bool = False
+    head_mode: bool = True
+
+    @property
+    def pairs(self) -> bool:
+        """Whether it trains on labelled pairs rather than (query, positive, negatives) rows."""
+        return self.data == LABELLED_PAIRS
 
 
 _GUIDE = ("guide", "guide_model", "guide_margin", "guide_margin_strategy")
@@ -42,15 +61,71 @@ OBJECTIVES: dict[str, Objective] = {
     "infonce": Objective(
         "embedtune.losses.objectives:info_nce",
         ("scale", "symmetric", "mask_false_negatives", *_GUIDE, "isotropy_weight", "mini_batch_size"),
+        "weighted, masked, symmetric InfoNCE",
+        pads_negatives=True,
     ),
     "mnrl": Objective(
         "embedtune.losses.objectives:mnrl",
         ("scale", "directions", "hardness_mode", "hardness_strength", "mini_batch_size"),
+        "sentence-transformers' MultipleNegativesRankingLoss",
     ),
-    "cosent": Objective("embedtune.losses.objectives:cosent", ("scale",), pairs=True),
-    "cosine_mse": Objective("embedtune.losses.objectives:cosine_mse", (), pairs=True),
+    "cosent": Objective(
+        "embedtune.losses.objectives:cosent", ("scale",), "CoSENT on labelled pairs", LABELLED_PAIRS, head_mode=False
+    ),
+    "cosine_mse": Objective(
+        "embedtune.losses.objectives:cosine_mse",
+        (),
+        "MSE of the cosine on labelled pairs",
+        LABELLED_PAIRS,
+        head_mode=False,
+    ),
 }
-"""Loss name -> :class:`Objective`; every name is a valid ``loss.name``."""
+"""Loss name -> :class:`Objective`; every name is a valid ``loss.name``. Add one with :func:`register`."""
+
+DEFAULT_OBJECTIVE = "infonce"
+"""``loss.name`` when none is given."""
+
+
+def register(name: str, objective: Objective) -> None:
+    """Add an objective under ``name`` (the configuration accepts it from then on).
+
+    Raises:
+        ValueError: if ``name`` is taken or ``objective.data`` is not one of :data:`DATA_KINDS`.
+    """
+    if name in OBJECTIVES:
+        raise ValueError(f"objective {name!r} is already registered")
+    if objective.data not in DATA_KINDS:
+        raise ValueError(f"objective {name!r}: data must be one of {DATA_KINDS}, got {objective.data!r}")
+    OBJECTIVES[name] = objective
+
+
+def objective_of(config: LossConfig) -> Objective:
+    """Return the objective ``config.name`` names.
+
+    Raises:
+        KeyError: for an unregistered name (the configuration refuses it before).
+    """
+    return OBJECTIVES[config.name]
+
+
+def names(*, head_mode: bool = False) -> tuple[str, ...]:
+    """Return the registered names, in registry order; with ``head_mode`` only those that can train a head."""
+    return tuple(name for name, objective in OBJECTIVES.items() if objective.head_mode or not head_mode)
+
+
+def describe() -> str:
+    """Return ``'name' (summary), ...`` for every objective, for ``loss.name``'s help."""
+    return ", ".join(f"'{name}' ({objective.summary})" for name, objective in OBJECTIVES.items())
+
+
+def uses_guide(config: LossConfig) -> bool:
+    """Whether the objective drops candidates by a guide model's scores (``loss.guide`` on and read)."""
+    return reads(config, "guide") and config.guide
+
+
+def uses_guide_model(config: LossConfig) -> bool:
+    """Whether the objective uses a guide model of its own (:func:`uses_guide`, with ``loss.guide_model`` set)."""
+    return uses_guide(config) and config.guide_model is not None
 
 
 def reads(config: LossConfig, setting: str) -> bool:

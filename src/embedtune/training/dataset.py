@@ -10,6 +10,7 @@ from datasets import Dataset
 from embedtune.data.splits import normalize_query
 from embedtune.data.types import TrainingExample
 from embedtune.losses.false_negatives import FalseNegativeTable
+from embedtune.losses.registry import OBJECTIVES
 
 logger = logging.getLogger(__name__)
 
@@ -106,11 +107,12 @@ def _borrow_negatives(
         topped_up += 1
     if topped_up:
         logger.warning(
-            "%d of %d records have fewer than %d hard negatives; without padding (loss.name=mnrl) they are topped up "
-            "with negatives of other records (loss.name=infonce pads and masks instead)",
+            "%d of %d records have fewer than %d hard negatives; this objective does not mask padding, so they are "
+            "topped up with negatives of other records (objectives that do pad and mask instead: %s)",
             topped_up,
             len(examples),
             count,
+            ", ".join(name for name, objective in OBJECTIVES.items() if objective.pads_negatives),
         )
     return filled
 

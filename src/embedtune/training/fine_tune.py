@@ -21,11 +21,12 @@ from transformers.integrations import TensorBoardCallback
 from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
 from embedtune.cache import EmbeddingCache
-from embedtune.config import ExperimentConfig, LossConfig
+from embedtune.config import ExperimentConfig
 from embedtune.data.prepare import EvalSplit, PreparedData
 from embedtune.evaluation.candidate_pool import dev_candidate_pool
 from embedtune.evaluation.retrieval_evaluator import RetrievalEvaluator
-from embedtune.losses import LossContext, build_loss, reads
+from embedtune.losses import LossContext, build_loss
+from embedtune.losses.registry import objective_of, uses_guide_model
 from embedtune.models.loading import load_model
 from embedtune.models.prompts import document_prompt, query_prompt
 from embedtune.runs.writer import is_main_process
@@ -120,14 +121,9 @@ def training_data(config: ExperimentConfig, data: PreparedData) -> tuple[Dataset
         guide = load_model(config.loss.guide_model, config.model.max_seq_length)
     if data.train_pairs is not None:
         return build_pair_dataset(data.train_pairs), LossContext(guide=guide)
-    pad = config.loss.name == "infonce"  # only InfoNCE reads the weights that mark padding slots
+    pad = objective_of(config.loss).pads_negatives
     built = build_train_dataset(data.train_examples, config.data.max_hard_negatives, pad_negatives=pad)
     return built.dataset, LossContext(false_negatives=built.false_negatives, guide=guide)
-
-
-def uses_guide_model(loss: LossConfig) -> bool:
-    """Whether the objective uses a guide model of its own (``loss.guide`` on and read, ``loss.guide_model`` set)."""
-    return reads(loss, "guide") and loss.guide and loss.guide_model is not None
 
 
 def dev_evaluator(

@@ -26,6 +26,7 @@ from embedtune.data.types import EvalSplit
 from embedtune.evaluation.candidate_pool import hard_candidate_pool
 from embedtune.evaluation.retrieval_evaluator import RetrievalEvaluator, subsample_corpus
 from embedtune.losses.false_negatives import FalseNegativeTable
+from embedtune.losses.registry import uses_guide_model
 from embedtune.models.loading import load_model
 from embedtune.search.encoding import apply_prompts, model_prompts
 from embedtune.training.dataset import TrainDataset
@@ -271,7 +272,7 @@ def guide_tables(
     Raises:
         embedtune.model_paths.ModelNotFoundError: if the guide model cannot be loaded.
     """
-    if not (config.loss.name == "infonce" and config.loss.guide and config.loss.guide_model is not None):
+    if not uses_guide_model(config.loss):
         return None
     guide = load_model(config.loss.guide_model, config.model.max_seq_length)
     apply_prompts(guide, model_prompts(model))

@@ -50,6 +50,7 @@ from embedtune.config import ExperimentConfig
 from embedtune.data.prepare import PreparedData
 from embedtune.evaluation.retrieval_evaluator import RetrievalEvaluator
 from embedtune.losses import LossContext, build_loss
+from embedtune.losses.registry import objective_of, uses_guide
 from embedtune.models.head import head_modules
 from embedtune.training.arguments import training_arguments
 from embedtune.training.callbacks import (
@@ -277,7 +278,7 @@ def train_head(
     if config.curriculum.enabled:
         raise ValueError("curriculum.enabled is not supported with train.mode head")
     model.eval()
-    pad = config.loss.name == "infonce"  # only InfoNCE reads the weights that mark padding slots
+    pad = objective_of(config.loss).pads_negatives
     built = build_train_dataset(data.train_examples, config.data.max_hard_negatives, pad_negatives=pad)
     if len(built.dataset) == 0:
         raise ValueError("train.mode head: no training rows")
@@ -317,7 +318,7 @@ def train_head(
         dev_queries=queries,
         dev_documents=documents,
         encoder_similarity=model.similarity,
-        uses_guide=config.loss.name == "infonce" and config.loss.guide,
+        uses_guide=uses_guide(config.loss),
         model=head,
         args=_arguments(config, folder, resuming=bool(resume_from_checkpoint)),
         callbacks=_callbacks(config, writer, loss),

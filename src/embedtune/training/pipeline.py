@@ -27,6 +27,7 @@ from embedtune.evaluation.seen_unseen import seen_queries, split_comparison, tra
 from embedtune.io import file_sha256, write_json_atomic
 from embedtune.losses import matryoshka_dims
 from embedtune.losses.distributed import join_process_group
+from embedtune.losses.registry import uses_guide_model
 from embedtune.model_paths import check_model_available
 from embedtune.models.loading import load_model
 from embedtune.models.prompts import set_prompts
@@ -35,7 +36,7 @@ from embedtune.runs.writer import check_resumable, is_main_process, resume_run, 
 from embedtune.training import modes
 from embedtune.training.curriculum import curriculum_record
 from embedtune.training.final_eval import Figures, FinalEvaluation, per_query_record, score_distribution_record
-from embedtune.training.fine_tune import fine_tune, uses_guide_model
+from embedtune.training.fine_tune import fine_tune
 from embedtune.training.head_training import train_head
 from embedtune.training.outputs import (
     PER_QUERY_FILE,
