@@ -74,21 +74,21 @@ def run_eval(args: argparse.Namespace) -> int:
         embedtune.model_paths.ModelNotFoundError: if a model cannot be found.
     """
     from embedtune.cache import EmbeddingCache
-    from embedtune.evaluation import compare
+    from embedtune.evaluation import compare, compare_inputs
     from embedtune.evaluation.seen_unseen import add_to_eval_results, load_training_positives
 
     if args.batch_size < 1 or (args.max_seq_length is not None and args.max_seq_length < 1):
         raise ValueError("--batch-size and --max-seq-length must be positive")
     if args.resamples < 1 or not 0.0 < args.alpha < 1.0:
         raise ValueError("--resamples must be positive and --alpha in (0, 1)")
-    out = compare.check_out_dir(args.out) if args.out else None
-    models = [compare.resolve_model_source(ref, args.runs_dir) for ref in args.model]
-    compare.check_model_labels(models)
+    out = compare_inputs.check_out_dir(args.out) if args.out else None
+    models = [compare_inputs.resolve_model_source(ref, args.runs_dir) for ref in args.model]
+    compare_inputs.check_model_labels(models)
     if args.baseline:
-        baseline = compare.resolve_model_source(args.baseline, args.runs_dir)
+        baseline = compare_inputs.resolve_model_source(args.baseline, args.runs_dir)
     else:
-        baseline = None if args.no_baseline else compare.default_baseline(models)
-    datasets = compare.load_datasets(args.data, args.split)
+        baseline = None if args.no_baseline else compare_inputs.default_baseline(models)
+    datasets = compare_inputs.load_datasets(args.data, args.split)
     positives = None if args.train_data is None else load_training_positives(args.train_data)
     if positives is not None and baseline is None:
         raise ValueError("--train-data splits the comparison with a baseline: drop --no-baseline or give --baseline")
@@ -116,7 +116,7 @@ def resolve_model_reference(ref: str, runs_dir: str) -> str:
     Raises:
         embedtune.model_paths.ModelNotFoundError: if ``ref`` is neither a run nor an available model.
     """
-    from embedtune.evaluation.compare import resolve_model_source
+    from embedtune.evaluation.compare_inputs import resolve_model_source
 
     return resolve_model_source(ref, runs_dir).path
 

@@ -9,7 +9,6 @@ and verdict lines; write ``summary.json`` and ``per_query.jsonl``.
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from sentence_transformers import SentenceTransformer
 
 from embedtune.config.metric_names import DEFAULT_METRICS
-from embedtune.data.types import EvalSplit
+from embedtune.evaluation.compare_inputs import EvalDataset, ModelSource, check_model_labels
 from embedtune.evaluation.metrics import average_per_query
 from embedtune.evaluation.report import format_side_by_side
 from embedtune.evaluation.significance import PairedComparison, compare_per_query
@@ -37,42 +36,6 @@ PER_QUERY_FILE = "per_query.jsonl"
 
 PerQuery = dict[str, dict[str, float]]
 """Query id -> metric name -> value."""
-
-
-@dataclass(frozen=True)
-class ModelSource:
-    """A model named on the command line, resolved without loading it.
-
-    Attributes:
-        label: The reference as the user gave it (run name, folder, model name); the column header.
-        path: What :func:`~embedtune.models.loading.load_model` loads (a run's ``model/`` folder for a run).
-        run: The run folder when the reference is a run, else ``None``.
-        base_model: For a run, its ``run.json`` config's ``model.name_or_path`` (``None`` when unrecorded or not a
-            run).
-    """
-
-    label: str
-    path: str
-    run: Path | None = None
-    base_model: str | None = None
-
-
-@dataclass(frozen=True)
-class EvalDataset:
-    """One dataset to evaluate on: a BEIR folder's split, loaded and validated.
-
-    Attributes:
-        name: Label in tables and files: ``<folder name>:<split>`` (the full folder path when two folders share a
-            name).
-        folder: The BEIR folder.
-        split: The qrels split.
-        data: Its corpus, judged queries and judgements.
-    """
-
-    name: str
-    folder: Path
-    split: str
-    data: EvalSplit
 
 
 @dataclass
@@ -218,147 +181,6 @@ class EvalResults:
                 for query_id, values in per_query.items():
                     record = {"dataset": result.dataset.name, "model": label, "role": role, "query_id": query_id}
                     yield jsonl_line({**record, **values})
-
-
-def resolve_model_source(ref: str, runs_dir: str | Path) -> ModelSource:
-    """Resolve a ``--model``/``--baseline`` reference without loading weights.
-
-    An existing path is a run folder (it holds ``model/`` and ``run.json``: its ``model/`` is loaded) or a model
-    folder; anything else is tried as a run name under ``runs_dir`` (except the packaged MiniLM aliases), then as a
-    model name (packaged alias, Hugging Face cache or hub).
-
-    Args:
-        ref: The reference as given.
-        runs_dir: Folder holding run folders.
-
-    Returns:
-        The :class:`ModelSource` labelled ``ref``; for a run, with its folder and recorded base model.
-
-    Raises:
-        embedtune.model_paths.ModelNotFoundError: if ``ref`` is neither a run nor an available model.
-        embedtune.runs.RunStoreError: if ``runs_dir`` exists but cannot be listed.
-    """
-    from embedtune import runs
-    from embedtune.model_paths import PACKAGED_MODEL_ALIASES, check_model_available
-
-    candidate = Path(ref).expanduser()
-    run_folder: Path | None = None
-    if candidate.exists():
-        if (candidate / "model").is_dir() and (candidate / runs.RUN_FILE).is_file():
-            run_folder = candidate
-        else:
-            return ModelSource(ref, check_model_available(str(candidate)))
-    elif ref not in PACKAGED_MODEL_ALIASES:
-        try:
-            run_folder = runs.resolve_run(ref, runs_dir)
-        except ValueError:
-            pass
-    if run_folder is None:
-        return ModelSource(ref, check_model_available(ref))
-    path = check_model_available(str(run_folder / "model"))
-    return ModelSource(ref, path, run_folder, runs.load_run(run_folder).base_model)
-
-
-def default_baseline(models: Sequence[ModelSource]) -> ModelSource | None:
-    """Pick the baseline when none is named: the base model every model was fine-tuned from.
-
-    Args:
-        models: The resolved models.
-
-    Returns:
-        When every model is a run and their ``run.json`` configs all record the same ``model.name_or_path``, that
-        model (labelled with the recorded name, resolved as a model name or folder, never as a run); else ``None``.
-
-    Raises:
-        embedtune.model_paths.ModelNotFoundError: if the shared base model cannot be found here (the message
-            suggests ``--baseline`` or ``--no-baseline``).
-    """
-    from embedtune.model_paths import ModelNotFoundError, check_model_available
-
-    bases = {model.base_model for model in models}
-    if not models or any(model.run is None for model in models) or len(bases) != 1 or None in bases:
-        return None
-    base = bases.pop()
-    try:
-        return ModelSource(base, check_model_available(base))
-    except ModelNotFoundError as error:
-        raise ModelNotFoundError(
-            f"the runs' base model cannot be found ({error}); name one with --baseline, or pass --no-baseline"
-        ) from None
-
-
-def check_model_labels(models: Sequence[ModelSource]) -> None:
-    """Check that no model is named twice (labels key the columns and the files).
-
-    Raises:
-        ValueError: naming the repeated references.
-    """
-    labels = [model.label for model in models]
-    duplicates = sorted({label for label in labels if labels.count(label) > 1})
-    if duplicates:
-        raise ValueError(f"--model given twice: {', '.join(duplicates)}")
-
-
-def load_datasets(specs: Sequence[str], default_split: str = "test") -> list[EvalDataset]:
-    """Load and validate every dataset named on the command line, before any model is loaded.
-
-    Args:
-        specs: ``FOLDER`` or ``FOLDER:SPLIT`` per dataset (BEIR folders).
-        default_split: The split of a ``FOLDER`` without one.
-
-    Returns:
-        The datasets, in the order given, each ranking its folder's whole corpus.
-
-    Raises:
-        ValueError: if ``specs`` is empty or names one folder and split twice.
-        embedtune.errors.DataError: naming the folder or file when one is missing or malformed, or a split has
-            no judgement with score > 0.
-    """
-    from embedtune.data.beir import QRELS_DIR, load_beir
-    from embedtune.data.eval_splits import parse_dataset_spec, shipped_split
-
-    if not specs:
-        raise ValueError("no dataset to evaluate on: give --data at least once")
-    parsed = [parse_dataset_spec(spec, default_split) for spec in specs]
-    seen: set[tuple[Path, str]] = set()
-    for spec, (folder, split) in zip(specs, parsed, strict=True):
-        key = (folder.resolve(), split)
-        if key in seen:
-            raise ValueError(f"--data {spec}: split '{split}' of {folder} is given twice")
-        seen.add(key)
-    short = [f"{folder.name}:{split}" for folder, split in parsed]
-    names = short if len(set(short)) == len(short) else [f"{folder}:{split}" for folder, split in parsed]
-    datasets = []
-    for name, (folder, split) in zip(names, parsed, strict=True):
-        data = shipped_split(load_beir(folder, splits=[split]), split, folder / QRELS_DIR / f"{split}.tsv")
-        datasets.append(EvalDataset(name, folder, split, data))
-    return datasets
-
-
-def check_out_dir(path: str | Path) -> Path:
-    """Check, before any work, that ``path`` can become the results folder; nothing is created.
-
-    Args:
-        path: The ``--out`` folder.
-
-    Returns:
-        ``path`` as a :class:`~pathlib.Path`, ``~`` expanded.
-
-    Raises:
-        ValueError: if ``path`` already exists (results are never overwritten), or its nearest existing ancestor is
-            not a folder or not writable.
-    """
-    out = Path(path).expanduser()
-    if out.exists() or out.is_symlink():
-        raise ValueError(f"--out {out}: already exists; embedtune eval never overwrites results, choose a new folder")
-    ancestor = out.absolute().parent
-    while not ancestor.exists():
-        ancestor = ancestor.parent
-    if not ancestor.is_dir():
-        raise ValueError(f"--out {out}: {ancestor} is not a folder")
-    if not os.access(ancestor, os.W_OK | os.X_OK):
-        raise ValueError(f"--out {out}: cannot create it, {ancestor} is not writable")
-    return out
 
 
 def write_results(results: EvalResults, out: str | Path) -> Path:
