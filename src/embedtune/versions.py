@@ -21,6 +21,11 @@ from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
+from embedtune.errors import ConfigError
+
+EMBEDTUNE_VERSION = "0.1.0"
+"""This package's version, ``embedtune.__version__`` (equal to pyproject.toml's ``version``; a test checks)."""
+
 KEY_LIBRARIES = ("torch", "transformers", "sentence-transformers", "peft", "datasets", "accelerate")
 """The libraries whose versions decide whether a run works, in the order they are printed."""
 
@@ -86,8 +91,6 @@ def check_lora_libraries() -> None:
     Raises:
         embedtune.config.ConfigError: naming the setting ``train.mode``, both versions and the fix.
     """
-    from embedtune.config import ConfigError
-
     problem = peft_problem()
     if problem is not None:
         raise ConfigError(f"train.mode: lora cannot run here: {problem}")
@@ -131,6 +134,7 @@ def declared_requirements() -> list[str]:
     except importlib.metadata.PackageNotFoundError:  # imported from src/ without an install (PYTHONPATH)
         pass
     try:
+        # tomllib: standard library from Python 3.11 only
         import tomllib
 
         project = tomllib.loads((PROJECT_ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
@@ -171,6 +175,7 @@ def read_lock(path: Path) -> dict[str, str]:
         ValueError: if it is not valid TOML (the message names the file), or Python < 3.11 (no ``tomllib``).
     """
     try:
+        # tomllib: standard library from Python 3.11 only
         import tomllib
     except ImportError as error:  # Python 3.10
         raise ValueError(f"{path}: reading a lock file needs Python >= 3.11") from error
@@ -228,6 +233,7 @@ def running_from_checkout() -> bool:
 
 def _transformers_min_peft() -> str | None:
     try:
+        # transformers: only when checking which peft it accepts
         from transformers.integrations import peft as transformers_peft
     except ImportError:
         return None

@@ -92,13 +92,17 @@ def test_rank_zero_alone_creates_the_run_folder_and_every_rank_gets_it(tmp_path)
         ),
     ],
 )
-def test_torchrun_with_two_processes_trains_into_one_finished_run(tiny_model_dir, tiny_beir, tmp_path, backend):
+@pytest.mark.parametrize("precision", ["auto", "fp32"])  # fp32 on a CPU: a plain CPU without bf16 instructions
+def test_torchrun_with_two_processes_trains_into_one_finished_run(
+    tiny_model_dir, tiny_beir, tmp_path, backend, precision
+):
     runs_dir = tmp_path / "runs"
     command = [
         *(TORCHRUN, "--standalone", "--nproc_per_node", "2", "-m", "embedtune", "train"),
         *("--data", str(tiny_beir), "--model", str(tiny_model_dir), "--runs-dir", str(runs_dir), "--name", "ddp"),
         *("--max-steps", "2", "--batch-size", "4", "--lr", "1e-3"),
         *("--set", "data.dev_fraction=0.25", "--set", "train.logging_steps=1", "--set", "loss.isotropy_weight=0.1"),
+        *("--set", f"train.precision={precision}"),
     ]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     if backend == "gloo":

@@ -16,6 +16,7 @@ from embedtune.cli.console import configure_console_logging
 from embedtune.cli.doctor import add_doctor_command
 from embedtune.cli.export import add_export_command
 from embedtune.errors import describe_os_error
+from embedtune.versions import version_line
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
 
@@ -95,7 +96,6 @@ class _VersionAction(argparse.Action):
         super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, help=help)
 
     def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values, option_string=None):
-        from embedtune.versions import version_line
 
         print(version_line())
         parser.exit()

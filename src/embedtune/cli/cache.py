@@ -28,6 +28,7 @@ def add_cache_command(commands: argparse._SubParsersAction) -> None:
 
 def run_cache(args: argparse.Namespace) -> int:
     """Print the cache's description, or empty it; returns 0."""
+    # imports torch: only when the command runs, so `embedtune --help` starts fast
     from embedtune.cache import EmbeddingCache
 
     cache = EmbeddingCache(args.cache_dir)

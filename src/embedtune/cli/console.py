@@ -61,6 +61,7 @@ def launcher_rank() -> int:
 
 def _quiet_library_progress_bars() -> None:
     """Hide transformers' per-file bars (loading weights, writing shards); training and encoding bars stay."""
+    # transformers: only when a command runs, so `embedtune --help` starts fast
     from transformers.utils import logging as transformers_logging
 
     transformers_logging.disable_progress_bar()

@@ -11,6 +11,7 @@ import argparse
 import json
 from typing import Any
 
+from embedtune.data.check import check_path
 from embedtune.data.check_stats import DEFAULT_MODEL, WHITESPACE
 
 SPREAD_KEYS = {"mean", "min", "max"}
@@ -73,8 +74,6 @@ def run_data(args: argparse.Namespace) -> int:
         ValueError: for ``--beir`` given with a BEIR folder.
         ModelNotFoundError: when the tokenizer of ``--model`` cannot be loaded.
     """
-    from embedtune.data.check import check_path
-
     report = check_path(
         args.path,
         model=args.model,

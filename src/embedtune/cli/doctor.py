@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from embedtune import versions
+
 
 def add_doctor_command(commands: argparse._SubParsersAction) -> None:
     """Register ``embedtune doctor``."""
@@ -32,8 +34,6 @@ def run_doctor(args: argparse.Namespace) -> int:
 
 def doctor_report() -> tuple[list[str], list[str]]:
     """Return ``(lines, problems)``: the report's lines, and one line per failed check (empty when all agree)."""
-    from embedtune import versions
-
     versions_found = versions.key_versions()
     lines = [f"embedtune {versions_found['embedtune']} ({_where_installed(versions)})"]
     lines.append(f"python: {versions.python_description()}")
@@ -58,8 +58,10 @@ def _where_installed(versions) -> str:
 
 
 def _device_lines() -> list[str]:
+    # torch: imported only when a command runs, so `embedtune --help` starts fast
     import torch
 
+    # imports torch: only when the command runs, so `embedtune --help` starts fast
     from embedtune.training.arguments import cpu_has_native_bf16, mixed_precision
 
     fp16, bf16 = mixed_precision("auto")

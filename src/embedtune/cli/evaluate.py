@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import argparse
 
+from embedtune.evaluation import compare_inputs
+from embedtune.evaluation.compare_inputs import resolve_model_source
+
 
 def add_eval_command(commands: argparse._SubParsersAction) -> None:
     """Register ``embedtune eval``."""
@@ -73,8 +76,9 @@ def run_eval(args: argparse.Namespace) -> int:
         ValueError: on a bad setting, an existing ``--out``, a model given twice or bad data (DataError).
         embedtune.model_paths.ModelNotFoundError: if a model cannot be found.
     """
+    # imports torch: only when the command runs, so `embedtune --help` starts fast
     from embedtune.cache import EmbeddingCache
-    from embedtune.evaluation import compare, compare_inputs
+    from embedtune.evaluation import compare
     from embedtune.evaluation.seen_unseen import add_to_eval_results, load_training_positives
 
     if args.batch_size < 1 or (args.max_seq_length is not None and args.max_seq_length < 1):
@@ -116,13 +120,14 @@ def resolve_model_reference(ref: str, runs_dir: str) -> str:
     Raises:
         embedtune.model_paths.ModelNotFoundError: if ``ref`` is neither a run nor an available model.
     """
-    from embedtune.evaluation.compare_inputs import resolve_model_source
-
     return resolve_model_source(ref, runs_dir).path
 
 
 def _load(name_or_path: str, args: argparse.Namespace):
+    # imports torch: only when the command runs, so `embedtune --help` starts fast
     from embedtune.models.loading import load_model
+
+    # imports torch: only when the command runs, so `embedtune --help` starts fast
     from embedtune.models.prompts import set_prompts
 
     model = load_model(name_or_path, args.max_seq_length)

@@ -26,6 +26,7 @@ def add_export_command(commands: argparse._SubParsersAction) -> None:
 
 def run_export(args: argparse.Namespace) -> int:
     """Export the run's model and print the folder written; returns the exit code."""
+    # imports torch: only when the command runs, so `embedtune --help` starts fast
     from embedtune.models.export import export_model
 
     print(export_model(args.run, args.out, merge=args.merge, runs_dir=args.runs_dir))

@@ -7,6 +7,10 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from embedtune.cli.evaluate import resolve_model_reference
+from embedtune.config import ConfigError
+from embedtune.data.training_file import write_triplets
+
 if TYPE_CHECKING:
     from embedtune.mining.candidates import DenseEncoder, MiningInput
 
@@ -109,7 +113,7 @@ def add_mine_command(commands: argparse._SubParsersAction) -> None:
 
 def run_mine(args: argparse.Namespace) -> int:
     """Check the settings and data, load the model, mine, write OUT and print a summary; returns the exit code."""
-    from embedtune.data.training_file import write_triplets
+    # imports torch: only when the command runs, so `embedtune --help` starts fast
     from embedtune.mining.mine import MiningSettings, mine_hard_negatives, peak_rss_bytes
 
     start = time.perf_counter()
@@ -160,7 +164,7 @@ def run_mine(args: argparse.Namespace) -> int:
 
 def _load_data(args: argparse.Namespace) -> MiningInput:
     """Check OUT and the data options, then read and validate the data (before any model loads)."""
-    from embedtune.config import ConfigError
+    # imports torch: only when the command runs, so `embedtune --help` starts fast
     from embedtune.mining.mine import load_mining_beir, load_mining_jsonl
 
     for option in ("batch_size", "max_seq_length"):
@@ -187,9 +191,13 @@ def _load_data(args: argparse.Namespace) -> MiningInput:
 
 def _encoder(args: argparse.Namespace) -> DenseEncoder:
     """Load the model and wrap it, with the embedding cache unless --no-cache."""
+    # imports torch: only when the command runs, so `embedtune --help` starts fast
     from embedtune.cache import EmbeddingCache
-    from embedtune.cli.evaluate import resolve_model_reference
+
+    # imports torch: only when the command runs, so `embedtune --help` starts fast
     from embedtune.mining.candidates import model_encoder
+
+    # imports torch: only when the command runs, so `embedtune --help` starts fast
     from embedtune.models.loading import load_model
 
     reference = resolve_model_reference(args.model or DEFAULT_MODEL, args.runs_dir)

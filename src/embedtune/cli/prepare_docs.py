@@ -12,6 +12,8 @@ from pathlib import Path
 
 from embedtune.cli.prepare import add_split_arguments
 from embedtune.data.builders.chunking import DEFAULT_TOKENIZER
+from embedtune.data.builders.code_beir import build_code_beir
+from embedtune.data.builders.docs_beir import build_docs_beir
 from embedtune.data.builders.pair_methods import DEFAULT_CROP_RATIO, DEFAULT_REMOVE_PROB, ICT, METHODS
 
 
@@ -112,8 +114,6 @@ def run_prepare_docs(args: argparse.Namespace) -> int:
             FileExistsError for a destination that may not be replaced; OSError when the folder cannot be written
             (the CLI prints each as one ``error:`` line).
     """
-    from embedtune.data.builders.docs_beir import build_docs_beir
-
     summary = build_docs_beir(
         Path(args.dir).expanduser(),
         Path(args.out).expanduser(),
@@ -145,8 +145,6 @@ def run_prepare_code(args: argparse.Namespace) -> int:
         DataError: for a missing folder or one without usable functions; FileExistsError for a destination that
             may not be replaced; OSError when the folder cannot be written.
     """
-    from embedtune.data.builders.code_beir import build_code_beir
-
     summary = build_code_beir(
         Path(args.dir).expanduser(),
         Path(args.out).expanduser(),

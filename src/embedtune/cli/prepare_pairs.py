@@ -5,6 +5,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from embedtune.config import ConfigError
+from embedtune.data.builders.graded_pairs import build_graded_pairs
+
 
 def register_pairs(subparsers: argparse._SubParsersAction) -> None:
     """Register ``embedtune prepare pairs MINED OUT``.
@@ -42,9 +45,6 @@ def run_prepare_pairs(args: argparse.Namespace) -> int:
         embedtune.config.ConfigError: for bad ``--phases`` or ``--thresholds`` (naming the option).
         embedtune.errors.DataError: for a malformed or unscored mined file; FileExistsError and OSError for OUT.
     """
-    from embedtune.config import ConfigError
-    from embedtune.data.builders.graded_pairs import build_graded_pairs
-
     phases = [name.strip() for name in args.phases.split(",")]
     thresholds = None
     if args.thresholds is not None:

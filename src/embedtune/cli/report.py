@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import argparse
 
+from embedtune.evaluation.run_report import write_report
+from embedtune.runs import resolve_run
+
 
 def add_report_command(commands: argparse._SubParsersAction) -> None:
     """Register ``embedtune report``."""
@@ -21,8 +24,5 @@ def add_report_command(commands: argparse._SubParsersAction) -> None:
 
 def run_report(args: argparse.Namespace) -> int:
     """Write the report and print its path; returns the exit code."""
-    from embedtune.evaluation.run_report import write_report
-    from embedtune.runs import resolve_run
-
     print(write_report(resolve_run(args.run, args.runs_dir)))
     return 0

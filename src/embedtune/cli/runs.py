@@ -5,6 +5,10 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from embedtune import runs
+from embedtune.evaluation.run_report import compare_report
+from embedtune.runs.record import RUN_FILE
+
 
 def add_runs_command(commands: argparse._SubParsersAction) -> None:
     """Register ``embedtune runs`` and its actions."""
@@ -28,8 +32,6 @@ def add_runs_command(commands: argparse._SubParsersAction) -> None:
 
 def run_runs(args: argparse.Namespace) -> int:
     """Print the requested view of the run folders; returns the exit code."""
-    from embedtune import runs
-
     args.runs_dir = str(Path(args.runs_dir).expanduser())
     if args.runs_command == "list":
         check_runs_dir_exists(args.runs_dir)
@@ -44,8 +46,6 @@ def run_runs(args: argparse.Namespace) -> int:
         infos = [runs.load_run(runs.resolve_run(ref, args.runs_dir)) for ref in args.runs]
         print(runs.format_run_compare(infos))
         if args.write:
-            from embedtune.evaluation.run_report import compare_report
-
             print(f"Wrote {compare_report([info.path for info in infos], args.write)}")
     return 0
 
@@ -62,8 +62,6 @@ def check_runs_dir_exists(runs_dir: str, refs: list[str] | None = None) -> None:
     Raises:
         FileNotFoundError: naming the folder, when it does not exist and some reference needs it.
     """
-    from embedtune.runs.record import RUN_FILE
-
     if Path(runs_dir).exists() or (refs is not None and all((Path(ref) / RUN_FILE).is_file() for ref in refs)):
         return
     raise FileNotFoundError(

@@ -6,6 +6,8 @@ import argparse
 import json
 from pathlib import Path
 
+from embedtune.cli.evaluate import resolve_model_reference
+from embedtune.search.corpus import load_search_corpus
 from embedtune.search.vectors import EXACT_MAX_DOCS, INDEX_KINDS
 
 PREVIEW_CHARS = 100
@@ -64,9 +66,10 @@ def add_search_command(commands: argparse._SubParsersAction) -> None:
 
 def run_index_build(args: argparse.Namespace) -> int:
     """Validate the corpus, load the model, build and save the index; returns the exit code."""
-    from embedtune.cli.evaluate import resolve_model_reference
+    # imports torch: only when the command runs, so `embedtune --help` starts fast
     from embedtune.models.loading import load_model
-    from embedtune.search.corpus import load_search_corpus
+
+    # imports torch: only when the command runs, so `embedtune --help` starts fast
     from embedtune.search.index import build_index, ensure_absent
 
     if args.batch_size < 1 or (args.max_seq_length is not None and args.max_seq_length < 1):
@@ -94,7 +97,7 @@ def run_index_build(args: argparse.Namespace) -> int:
 
 def run_search(args: argparse.Namespace) -> int:
     """Search the index and print the hits; returns the exit code."""
-    from embedtune.cli.evaluate import resolve_model_reference
+    # imports torch: only when the command runs, so `embedtune --help` starts fast
     from embedtune.search.retriever import Retriever
 
     if args.top_k < 1:

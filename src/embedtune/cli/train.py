@@ -9,6 +9,17 @@ import typing
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from embedtune.config import ExperimentConfig, build_config, config_from_dict
+from embedtune.data.beir import write_beir
+from embedtune.data.builders.stdlib_code import build_stdlib_retrieval_set
+from embedtune.data.curriculum import check_curriculum
+from embedtune.data.prepare import prepare_data
+from embedtune.evaluation.report import format_comparison
+from embedtune.model_paths import check_model_available
+from embedtune.runs import CHOSEN_BASE, check_runs_dir
+from embedtune.runs.store import resolve_run
+from embedtune.runs.writer import check_resumable
+
 if TYPE_CHECKING:
     from embedtune.config import ExperimentConfig
     from embedtune.training.pipeline import RunResult
@@ -74,8 +85,6 @@ def add_train_command(commands: argparse._SubParsersAction) -> None:
 
 def settings_help() -> str:
     """List every setting ``--set`` accepts: ``section.key (default): help``, one per line, by section."""
-    from embedtune.config import ExperimentConfig
-
     lines = ["settings (--set KEY=VALUE, or in a --config file):"]
     hints = typing.get_type_hints(ExperimentConfig)
     for field in dataclasses.fields(ExperimentConfig):
@@ -97,8 +106,6 @@ def _setting_line(key: str, default: object, field: dataclasses.Field) -> str:
 
 def run_train(args: argparse.Namespace) -> int:
     """Resolve the settings and train (or, with ``--check``, only validate); returns the exit code."""
-    from embedtune.config import build_config
-
     flags = {setting: getattr(args, flag) for flag, setting in _FLAG_SETTINGS.items()}
     if args.resume is not None:
         return _resume(args, [flag for flag, value in flags.items() if value is not None and flag != "runs_dir"])
@@ -111,9 +118,7 @@ def run_train(args: argparse.Namespace) -> int:
 
 def _resume(args: argparse.Namespace, settings_given: list[str]) -> int:
     """Continue the run ``args.resume`` with the settings recorded in its ``run.json``."""
-    from embedtune.config import config_from_dict
-    from embedtune.runs.store import resolve_run
-    from embedtune.runs.writer import check_resumable
+    # imports torch: only when the command runs, so `embedtune --help` starts fast
     from embedtune.training.pipeline import run_training
 
     if settings_given or args.set or args.config or args.check:
@@ -127,10 +132,7 @@ def _resume(args: argparse.Namespace, settings_given: list[str]) -> int:
 
 
 def _check(config: ExperimentConfig) -> int:
-    from embedtune.data.curriculum import check_curriculum
-    from embedtune.data.prepare import prepare_data
-    from embedtune.model_paths import check_model_available
-    from embedtune.runs import check_runs_dir
+    # imports torch: only when the command runs, so `embedtune --help` starts fast
     from embedtune.training.modes import check_mode_libraries
 
     check_mode_libraries(config)
@@ -145,6 +147,7 @@ def _check(config: ExperimentConfig) -> int:
 
 
 def _train(config: ExperimentConfig) -> int:
+    # imports torch: only when the command runs, so `embedtune --help` starts fast
     from embedtune.training.pipeline import run_training
 
     result = run_training(config)
@@ -154,9 +157,6 @@ def _train(config: ExperimentConfig) -> int:
 
 def format_summary(result: RunResult, config: ExperimentConfig) -> str:
     """Format the end-of-run summary: the table, run folder, model path, verdict and the next command."""
-    from embedtune.evaluation.report import format_comparison
-    from embedtune.runs import CHOSEN_BASE
-
     report, selection = result.metrics.report, result.metrics.selection
     split = report.split if report.is_held_out else f"{report.split}, selection split, not held out"
     what = "the base model" if selection.chosen == CHOSEN_BASE else f"checkpoint of step {selection.step}"
@@ -199,8 +199,6 @@ def add_demo_command(commands: argparse._SubParsersAction) -> None:
 
 def run_demo(args: argparse.Namespace) -> int:
     """Build the demo data (once) and train on it; returns the exit code."""
-    from embedtune.config import build_config
-
     data_dir = prepare_demo_data(Path(args.data_dir).expanduser())
     overrides = [*DEMO_SETTINGS, f"data.path={data_dir}", f"runs_dir={args.runs_dir}", *args.set]
     return _train(build_config(overrides=overrides))
@@ -212,9 +210,6 @@ def prepare_demo_data(parent: Path) -> Path:
     Returns:
         The BEIR folder.
     """
-    from embedtune.data.beir import write_beir
-    from embedtune.data.builders.stdlib_code import build_stdlib_retrieval_set
-
     folder = parent / f"stdlib-py{sys.version_info.major}.{sys.version_info.minor}"
     if not (folder / "corpus.jsonl").is_file():
         write_beir(build_stdlib_retrieval_set(), folder)

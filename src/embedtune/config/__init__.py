@@ -6,7 +6,7 @@ parsed by the type of their setting, never re-read as YAML (see :func:`config_fr
 in ``files.py``.
 """
 
-from embedtune.config.files import MAX_CONFIG_BYTES, apply_overrides, build_config, load_config_file
+from embedtune.config.files import MAX_CONFIG_BYTES, apply_overrides, build_config, config_from_dict, load_config_file
 from embedtune.config.modes import TRAIN_MODES, CurriculumConfig, HeadConfig, LoraConfig
 from embedtune.config.sections import (
     MAX_NAME_BYTES,
@@ -19,7 +19,7 @@ from embedtune.config.sections import (
     ModelConfig,
     TrainConfig,
 )
-from embedtune.config.values import ConfigError, config_from_dict
+from embedtune.config.values import ConfigError
 
 __all__ = [
     "MAX_CONFIG_BYTES",

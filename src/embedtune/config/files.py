@@ -22,12 +22,21 @@ from embedtune.config.values import (
     _label,
     _require,
     _unknown,
-    config_from_dict,
+    section_from_dict,
 )
 from embedtune.errors import describe_os_error, shorten
 
 _MAX_DEPTH = 32  # YAML nesting refused beyond this (a config is 3 levels deep)
 MAX_CONFIG_BYTES = 1 << 20  # larger config files are refused unread
+
+
+def config_from_dict(data: dict[str, Any]) -> ExperimentConfig:
+    """Build the whole configuration from nested dicts (see :func:`~embedtune.config.values.section_from_dict`).
+
+    Raises:
+        ConfigError: for an unknown key, a value of the wrong type, or a value that fails validation.
+    """
+    return section_from_dict(data, ExperimentConfig)
 
 
 class _YamlLoader(yaml.BaseLoader):

@@ -92,7 +92,7 @@ def _coerce(value: Any, hint: Any, key: str) -> Any:
             return None
         hint = next(arg for arg in args if arg is not type(None))
     if dataclasses.is_dataclass(hint):
-        return value if isinstance(value, hint) else config_from_dict({} if value is None else value, hint, key + ".")
+        return value if isinstance(value, hint) else section_from_dict({} if value is None else value, hint, key + ".")
     if typing.get_origin(hint) is list:
         if isinstance(value, str):
             value = [item.strip() for item in value.split(",") if item.strip()]
@@ -130,7 +130,7 @@ def _coerce_tree(data: Any, cls: type, prefix: str) -> dict[str, Any]:
     return result
 
 
-def config_from_dict(data: dict[str, Any], cls: type | None = None, prefix: str = "") -> Any:
+def section_from_dict(data: dict[str, Any], cls: type, prefix: str = "") -> Any:
     """Build a config dataclass from nested dicts, parsing each value by the type of its setting.
 
     A text value is parsed by type: a ``str`` setting takes it literally, ``int``/``float`` strictly (finite; ``"3.0"``
@@ -139,7 +139,7 @@ def config_from_dict(data: dict[str, Any], cls: type | None = None, prefix: str 
 
     Args:
         data: Nested mapping, e.g. ``{"train": {"learning_rate": "3e-5"}}``.
-        cls: The dataclass to build; ``None`` builds the whole :class:`~embedtune.config.ExperimentConfig`.
+        cls: The dataclass to build (a section, or the whole config).
         prefix: Dotted path of ``data`` inside the whole config (for messages), e.g. ``"train."``.
 
     Returns:
@@ -149,8 +149,4 @@ def config_from_dict(data: dict[str, Any], cls: type | None = None, prefix: str 
         ConfigError: for an unknown key, a value of the wrong type, or a value that fails validation; the message
             starts with the dotted key.
     """
-    if cls is None:
-        from embedtune.config.sections import ExperimentConfig
-
-        cls = ExperimentConfig
     return cls(**_coerce_tree(data, cls, prefix))

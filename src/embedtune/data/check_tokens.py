@@ -66,6 +66,7 @@ def load_token_counter(model: str = DEFAULT_MODEL, max_seq_length: int | None = 
         raise ValueError(f"max_seq_length must be a positive integer, got {max_seq_length!r}")
     if model == WHITESPACE:
         return whitespace_counter(max_seq_length)
+    # transformers: only for a model's tokenizer (the whitespace counter needs none)
     from transformers import AutoTokenizer
 
     folder = _transformer_folder(check_model_available(model))

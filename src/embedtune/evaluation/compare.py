@@ -12,19 +12,18 @@ import logging
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from sentence_transformers import SentenceTransformer
 
+from embedtune.cache import EmbeddingCache
 from embedtune.config.metric_names import DEFAULT_METRICS
 from embedtune.evaluation.compare_inputs import EvalDataset, ModelSource, check_model_labels
 from embedtune.evaluation.metrics import average_per_query
 from embedtune.evaluation.report import format_side_by_side
+from embedtune.evaluation.retrieval_evaluator import RetrievalEvaluator
 from embedtune.evaluation.significance import PairedComparison, compare_per_query
 from embedtune.io import jsonl_line, write_json_atomic, write_lines_atomic
-
-if TYPE_CHECKING:
-    from embedtune.cache import EmbeddingCache
 
 logger = logging.getLogger(__name__)
 
@@ -241,8 +240,6 @@ def evaluate_models(
         ValueError: if ``models`` or ``datasets`` is empty, two models share a label, or the verdict metric is not
             among ``metrics`` while there is a baseline.
     """
-    from embedtune.evaluation.retrieval_evaluator import RetrievalEvaluator
-
     metrics = [metric.strip().lower() for metric in metrics]
     if not models or not datasets:
         raise ValueError("nothing to evaluate: give at least one --model and one --data")

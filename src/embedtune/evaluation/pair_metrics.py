@@ -15,6 +15,8 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
+from scipy.stats import spearmanr
+from sklearn.metrics import accuracy_score, f1_score, roc_auc_score
 
 from embedtune.data.pairs import RELEVANT_LABEL, PairExample
 
@@ -149,9 +151,6 @@ def pair_diagnostics(
         ValueError: if a split is empty, its scores and labels differ in length, a score is not finite, or a split
             holds only relevant or only non-relevant pairs (ROC AUC and the threshold need both classes).
     """
-    from scipy.stats import spearmanr
-    from sklearn.metrics import accuracy_score, f1_score, roc_auc_score
-
     _checked(dev_scores, dev_labels, "dev pairs", both_classes=True)
     scores, relevant = _checked(test_scores, test_labels, "test pairs", both_classes=True)
     threshold = best_threshold(dev_scores, dev_labels)

@@ -110,6 +110,7 @@ def compare_report(run_folders: Sequence[str | Path], out_path: str | Path) -> P
     if names:
         figure = out.with_name(f"{out.stem}-metrics.png")
         picked = {label: {name: values[name] for name in names if name in values} for label, values in series.items()}
+        # matplotlib is slow to import: only when drawing
         from embedtune.evaluation.figures import compare_bars
 
         compare_bars(figure, picked, "Base model [1] and each run's selected model")

@@ -17,7 +17,10 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
+from embedtune.data.beir import load_beir
+from embedtune.data.training_file import load_triplets
 from embedtune.data.types import EvalSplit, TrainingExample
+from embedtune.evaluation.compare import VERDICT_METRIC
 from embedtune.evaluation.significance import compare_per_query
 
 GROUPS = ("seen", "unseen")
@@ -138,9 +141,6 @@ def load_training_positives(path: str | Path) -> tuple[set[str], set[str]]:
     Raises:
         embedtune.errors.DataError: naming the file, line and field, if the data cannot be read or is invalid.
     """
-    from embedtune.data.beir import load_beir
-    from embedtune.data.training_file import load_triplets
-
     path = Path(path).expanduser()
     if not path.is_dir():
         return training_positives(load_triplets(path))
@@ -157,8 +157,6 @@ def add_to_eval_results(results: Any, positives: tuple[set[str], set[str]]) -> N
             ``seen_unseen``: one :func:`split_comparison` record per model (on the verdict metric).
         positives: :func:`load_training_positives` of the training data.
     """
-    from embedtune.evaluation.compare import VERDICT_METRIC
-
     for result in results.datasets:
         if result.baseline is None:
             continue

@@ -19,6 +19,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
+from scipy.stats import ttest_rel
 
 from embedtune.config.metric_names import display_name
 
@@ -241,8 +242,6 @@ def _ttest_p(diffs: np.ndarray) -> float:
         return math.nan
     if np.ptp(diffs) == 0.0:  # one non-zero difference everywhere: t is infinite
         return 0.0
-    from scipy.stats import ttest_rel
-
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # precision-loss notes on near-constant differences
         return float(ttest_rel(diffs, np.zeros_like(diffs)).pvalue)

@@ -44,6 +44,7 @@ _LAZY = ("LossContext", "build_loss", "builder_of")  # from embedtune.losses.obj
 
 def __getattr__(name: str) -> Any:
     if name in _LAZY:
+        # torch: only when a loss is built, so reading the registry stays light
         from embedtune.losses import objectives
 
         return getattr(objectives, name)

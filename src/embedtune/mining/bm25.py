@@ -26,6 +26,7 @@ def import_bm25s() -> Any:
     """
     os.environ.setdefault("JAX_PLATFORMS", "cpu")
     os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
+    # bm25s: imported after the JAX settings above, and only for BM25 mining
     import bm25s
 
     return bm25s

@@ -18,14 +18,15 @@ from typing import TYPE_CHECKING
 import numpy as np
 from torch import Tensor
 
+from embedtune.cache import EmbeddingCache
 from embedtune.data.splits import normalize_query
 from embedtune.mining.bm25 import Bm25Index
+from embedtune.search.retrieve import encode_documents, encode_queries
 from embedtune.search.top_k import dense_candidates, pair_scores, prepare_embeddings, resolve_search
+from embedtune.search.vectors import similarity_metric
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
-
-    from embedtune.cache import EmbeddingCache
 
 SOURCES = ("dense", "bm25")
 """Retriever names recorded in ``neg_sources``."""
@@ -61,8 +62,6 @@ def model_encoder(
     Returns:
         The encoder, with the model's ``similarity_fn_name`` (cosine when unset).
     """
-    from embedtune.search.retrieve import encode_documents, encode_queries
-
     return DenseEncoder(
         encode_queries=lambda texts: encode_queries(model, texts, batch_size, progress, cache),
         encode_documents=lambda texts: encode_documents(model, texts, batch_size, progress, cache),
@@ -188,8 +187,6 @@ class CandidateRetrieval:
         retrieval = cls(depth, resolved, encoder.similarity if dense else None)
         if dense:
             if resolved != "exact":
-                from embedtune.search.vectors import similarity_metric
-
                 similarity_metric(encoder.similarity)
             retrieval.doc_emb = prepare_embeddings(encoder.encode_documents(list(texts)), encoder.similarity)
             retrieval.query_emb = prepare_embeddings(encoder.encode_queries(list(query_texts)), encoder.similarity)

@@ -56,6 +56,7 @@ from embedtune.mining.candidates import (
 from embedtune.mining.output import WEIGHT_MAX as WEIGHT_MAX
 from embedtune.mining.output import WEIGHT_MIN as WEIGHT_MIN
 from embedtune.mining.output import MiningStats, build_example, hardness_weights, peak_rss_bytes
+from embedtune.search.corpus import load_search_corpus
 from embedtune.search.top_k import DEFAULT_CHUNK_SIZE, SEARCH_KINDS
 
 RETRIEVERS = ("dense", "bm25", "both")
@@ -194,8 +195,6 @@ def load_mining_jsonl(path: str | Path, corpus: str | Path | None = None) -> Min
     table = _PassageTable(path, corpus is not None)
     table.reserved.update(doc_id for example in examples for doc_id in example.pos_ids + example.neg_ids)
     if corpus is not None:
-        from embedtune.search.corpus import load_search_corpus
-
         documents = load_search_corpus(corpus)
         table.add_corpus(documents, {normalize_query(text) for example in examples for text in example.pos})
     drafts = []

@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -71,10 +72,8 @@ def hardness_weights(examples: list[TrainingExample], alpha: float = 0.5) -> lis
 
 def peak_rss_bytes() -> int:
     """Return this process's peak resident memory so far, in bytes (``ru_maxrss``); 0 where it is unknown (Windows)."""
-    import sys
-
     try:
-        import resource
+        import resource  # POSIX only: absent on Windows
     except ImportError:
         return 0
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux, bytes on macOS

@@ -19,6 +19,9 @@ import logging
 import shutil
 from pathlib import Path
 
+from sentence_transformers import SentenceTransformer
+
+from embedtune.models.lora import merge_lora
 from embedtune.runs import read_run_record, resolve_run
 
 logger = logging.getLogger(__name__)
@@ -91,10 +94,6 @@ def has_adapter_files(folder: Path) -> bool:
 
 def _write_merged(source: Path, staging: Path) -> None:
     """Load the adapter model at ``source``, merge its adapter, save the plain model (and embedtune's notes)."""
-    from sentence_transformers import SentenceTransformer
-
-    from embedtune.models.lora import merge_lora
-
     model = SentenceTransformer(str(source), device="cpu")
     merge_lora(model)
     model.save(str(staging))

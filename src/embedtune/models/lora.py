@@ -196,6 +196,7 @@ def merge_lora(model: SentenceTransformer) -> SentenceTransformer:
     """
     if not has_lora(model):
         raise ValueError("the model carries no LoRA adapter to merge")
+    # peft: only when merging a LoRA adapter
     from peft.tuners.tuners_utils import BaseTunerLayer
 
     network = model.transformers_model

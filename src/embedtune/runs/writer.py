@@ -233,6 +233,7 @@ def run_on_main_process(work: Callable[[], T]) -> T:
     rank, world_size = _rank_and_world_size()
     if world_size == 1:
         return work()
+    # torch: runs/ stays importable without it
     import torch.distributed as dist
 
     group = dist.new_group(backend="gloo", timeout=MAIN_PROCESS_TIMEOUT)

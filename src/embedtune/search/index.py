@@ -31,6 +31,7 @@ from embedtune.search.corpus import Corpus, corpus_columns, load_search_corpus
 from embedtune.search.encoding import encode_texts, model_prompts, model_similarity, output_fingerprint
 from embedtune.search.index_files import IDS_FILE, INDEX_FILE, INFO_FILE, TEXTS_FILE, IndexFileError, IndexInfo
 from embedtune.search.vectors import EXACT_MAX_DOCS, create_vector_index, import_faiss, search_vectors
+from embedtune.versions import EMBEDTUNE_VERSION
 
 logger = logging.getLogger(__name__)
 
@@ -103,7 +104,6 @@ def create_search_index(
     vectors, parameters = create_vector_index(embeddings, kind, similarity, **index_settings)
     _, fingerprint = output_fingerprint(model)
     source = model_source(model)
-    from embedtune import __version__
 
     info = IndexInfo(
         model_reference=model_reference if model_reference is not None else source,
@@ -116,7 +116,7 @@ def create_search_index(
         parameters=parameters,
         fingerprint=tuple(fingerprint),
         max_seq_length=getattr(model, "max_seq_length", None),
-        embedtune_version=__version__,
+        embedtune_version=EMBEDTUNE_VERSION,
         created=datetime.now().astimezone().isoformat(timespec="seconds"),
     )
     return SearchIndex(vectors, ids, texts, info)

@@ -43,6 +43,7 @@ def import_faiss() -> Any:
         ImportError: if neither ``faiss-cpu`` nor ``faiss-gpu`` is installed.
     """
     try:
+        # faiss: only when a vector index is built or searched
         import faiss
     except ImportError as error:
         raise ImportError("search indexes need faiss: pip install faiss-cpu") from error

@@ -56,7 +56,9 @@ def training_arguments(
         activation_checkpointing=train.gradient_checkpointing,
         fp16=fp16,
         bf16=bf16,
-        use_cpu=bf16 and not torch.cuda.is_available(),  # transformers refuses CPU bf16 autocast without it
+        # Without a GPU: CPU bf16 autocast needs it, and so does torchrun on CPUs (accelerate's MULTI_CPU, else each
+        # process thinks it is alone and only rank 0 runs the dev evaluation).
+        use_cpu=not torch.cuda.is_available(),
         eval_strategy=strategy,
         eval_steps=train.eval_steps,
         eval_on_start=not resuming,

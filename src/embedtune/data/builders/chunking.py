@@ -111,6 +111,7 @@ def load_tokenizer(name: str = DEFAULT_TOKENIZER) -> Tokenizer:
     """
     if name == WHITESPACE:
         return WhitespaceTokenizer()
+    # transformers: only for a model's tokenizer (the whitespace counter needs none)
     from transformers import AutoTokenizer
 
     try:
