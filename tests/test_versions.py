@@ -66,7 +66,7 @@ def test_lora_train_stops_before_any_model_or_run_folder(
 
 def test_full_mode_is_not_stopped_by_the_peft_pair(peft_too_old_for_transformers, tiny_beir) -> None:
     from embedtune.config import build_config
-    from embedtune.training.modes import check_mode_libraries
+    from embedtune.training.mode import check_mode_libraries
 
     check_mode_libraries(
         build_config(None, [f"data.path={tiny_beir}", "train.mode=full"])

@@ -11,6 +11,7 @@ from embedtune.config import build_config
 from embedtune.errors import DataError
 from embedtune.model_paths import ModelNotFoundError
 from embedtune.training import fine_tune, pipeline
+from embedtune.training.mode import FullMode
 from embedtune.training.pipeline import RunFailedError, run_training
 
 
@@ -135,7 +136,7 @@ def test_a_crash_after_start_is_recorded_in_the_run(tiny_model_dir, tiny_beir, t
     def crash(*args, **kwargs):
         raise error
 
-    monkeypatch.setattr(pipeline, "fine_tune", crash)
+    monkeypatch.setattr(FullMode, "train", crash)
     with pytest.raises((RunFailedError, KeyboardInterrupt)):
         run_training(tiny_config(tiny_model_dir, tiny_beir, tmp_path / "runs"))
     [folder] = list((tmp_path / "runs").iterdir())

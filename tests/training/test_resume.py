@@ -21,6 +21,7 @@ from embedtune.runs.errors import RunStoreError
 from embedtune.runs.writer import check_resumable
 from embedtune.training import fine_tune as fine_tune_module
 from embedtune.training import head_training, modes
+from embedtune.training import mode as mode_module
 from embedtune.training.final_eval import FinalEvaluation
 from embedtune.training.outputs import last_checkpoint
 from embedtune.training.pipeline import RunFailedError, run_training
@@ -113,14 +114,14 @@ def test_a_run_that_crashed_in_the_final_evaluation_resumes_without_training_aga
     mode, tiny_model_dir, noise_beir, tmp_path, monkeypatch
 ):
     shipped = []  # what the model written to model/ encodes, at each attempt
-    finish_mode_model = modes.finish_mode_model
+    finish_mode_model = mode_module.finish_mode_model
 
     def record(*args, **kwargs):
         model = finish_mode_model(*args, **kwargs)
         shipped.append(encode(model))
         return model
 
-    monkeypatch.setattr(modes, "finish_mode_model", record)
+    monkeypatch.setattr(mode_module, "finish_mode_model", record)
     significance = FinalEvaluation.significance
 
     def crash_once(self, *args, **kwargs):

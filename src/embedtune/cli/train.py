@@ -133,7 +133,7 @@ def _resume(args: argparse.Namespace, settings_given: list[str]) -> int:
 
 def _check(config: ExperimentConfig) -> int:
     # imports torch: only when the command runs, so `embedtune --help` starts fast
-    from embedtune.training.modes import check_mode_libraries
+    from embedtune.training.mode import check_mode_libraries
 
     check_mode_libraries(config)
     data = prepare_data(config.data)

@@ -6,7 +6,57 @@ from dataclasses import dataclass
 
 from embedtune.config.values import _check_fields, _require, _setting
 
-TRAIN_MODES = ("full", "lora", "head")
+
+@dataclass(frozen=True)
+class Mode:
+    """One value of ``train.mode``, declared without importing torch: what the configuration checks need.
+
+    Attributes:
+        trainer: ``"module:Class"`` of its :class:`embedtune.training.mode.TrainingMode`, imported when a run starts.
+        summary: One line for ``train.mode``'s help.
+        frozen_encoder: The encoder never trains (the model always ends in a head; ``train.freeze_encoder_epochs``
+            and ``head.add`` mean nothing).
+        cached_embeddings: It trains from cached encoder embeddings: only objectives that allow it, no Matryoshka
+            loss, no curriculum.
+        adapter: A run leaves ``adapter/`` beside ``model/``; exporting it needs ``--merge``.
+    """
+
+    trainer: str
+    summary: str
+    frozen_encoder: bool = False
+    cached_embeddings: bool = False
+    adapter: bool = False
+
+
+TRAIN_MODES: dict[str, Mode] = {
+    "full": Mode("embedtune.training.mode:FullMode", "every encoder weight"),
+    "lora": Mode("embedtune.training.mode:LoraMode", "LoRA adapters, see lora.*", adapter=True),
+    "head": Mode(
+        "embedtune.training.mode:HeadMode",
+        "a projection head on the frozen encoder, trained from cached embeddings, see head.*",
+        frozen_encoder=True,
+        cached_embeddings=True,
+    ),
+}
+"""``train.mode`` name -> :class:`Mode`. Add one with :func:`register_mode`."""
+
+
+def register_mode(name: str, mode: Mode) -> None:
+    """Add a training mode under ``name`` (``train.mode`` accepts it from then on).
+
+    Raises:
+        ValueError: if ``name`` is taken.
+    """
+    if name in TRAIN_MODES:
+        raise ValueError(f"training mode {name!r} is already registered")
+    TRAIN_MODES[name] = mode
+
+
+def describe_modes() -> str:
+    """Return ``'name' (summary), ...`` for every mode, for ``train.mode``'s help."""
+    return ", ".join(f"'{name}' ({mode.summary})" for name, mode in TRAIN_MODES.items())
+
+
 HEAD_ACTIVATIONS = ("tanh", "relu", "gelu", "identity")
 CURRICULUM_SOURCES = ("auto", "phase", "difficulty")
 

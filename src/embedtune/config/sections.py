@@ -8,12 +8,13 @@ from typing import Any
 
 from embedtune.config.data_section import MAX_SEED, DataConfig, _path
 from embedtune.config.metric_names import DEFAULT_METRICS, parse_metric
-from embedtune.config.modes import TRAIN_MODES, CurriculumConfig, HeadConfig, LoraConfig
+from embedtune.config.modes import TRAIN_MODES, CurriculumConfig, HeadConfig, LoraConfig, Mode, describe_modes
 from embedtune.config.values import ConfigError, _check_fields, _require, _setting
 from embedtune.errors import shorten
 from embedtune.losses import registry as objectives
 from embedtune.losses.registry import ignored_settings, readers
 
+DEFAULT_MODE = "full"
 MARGIN_STRATEGIES = ("absolute", "relative")
 MNRL_DIRECTIONS = ("query_to_doc", "query_to_query", "doc_to_query", "doc_to_doc")
 MNRL_HARDNESS_MODES = ("in_batch_negatives", "hard_negatives", "all_negatives")
@@ -157,11 +158,7 @@ def _check_objective_reads(loss: LossConfig) -> None:
 class TrainConfig:
     """Optimisation and checkpoint selection. Raises ConfigError (``train.<key>: ...``) on a bad value."""
 
-    mode: str = _setting(
-        "full",
-        "What trains: 'full' (every encoder weight), 'lora' (LoRA adapters, see lora.*) or 'head' (a projection head "
-        "on the frozen encoder, trained from cached embeddings, see head.*).",
-    )
+    mode: str = _setting(DEFAULT_MODE, f"What trains: {describe_modes()}.")
     epochs: float = _setting(4.0, "Passes over the training pairs (ignored when max_steps > 0).")
     max_steps: int = _setting(-1, "Stop after this many optimiser steps; -1 uses epochs.")
     batch_size: int = _setting(32, "Pairs per batch; every other pair's passage is an in-batch negative.")
@@ -305,25 +302,36 @@ class ExperimentConfig:
     @property
     def has_head(self) -> bool:
         """Whether the trained model ends in a projection head (``train.mode: head``, or ``head.add``)."""
-        return self.train.mode == "head" or self.head.add
+        return self.train_mode.frozen_encoder or self.head.add
+
+    @property
+    def train_mode(self) -> Mode:
+        """The declaration of ``train.mode`` (:data:`~embedtune.config.modes.TRAIN_MODES`)."""
+        return TRAIN_MODES[self.train.mode]
 
     def _check_modes(self) -> None:
         train = self.train
+        mode = self.train_mode
         if train.freeze_encoder_epochs > 0:
+            trainable = ", ".join(name for name, other in TRAIN_MODES.items() if not other.frozen_encoder)
             _require(
-                self.head.add and train.mode != "head",
+                self.head.add and not mode.frozen_encoder,
                 "train.freeze_encoder_epochs",
-                "needs head.add=true in train.mode full or lora (in mode head the encoder is always frozen)",
+                f"needs head.add=true in train.mode {trainable} (in mode {train.mode} the encoder is always frozen)"
+                if mode.frozen_encoder
+                else f"needs head.add=true in train.mode {trainable}",
             )
-        if train.mode == "head":
+        if mode.cached_embeddings:
             _require(
                 objectives.objective_of(self.loss).head_mode,
                 "train.mode",
-                f"head trains from cached embeddings with loss.name one of "
+                f"{train.mode} trains from cached embeddings with loss.name one of "
                 f"{', '.join(objectives.names(head_mode=True))}, not {self.loss.name}",
             )
-            _require(not self.loss.matryoshka, "loss.matryoshka", "is not supported with train.mode=head")
-            _require(not self.curriculum.enabled, "curriculum.enabled", "is not supported with train.mode=head")
+            _require(not self.loss.matryoshka, "loss.matryoshka", f"is not supported with train.mode={train.mode}")
+            _require(
+                not self.curriculum.enabled, "curriculum.enabled", f"is not supported with train.mode={train.mode}"
+            )
 
     def to_dict(self) -> dict[str, Any]:
         """Return the resolved settings as nested plain dicts (JSON-serialisable).

@@ -21,6 +21,7 @@ from pathlib import Path
 
 from sentence_transformers import SentenceTransformer
 
+from embedtune.config.modes import TRAIN_MODES
 from embedtune.models.lora import merge_lora
 from embedtune.runs import read_run_record, resolve_run
 
@@ -58,7 +59,7 @@ def export_model(run: str | Path, out: str | Path, merge: bool = False, runs_dir
         raise ValueError(f"run {folder} has no model to export ({source} is missing or holds no modules.json)")
     mode = run_mode(folder)
     holds_adapter = has_adapter_files(source)
-    if (mode == "lora" or holds_adapter) and not merge:
+    if (_leaves_adapter(mode) or holds_adapter) and not merge:
         raise ValueError(
             f"run {folder.name} trained a LoRA adapter: pass --merge to export the model with the adapter merged into "
             f"its weights (the adapter alone is in {folder / 'adapter'})"
@@ -85,6 +86,12 @@ def run_mode(folder: Path) -> str:
     train = read_run_record(folder).config.get("train")
     mode = train.get("mode") if isinstance(train, dict) else None
     return mode if isinstance(mode, str) else "full"
+
+
+def _leaves_adapter(mode: str) -> bool:
+    """Whether runs of ``mode`` leave an adapter (:attr:`embedtune.config.modes.Mode.adapter`; unknown: no)."""
+    declared = TRAIN_MODES.get(mode)
+    return declared is not None and declared.adapter
 
 
 def has_adapter_files(folder: Path) -> bool:

@@ -63,7 +63,7 @@ def fine_tune(
         model: The model to train (with LoRA adapters or a head already added, see ``setup``).
         folder: The run folder: checkpoints go to ``checkpoints/``, TensorBoard events to ``tensorboard/``.
         cache: The embedding cache the dev candidate pool is chosen with, or ``None``.
-        setup: What :func:`embedtune.training.modes.prepare_model_for_mode` added to the model.
+        setup: What :meth:`embedtune.training.mode.TrainingMode.prepare` added to the model.
         resume_from: A checkpoint folder of this run to continue from (weights, optimiser, scheduler, random states
             and position in the data order); ``None`` starts from step 0.
 

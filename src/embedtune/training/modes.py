@@ -1,9 +1,10 @@
-"""What ``train.mode`` full and lora change in a run: LoRA adapters, an added head, learning rates, freezing.
+"""The parts training modes are made of: LoRA adapters, an added head, its learning rate and freeze, the adapter.
 
-:func:`prepare_model_for_mode` is called once, right after the base model loads and before the run folder exists
+The modes themselves are :mod:`embedtune.training.mode`.
+
+:func:`add_mode_modules` is called once, right after the base model loads and before the run folder exists
 (so a bad ``lora.target_modules`` stops the run before any folder is made). ``train.mode: head`` (a head trained from
-cached embeddings on a frozen encoder) has its own path, :mod:`embedtune.training.head_training`; here it changes
-nothing.
+cached embeddings on a frozen encoder) trains through :mod:`embedtune.training.head_training` instead.
 
 **What a LoRA run leaves** (Hu et al., arXiv:2106.09685): ``adapter/`` holds the adapter alone (PEFT's
 ``adapter_config.json`` and ``adapter_model.safetensors``, plus ``embedtune.json`` naming the base model and the LoRA
@@ -43,7 +44,6 @@ from embedtune.models.head import add_head, is_head_parameter
 from embedtune.models.lora import add_lora, has_lora, merge_lora, save_adapter, trainable_parameters
 from embedtune.training.freezing import FreezeEncoderCallback
 from embedtune.training.outputs import save_folder_atomic
-from embedtune.versions import check_lora_libraries
 
 logger = logging.getLogger(__name__)
 
@@ -53,7 +53,7 @@ ADAPTER_DIR = "adapter"
 
 @dataclass(frozen=True)
 class ModeSetup:
-    """How :func:`prepare_model_for_mode` changed the model, for the training and the records.
+    """How :func:`add_mode_modules` changed the model, for the training and the records.
 
     Attributes:
         mode: ``train.mode``.
@@ -68,11 +68,6 @@ class ModeSetup:
     lora_targets: tuple[str, ...] = ()
     trainable: int = 0
     total: int = 0
-
-    @property
-    def uses_lora(self) -> bool:
-        """Whether the encoder trains through LoRA adapters."""
-        return self.mode == "lora"
 
     def record(self) -> dict[str, Any] | None:
         """Return ``metrics.json``'s ``trainable_parameters``, or ``None`` when nothing was counted (mode head).
@@ -93,28 +88,16 @@ class ModeSetup:
         return record
 
 
-def check_mode_libraries(config: ExperimentConfig) -> None:
-    """Check that the installed libraries can train ``train.mode``, before any data or model loads.
+def add_mode_modules(model: SentenceTransformer, config: ExperimentConfig, lora: bool) -> ModeSetup:
+    """Add what a full or LoRA run trains to the loaded base model, in place.
 
-    lora: transformers must accept the installed peft (:func:`embedtune.versions.check_lora_libraries`).
-
-    Raises:
-        embedtune.config.ConfigError: one line naming both versions and the fix.
-    """
-    if config.train.mode == "lora":
-        check_lora_libraries()
-
-
-def prepare_model_for_mode(model: SentenceTransformer, config: ExperimentConfig) -> ModeSetup:
-    """Turn the loaded base model into the model ``train.mode`` trains, in place.
-
-    lora: add the adapter (:func:`embedtune.models.lora.add_lora`; the encoder's own weights freeze). ``head.add``
-    (modes full and lora): append the projection head. Mode head: change nothing (its own training path adds the
-    head). Logs ``trainable parameters: n of N (x %)``.
+    With ``lora``: add the adapter (:func:`embedtune.models.lora.add_lora`, seeded by ``train.seed``; the encoder's
+    own weights freeze). With ``head.add``: append the projection head. Logs ``trainable parameters: n of N (x %)``.
 
     Args:
         model: The base model, as loaded (with its prompts).
         config: The run settings.
+        lora: Whether to add LoRA adapters.
 
     Returns:
         What the training and the records need (:class:`ModeSetup`).
@@ -123,10 +106,8 @@ def prepare_model_for_mode(model: SentenceTransformer, config: ExperimentConfig)
         embedtune.config.ConfigError: if LoRA targets cannot be detected or a configured one does not exist.
     """
     mode = config.train.mode
-    if mode == "head":
-        return ModeSetup(mode)
     targets: list[str] = []
-    if mode == "lora":
+    if lora:
         with torch.random.fork_rng():  # seeded adapter initialisation, leaving the global generators untouched
             torch.manual_seed(config.train.seed)
             targets = add_lora(model, config.lora)
@@ -177,7 +158,7 @@ class EncoderAtStepZero(BaseEvaluator):
 
     Args:
         evaluator: The dev evaluator.
-        setup: From :func:`prepare_model_for_mode` (``head_start`` set).
+        setup: From :func:`add_mode_modules` (``head_start`` set).
     """
 
     def __init__(self, evaluator: BaseEvaluator, setup: ModeSetup) -> None:
@@ -215,7 +196,7 @@ def head_learning_rate_mapping(
     Args:
         loss: The training loss, holding ``model``.
         model: The model being trained.
-        setup: From :func:`prepare_model_for_mode`.
+        setup: From :func:`add_mode_modules`.
         config: The run settings (``train.head_learning_rate``).
 
     Returns:
@@ -242,17 +223,16 @@ def mode_callbacks(model: SentenceTransformer, setup: ModeSetup, config: Experim
     return [FreezeEncoderCallback(model, setup.head_start, epochs)]
 
 
-def finish_mode_model(
+def write_adapter_and_merge(
     model: SentenceTransformer, setup: ModeSetup, folder: Path, config: ExperimentConfig
 ) -> SentenceTransformer:
-    """Prepare the selected model for ``model/``: for a LoRA model, write ``adapter/`` and merge the adapter.
+    """Prepare a LoRA run's selected model for ``model/``: write ``adapter/`` and merge the adapter.
 
-    Anything else (a full or head model, or the freshly loaded base model kept by dev selection) is returned
-    untouched.
+    A model without an adapter (the freshly loaded base model kept by dev selection) is returned untouched.
 
     Args:
         model: The selected model.
-        setup: From :func:`prepare_model_for_mode`.
+        setup: From :func:`add_mode_modules`.
         folder: The run folder; ``adapter/`` is written there atomically (via a staging folder).
         config: The run settings (recorded in the adapter's notes).
 
@@ -262,7 +242,7 @@ def finish_mode_model(
     Raises:
         FileExistsError: if ``adapter/`` already exists.
     """
-    if not (setup.uses_lora and has_lora(model)):
+    if not has_lora(model):
         return model
     network = model.transformers_model
     adapter = network.peft_config[network.active_adapters()[0]]

@@ -29,7 +29,7 @@ def save_model_atomic(model: SentenceTransformer, target: Path, notes: dict | No
     """Save ``model`` to ``target`` via a staging folder renamed into place (a crash never leaves half a model).
 
     ``notes``, when given, are written as :data:`MODEL_NOTES_FILE` inside the folder. A LoRA run's model arrives
-    here with its adapter already merged (:func:`embedtune.training.modes.finish_mode_model`), so ``model/`` is always
+    here with its adapter already merged (:meth:`embedtune.training.mode.TrainingMode.finish`), so ``model/`` is always
     a plain sentence-transformers folder.
 
     Raises:

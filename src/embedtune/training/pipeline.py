@@ -33,11 +33,9 @@ from embedtune.models.loading import load_model
 from embedtune.models.prompts import set_prompts
 from embedtune.runs import CHOSEN_BASE, Report, RunMetrics, Selection, check_runs_dir, fail_run, finish_run, start_run
 from embedtune.runs.writer import check_resumable, is_main_process, resume_run, run_on_main_process
-from embedtune.training import modes
+from embedtune.training import mode, modes
 from embedtune.training.curriculum import curriculum_record
 from embedtune.training.final_eval import Figures, FinalEvaluation, per_query_record, score_distribution_record
-from embedtune.training.fine_tune import fine_tune
-from embedtune.training.head_training import train_head
 from embedtune.training.outputs import (
     PER_QUERY_FILE,
     SCORES_FILE,
@@ -111,7 +109,7 @@ def run_training(config: ExperimentConfig, resume: Path | None = None) -> RunRes
     """
     started = time.time()
     join_process_group()  # torchrun / accelerate launch: rank 0 alone writes the run folder
-    modes.check_mode_libraries(config)  # e.g. a transformers that refuses the installed peft, before anything loads
+    mode.check_mode_libraries(config)  # e.g. a transformers that refuses the installed peft, before anything loads
     data = prepare_data(config.data)
     data = fit_data_to_loss(config.loss, data)
     check_curriculum(config, data)  # a bad phase or unscored data stops here, before any model loads
@@ -122,7 +120,7 @@ def run_training(config: ExperimentConfig, resume: Path | None = None) -> RunRes
     if uses_guide_model(config.loss):
         check_model_available(config.loss.guide_model)
     model = load_base_model(config)
-    setup = modes.prepare_model_for_mode(model, config)  # LoRA / head; a bad target stops here
+    setup = mode.prepare_model_for_mode(model, config)  # LoRA / head; a bad target stops here
     data_hashes = {str(path): file_sha256(path) for path in data.files}
     if resume is not None:
         folder = resume_run(resume, data_hashes=data_hashes)
@@ -210,15 +208,13 @@ def _train_and_report(
     dims = matryoshka_dims(config.loss.matryoshka_dims, model.get_embedding_dimension())
     final = FinalEvaluation(config, data.report, extra_splits, dims if config.loss.matryoshka else None)
     logger.info("Reported split: %s", _split_label(data))
-    base = final.evaluate(modes.encoder_view(model, setup), "base")  # the encoder, without an added head
+    training = mode.training_mode(config)
+    base = final.evaluate(training.base_view(model, setup), "base")  # the encoder, without an added head
     train_started = time.time()
     checkpoint = last_checkpoint(folder)
     if checkpoint is not None:
         logger.info("Resuming from %s", checkpoint)
-    if config.train.mode == "head":
-        trainer = train_head(config, data, model, folder, final.cache, resume_from_checkpoint=checkpoint)
-    else:
-        trainer = fine_tune(config, data, model, folder, final.cache, setup, resume_from=checkpoint)
+    trainer = training.train(config, data, model, folder, final.cache, setup, checkpoint)
     train_time = time.time() - train_started
     return run_on_main_process(
         lambda: _select_and_report(config, data, final, base, trainer, folder, started, train_time, setup, dims)
@@ -248,7 +244,7 @@ def _select_and_report(
         selected = base_model if selection.chosen == CHOSEN_BASE else trainer.model
         model_notes = {"matryoshka_dims": dims} if config.loss.matryoshka else {}
         _discard_earlier_outputs(folder)  # a resumed run that stopped after writing them writes them again
-        selected = modes.finish_mode_model(selected, setup, folder, config)  # LoRA: writes adapter/, merges
+        selected = mode.finish_mode_model(selected, setup, folder, config)  # LoRA: writes adapter/, merges
         save_model_atomic(selected, folder / "model", model_notes)
         tuned = base if selection.chosen == CHOSEN_BASE else final.evaluate(selected, "fine-tuned", tuned_cache)
         seen = seen_queries(data.report, training_positives(data.train_examples))
