@@ -59,7 +59,7 @@ def run_reference() -> dict:
     from embedtune.data.beir import load_beir
     from embedtune.evaluation.retrieval_evaluator import RetrievalEvaluator
     from embedtune.models.loading import load_model
-    from embedtune.training.outputs import peak_memory_mb
+    from embedtune.training.run_records import peak_memory_mb
 
     started = time.time()
     beir = load_beir(SCIFACT)

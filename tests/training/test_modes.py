@@ -18,10 +18,10 @@ from embedtune import runs
 from embedtune.config import build_config
 from embedtune.models.head import is_head_parameter
 from embedtune.runs import RunMetrics, format_run_show
+from embedtune.runs.outputs import save_model_atomic
 from embedtune.training.arguments import training_arguments
 from embedtune.training.mode import prepare_model_for_mode
 from embedtune.training.modes import ModeSetup, encoder_view, head_learning_rate_mapping, mode_callbacks
-from embedtune.training.outputs import save_model_atomic
 from embedtune.training.pipeline import run_training
 from tests.models.test_lora import TEXTS, encode
 from tests.runs.factories import make_metrics

@@ -18,12 +18,12 @@ from embedtune.cli import main
 from embedtune.config import config_from_dict
 from embedtune.runs import read_run_record
 from embedtune.runs.errors import RunStoreError
+from embedtune.runs.outputs import last_checkpoint
 from embedtune.runs.writer import check_resumable
 from embedtune.training import fine_tune as fine_tune_module
 from embedtune.training import head_training, modes
 from embedtune.training import mode as mode_module
 from embedtune.training.final_eval import FinalEvaluation
-from embedtune.training.outputs import last_checkpoint
 from embedtune.training.pipeline import RunFailedError, run_training
 from tests.training.test_pipeline import tiny_config
 

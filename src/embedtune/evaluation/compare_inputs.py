@@ -17,6 +17,7 @@ from embedtune.data.beir import QRELS_DIR, load_beir
 from embedtune.data.eval_splits import parse_dataset_spec, shipped_split
 from embedtune.data.types import EvalSplit
 from embedtune.model_paths import PACKAGED_MODEL_ALIASES, ModelNotFoundError, check_model_available
+from embedtune.runs.layout import MODEL_DIR, RUN_FILE
 
 
 @dataclass(frozen=True)
@@ -76,7 +77,7 @@ def resolve_model_source(ref: str, runs_dir: str | Path) -> ModelSource:
     candidate = Path(ref).expanduser()
     run_folder: Path | None = None
     if candidate.exists():
-        if (candidate / "model").is_dir() and (candidate / runs.RUN_FILE).is_file():
+        if (candidate / MODEL_DIR).is_dir() and (candidate / RUN_FILE).is_file():
             run_folder = candidate
         else:
             return ModelSource(ref, check_model_available(str(candidate)))
@@ -87,7 +88,7 @@ def resolve_model_source(ref: str, runs_dir: str | Path) -> ModelSource:
             pass
     if run_folder is None:
         return ModelSource(ref, check_model_available(ref))
-    path = check_model_available(str(run_folder / "model"))
+    path = check_model_available(str(run_folder / MODEL_DIR))
     return ModelSource(ref, path, run_folder, runs.load_run(run_folder).base_model)
 
 

@@ -15,14 +15,11 @@ from typing import Any
 from embedtune.io import write_lines_atomic
 from embedtune.runs import CHOSEN_BASE, METRICS_FILE, RunMetrics, load_run, read_run_metrics, read_run_record
 from embedtune.runs import split_label as _split_label
+from embedtune.runs.layout import FIGURES_DIR, PER_QUERY_FILE, REPORT_FILE, SCORE_DISTRIBUTIONS_FILE
 from embedtune.runs.record import read_json_file
 from embedtune.runs.text import format_delta, format_metric, ordered_union
 from embedtune.runs.validate import is_number
 
-REPORT_FILE = "report.md"
-FIGURES_DIR = "figures"
-PER_QUERY_FILE = "per_query.json"
-SCORE_DISTRIBUTIONS_FILE = "score_distributions.json"
 FIGURE_FILES = (
     "metrics.png",
     "seen_unseen.png",

@@ -24,13 +24,11 @@ from sentence_transformers import SentenceTransformer
 from embedtune.config.modes import TRAIN_MODES
 from embedtune.models.lora import merge_lora
 from embedtune.runs import read_run_record, resolve_run
+from embedtune.runs.layout import ADAPTER_DIR, MODEL_DIR, MODEL_NOTES_FILE
 
 logger = logging.getLogger(__name__)
 
 ADAPTER_CONFIG_FILE = "adapter_config.json"
-MODEL_DIR = "model"
-MODEL_NOTES_FILE = "embedtune.json"
-"""embedtune's notes inside a model folder (``embedtune.training.outputs.MODEL_NOTES_FILE``), kept in the export."""
 
 
 def export_model(run: str | Path, out: str | Path, merge: bool = False, runs_dir: str | Path = "runs") -> Path:
@@ -62,7 +60,7 @@ def export_model(run: str | Path, out: str | Path, merge: bool = False, runs_dir
     if (_leaves_adapter(mode) or holds_adapter) and not merge:
         raise ValueError(
             f"run {folder.name} trained a LoRA adapter: pass --merge to export the model with the adapter merged into "
-            f"its weights (the adapter alone is in {folder / 'adapter'})"
+            f"its weights (the adapter alone is in {folder / ADAPTER_DIR})"
         )
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = target.with_name(f".{target.name}.partial")

@@ -39,6 +39,7 @@ from transformers.pytorch_utils import Conv1D
 
 from embedtune.config import ConfigError, LoraConfig
 from embedtune.io import write_json_atomic
+from embedtune.runs.layout import MODEL_NOTES_FILE
 
 logger = logging.getLogger(__name__)
 
@@ -48,7 +49,7 @@ QKV_NAME = re.compile(
 """Attribute names (lower-cased) of query, key and value projections, separate or fused."""
 ATTENTION_ATTRIBUTES = ("attn", "attention", "self_attn", "self_attention")
 """Attribute names that mark an attention block whatever its class is called."""
-ADAPTER_NOTES_FILE = "embedtune.json"
+ADAPTER_NOTES_FILE = MODEL_NOTES_FILE
 """Written beside the adapter: the base model it was trained on, the LoRA settings and whether a head followed."""
 PROJECTION_TYPES = (nn.Linear, Conv1D)
 

@@ -14,10 +14,8 @@ from typing import Any
 
 from embedtune.errors import describe_os_error
 from embedtune.runs.errors import RunRecordError
+from embedtune.runs.layout import METRICS_FILE, RUN_FILE
 from embedtune.runs.validate import FieldReader, curriculum_field, trainable_parameters_field
-
-RUN_FILE = "run.json"
-METRICS_FILE = "metrics.json"
 
 STATUS_RUNNING = "running"
 STATUS_FINISHED = "finished"

@@ -29,6 +29,7 @@ from embedtune.losses import LossContext, build_loss
 from embedtune.losses.registry import objective_of, uses_guide_model
 from embedtune.models.loading import load_model
 from embedtune.models.prompts import document_prompt, query_prompt
+from embedtune.runs.layout import CHECKPOINTS_DIR, TENSORBOARD_DIR
 from embedtune.runs.writer import is_main_process
 from embedtune.training import modes
 from embedtune.training.arguments import column_prompts, training_arguments
@@ -76,7 +77,7 @@ def fine_tune(
     logger.info("Training rows: %d, columns: %s", len(train_dataset), ", ".join(train_dataset.column_names))
     prompts = column_prompts(train_dataset.column_names, query_prompt(model), document_prompt(model))
     loss = build_loss(model, config.loss, context)
-    writer = SummaryWriter(str(folder / "tensorboard")) if is_main_process() else _SilentWriter()
+    writer = SummaryWriter(str(folder / TENSORBOARD_DIR)) if is_main_process() else _SilentWriter()
     callbacks = [
         TensorBoardCallback(writer),
         ConsoleLogCallback(config.train.primary_metric.lower()),
@@ -91,7 +92,7 @@ def fine_tune(
         )
     callbacks += modes.mode_callbacks(model, setup, config)
     lr_mapping = modes.head_learning_rate_mapping(loss, model, setup, config)
-    args = training_arguments(config, folder / "checkpoints", prompts, lr_mapping, resuming=resume_from is not None)
+    args = training_arguments(config, folder / CHECKPOINTS_DIR, prompts, lr_mapping, resuming=resume_from is not None)
     if curriculum is not None:
         callbacks.append(curriculum.configure(args, writer, config.train.max_steps))
     evaluator = dev_evaluator(config, data.dev, modes.encoder_view(model, setup), cache)

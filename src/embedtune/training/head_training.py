@@ -52,6 +52,7 @@ from embedtune.evaluation.retrieval_evaluator import RetrievalEvaluator
 from embedtune.losses import LossContext, build_loss
 from embedtune.losses.registry import objective_of, uses_guide
 from embedtune.models.head import head_modules
+from embedtune.runs.layout import CHECKPOINTS_DIR, TENSORBOARD_DIR
 from embedtune.training.arguments import training_arguments
 from embedtune.training.callbacks import (
     ConsoleLogCallback,
@@ -309,7 +310,7 @@ def train_head(
     loss_settings = dataclasses.replace(config.loss, mini_batch_size=None)  # no gradient caching: no encoder pass
     # The guide's similarities come from cached embeddings; passing the encoder spares GuideModel a deep copy.
     loss = build_loss(model, loss_settings, LossContext(rows.false_negatives, guide=model))
-    writer = SummaryWriter(str(folder / "tensorboard"))
+    writer = SummaryWriter(str(folder / TENSORBOARD_DIR))
     trainer = HeadTrainer(
         rows=rows,
         collator=CachedBatchCollator(rows, queries.matrix, documents.matrix, guide),
@@ -371,7 +372,7 @@ def _arguments(config: ExperimentConfig, folder: Path, resuming: bool = False) -
     that resuming continues the run exactly.
     """
     return dataclasses.replace(
-        training_arguments(config, folder / "checkpoints", None, resuming=resuming),
+        training_arguments(config, folder / CHECKPOINTS_DIR, None, resuming=resuming),
         learning_rate=config.train.head_learning_rate,
         fp16=False,
         bf16=False,

@@ -42,13 +42,11 @@ from transformers import TrainerCallback
 from embedtune.config import ExperimentConfig
 from embedtune.models.head import add_head, is_head_parameter
 from embedtune.models.lora import add_lora, has_lora, merge_lora, save_adapter, trainable_parameters
+from embedtune.runs.layout import ADAPTER_DIR
+from embedtune.runs.outputs import save_folder_atomic
 from embedtune.training.freezing import FreezeEncoderCallback
-from embedtune.training.outputs import save_folder_atomic
 
 logger = logging.getLogger(__name__)
-
-ADAPTER_DIR = "adapter"
-"""Folder of a LoRA run holding the adapter alone."""
 
 
 @dataclass(frozen=True)

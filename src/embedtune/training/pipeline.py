@@ -24,7 +24,7 @@ from embedtune.data.eval_splits import load_extra_split
 from embedtune.data.pairs import RELEVANT_LABEL, pairs_as_training_examples
 from embedtune.data.prepare import EvalSplit, PreparedData, prepare_data
 from embedtune.evaluation.seen_unseen import seen_queries, split_comparison, training_positives
-from embedtune.io import file_sha256, write_json_atomic
+from embedtune.io import file_sha256
 from embedtune.losses import matryoshka_dims
 from embedtune.losses.distributed import join_process_group
 from embedtune.losses.registry import uses_guide_model
@@ -32,19 +32,18 @@ from embedtune.model_paths import check_model_available
 from embedtune.models.loading import load_model
 from embedtune.models.prompts import set_prompts
 from embedtune.runs import CHOSEN_BASE, Report, RunMetrics, Selection, check_runs_dir, fail_run, finish_run, start_run
+from embedtune.runs.layout import ADAPTER_DIR, CHECKPOINTS_DIR, MODEL_DIR, TRAIN_LOG_FILE
+from embedtune.runs.outputs import (
+    last_checkpoint,
+    save_model_atomic,
+    write_per_query,
+    write_score_distributions,
+)
 from embedtune.runs.writer import check_resumable, is_main_process, resume_run, run_on_main_process
 from embedtune.training import mode, modes
 from embedtune.training.curriculum import curriculum_record
 from embedtune.training.final_eval import Figures, FinalEvaluation, per_query_record, score_distribution_record
-from embedtune.training.outputs import (
-    PER_QUERY_FILE,
-    SCORES_FILE,
-    last_checkpoint,
-    loss_history,
-    peak_memory_mb,
-    save_model_atomic,
-    write_run_report,
-)
+from embedtune.training.run_records import loss_history, peak_memory_mb, write_run_report
 from embedtune.training.selection import decide_on_dev, dev_history
 
 logger = logging.getLogger(__name__)
@@ -128,7 +127,7 @@ def run_training(config: ExperimentConfig, resume: Path | None = None) -> RunRes
         folder = start_run(
             config.runs_dir, config.name, config=config.to_dict(), data_hashes=data_hashes, command=" ".join(sys.argv)
         )
-    log_handler = _attach_log_file(folder / "train.log")
+    log_handler = _attach_log_file(folder / TRAIN_LOG_FILE)
     try:
         logger.info("Run folder %s", folder)
         _log_data_summary(data)
@@ -245,11 +244,11 @@ def _select_and_report(
         model_notes = {"matryoshka_dims": dims} if config.loss.matryoshka else {}
         _discard_earlier_outputs(folder)  # a resumed run that stopped after writing them writes them again
         selected = mode.finish_mode_model(selected, setup, folder, config)  # LoRA: writes adapter/, merges
-        save_model_atomic(selected, folder / "model", model_notes)
+        save_model_atomic(selected, folder / MODEL_DIR, model_notes)
         tuned = base if selection.chosen == CHOSEN_BASE else final.evaluate(selected, "fine-tuned", tuned_cache)
         seen = seen_queries(data.report, training_positives(data.train_examples))
-        write_json_atomic(folder / PER_QUERY_FILE, per_query_record(data.report.name, base, tuned, seen))
-        write_json_atomic(folder / SCORES_FILE, score_distribution_record(base, tuned))
+        write_per_query(folder, per_query_record(data.report.name, base, tuned, seen))
+        write_score_distributions(folder, score_distribution_record(base, tuned))
         metrics = RunMetrics(
             primary_metric=primary,
             report=Report(data.report.name, data.report_role, base.report, tuned.report),
@@ -269,7 +268,7 @@ def _select_and_report(
             seen_unseen=_seen_unseen(base, tuned, seen, primary),
         )
         finish_run(folder, metrics)
-        shutil.rmtree(folder / "checkpoints", ignore_errors=True)  # only now: --resume needs them until finished
+        shutil.rmtree(folder / CHECKPOINTS_DIR, ignore_errors=True)  # only now: --resume needs them until finished
         write_run_report(folder)
         return RunResult(folder, metrics)
 
@@ -280,7 +279,7 @@ def _discard_earlier_outputs(folder: Path) -> None:
     A run resumed after a crash in its final evaluation has finished training: it restores its last checkpoint
     (no training step runs), selects the same model again and writes it again. Only an unfinished run gets here.
     """
-    for name in ("model", modes.ADAPTER_DIR):
+    for name in (MODEL_DIR, ADAPTER_DIR):
         if (folder / name).exists():
             logger.info("Replacing %s/ written by the earlier attempt of this run", name)
             shutil.rmtree(folder / name)
