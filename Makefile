@@ -8,7 +8,7 @@ TORCH ?= cpu
 LOCK := $(if $(filter cuda,$(TORCH)),pylock.cuda.toml,pylock.toml)
 STAMP := $(VENV)/.installed-$(TORCH)
 
-.PHONY: demo test lint bench lock upgrade-check bounds-check clean-venv
+.PHONY: demo test lint docs bench lock upgrade-check bounds-check clean-venv
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -29,6 +29,10 @@ test: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check src tests bench tools
 	$(BIN)/ruff format --check src tests bench tools
+
+# The documentation site (docs/, mkdocs.yml) into site/; warnings are errors. The test suite builds it too.
+docs: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
 
 bench: $(STAMP)
 	$(BIN)/python bench/scifact.py

@@ -13,7 +13,10 @@ folder with ``torch-<version>+cpu-*.whl``, ``/opt/wheels`` by default).
 A lock holds the wheels of the Python and platform it was made on (CPython 3.11, Linux x86_64 here): on another
 one, run ``make lock`` there.
 
-Usage: ``python tools/lock.py [--variant cpu|cuda|all] [--torch-wheels DIR]``
+With ``--keep-pins`` every package already in a lock keeps its pinned version (its ``name==version`` lines are added
+as constraints), so adding a dependency adds packages without moving any other.
+
+Usage: ``python tools/lock.py [--variant cpu|cuda|all] [--torch-wheels DIR] [--keep-pins]``
 """
 
 from __future__ import annotations
@@ -60,7 +63,18 @@ def torch_pin(constraints: Path = CONSTRAINTS) -> str:
     return match.group(1)
 
 
-def lock_variant(variant: str, torch_wheels: Path) -> Path:
+def current_pins(lock: Path) -> list[str]:
+    """Return ``name==version`` for every package of an existing lock file (none when it does not exist).
+
+    torch is left out: ``tools/lock-constraints.txt`` pins it, and the CPU lock's version carries ``+cpu``.
+    """
+    if not lock.is_file():
+        return []
+    packages = tomllib.loads(lock.read_text(encoding="utf-8")).get("packages", [])
+    return [f"{package['name']}=={package['version']}" for package in packages if package["name"] != "torch"]
+
+
+def lock_variant(variant: str, torch_wheels: Path, keep_pins: bool = False) -> Path:
     """Write the lock file of ``variant`` (``cpu`` or ``cuda``) and return its path.
 
     Raises:
@@ -76,6 +90,10 @@ def lock_variant(variant: str, torch_wheels: Path) -> Path:
         options += ["--find-links", str(torch_wheels)]
     out = LOCK_FILES[variant]
     with tempfile.TemporaryDirectory() as folder:
+        if keep_pins:
+            kept = Path(folder) / "kept.txt"
+            kept.write_text("\n".join(current_pins(out)) + "\n", encoding="utf-8")
+            options += ["-c", str(kept)]
         listed = Path(folder) / "requirements.txt"
         listed.write_text("\n".join(requirements) + "\n", encoding="utf-8")
         written = Path(folder) / out.name
@@ -117,10 +135,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--variant", choices=("cpu", "cuda", "all"), default="all")
     parser.add_argument("--torch-wheels", type=Path, default=Path(os.environ.get("TORCH_WHEELS", "/opt/wheels")))
+    parser.add_argument("--keep-pins", action="store_true", help="keep every version already locked")
     args = parser.parse_args()
     variants = ("cpu", "cuda") if args.variant == "all" else (args.variant,)
     for variant in variants:
-        print(f"locked {lock_variant(variant, args.torch_wheels).relative_to(ROOT)}")
+        print(f"locked {lock_variant(variant, args.torch_wheels, args.keep_pins).relative_to(ROOT)}")
 
 
 if __name__ == "__main__":

@@ -72,10 +72,11 @@ def test_permutation_p_is_close_to_exact_enumeration(seed):
 
 def test_plus_one_correction_floors_the_p_value():
     # 20 positive differences: only the two all-equal-sign patterns reach the observed sum (chance 2 / 2^20), so
-    # 99 draws almost surely find none and p = (0 + 1) / (99 + 1).
+    # 99 draws almost surely find none: each one-sided p is (0 + 1) / (99 + 1) and scipy's two-sided p doubles the
+    # smaller one.
     a = scores([0.5] * 20)
     b = scores([0.5 + 0.01 * (i + 1) for i in range(20)])
-    assert compare_per_query(a, b, resamples=99).p_permutation == pytest.approx(0.01)
+    assert compare_per_query(a, b, resamples=99).p_permutation == pytest.approx(0.02)
 
 
 def test_ttest_matches_scipy():
@@ -170,3 +171,12 @@ def test_ten_thousand_resamples_of_300_queries_are_fast():
     start = time.perf_counter()
     compare_per_query(a, b, resamples=10_000)
     assert time.perf_counter() - start < 1.0
+
+
+@pytest.mark.parametrize("seed", [7, 8])
+def test_permutation_p_is_exact_when_resamples_cover_every_sign_pattern(seed):
+    rng = np.random.default_rng(seed)
+    diffs = rng.normal(0.02, 0.1, 12)
+    a = rng.uniform(0.2, 0.6, 12)
+    result = compare_per_query(scores(a), scores(a + diffs), resamples=2**12, seed=seed)
+    assert result.p_permutation == pytest.approx(exact_permutation_p(diffs), abs=1e-9)
