@@ -8,7 +8,12 @@ Batches are planned before training. They never straddle two phases (a phase's l
 like sentence-transformers' ``NO_DUPLICATES`` sampler, no batch holds the same text twice: within a phase, a row
 whose text is already in the batch being filled waits for the next batch that has room for it (its order is kept
 otherwise; a duplicate is never moved into another phase). The ordered dataset holds the rows exactly as batched,
-so ``dataset[first:last]`` is a batch. Dev is evaluated (and a checkpoint saved) at the end of every phase, so
+so ``dataset[first:last]`` is a batch. (sentence-transformers' ``NoDuplicatesBatchSampler`` is not used here: it
+shuffles the whole dataset itself every epoch, while a curriculum needs batches in a planned order, phase by phase,
+with passes shuffled by their own seeds; what is kept is only the duplicate deferral, :func:`no_duplicate_batches`.
+Runs without a curriculum use that sampler, ``BatchSamplers.NO_DUPLICATES``.)
+
+Dev is evaluated (and a checkpoint saved) at the end of every phase, so
 checkpoint selection sees each phase; the phase is logged to TensorBoard (``curriculum/phase``, 1-based) at each
 logging step and to the console when a phase starts.
 """
