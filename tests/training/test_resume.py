@@ -21,7 +21,7 @@ from embedtune.runs.errors import RunStoreError
 from embedtune.runs.outputs import last_checkpoint
 from embedtune.runs.writer import check_resumable
 from embedtune.training import fine_tune as fine_tune_module
-from embedtune.training import head_training, modes
+from embedtune.training import head_training
 from embedtune.training import mode as mode_module
 from embedtune.training.final_eval import FinalEvaluation
 from embedtune.training.pipeline import RunFailedError, run_training
@@ -48,10 +48,14 @@ class CrashAt(TrainerCallback):
 
 def inject_crash(monkeypatch: pytest.MonkeyPatch, step: int) -> None:
     """Add :class:`CrashAt` to the callbacks of every training mode."""
-    mode_callbacks = fine_tune_module.modes.mode_callbacks
-    monkeypatch.setattr(fine_tune_module.modes, "mode_callbacks", lambda *a: [*mode_callbacks(*a), CrashAt(step)])
-    head_callbacks = head_training._callbacks
-    monkeypatch.setattr(head_training, "_callbacks", lambda *a: [*head_callbacks(*a), CrashAt(step)])
+    add_callback(monkeypatch, CrashAt(step))
+
+
+def add_callback(monkeypatch: pytest.MonkeyPatch, callback) -> None:
+    """Append ``callback`` to the standard callbacks of every training path (full/LoRA and head)."""
+    for module in (fine_tune_module, head_training):
+        standard = module.standard_callbacks
+        monkeypatch.setattr(module, "standard_callbacks", lambda *a, standard=standard: [*standard(*a), callback])
 
 
 def config_for(mode: str, model_dir: Path, data_dir: Path, runs_dir: Path):
@@ -140,10 +144,7 @@ def test_a_run_that_crashed_in_the_final_evaluation_resumes_without_training_aga
     assert checkpoint is not None and checkpoint.name == "checkpoint-9"  # kept: the run did not finish
 
     steps = CountSteps()
-    mode_callbacks = modes.mode_callbacks
-    monkeypatch.setattr(modes, "mode_callbacks", lambda *a: [*mode_callbacks(*a), steps])
-    head_callbacks = head_training._callbacks
-    monkeypatch.setattr(head_training, "_callbacks", lambda *a: [*head_callbacks(*a), steps])
+    add_callback(monkeypatch, steps)
     resumed = run_training(config_from_dict(check_resumable(folder).config), resume=folder)
 
     assert read_run_record(folder).status == "finished"

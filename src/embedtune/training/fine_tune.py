@@ -9,16 +9,11 @@ scheduler, random states and data order the checkpoint saved (:func:`fine_tune` 
 from __future__ import annotations
 
 import logging
-import sys
 import time
 from pathlib import Path
-from typing import Any
 
 from datasets import Dataset
 from sentence_transformers import SentenceTransformer, SentenceTransformerTrainer
-from torch.utils.tensorboard import SummaryWriter
-from transformers.integrations import TensorBoardCallback
-from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
 from embedtune.cache import EmbeddingCache
 from embedtune.config import ExperimentConfig
@@ -29,20 +24,13 @@ from embedtune.losses import LossContext, build_loss
 from embedtune.losses.registry import objective_of, uses_guide_model
 from embedtune.models.loading import load_model
 from embedtune.models.prompts import document_prompt, query_prompt
-from embedtune.runs.layout import CHECKPOINTS_DIR, TENSORBOARD_DIR
-from embedtune.runs.writer import is_main_process
+from embedtune.runs.layout import CHECKPOINTS_DIR
 from embedtune.training import modes
 from embedtune.training.arguments import column_prompts, training_arguments
-from embedtune.training.callbacks import (
-    ConsoleLogCallback,
-    GradientMonitorCallback,
-    IsolateStartEvaluationCallback,
-    LossComponentsCallback,
-    QuietProgressCallback,
-)
 from embedtune.training.curriculum import build_curriculum
 from embedtune.training.dataset import build_train_dataset
 from embedtune.training.pair_dataset import build_pair_dataset
+from embedtune.training.trainer_setup import run_writer, standard_callbacks, train_and_close
 
 logger = logging.getLogger(__name__)
 
@@ -77,19 +65,8 @@ def fine_tune(
     logger.info("Training rows: %d, columns: %s", len(train_dataset), ", ".join(train_dataset.column_names))
     prompts = column_prompts(train_dataset.column_names, query_prompt(model), document_prompt(model))
     loss = build_loss(model, config.loss, context)
-    writer = SummaryWriter(str(folder / TENSORBOARD_DIR)) if is_main_process() else _SilentWriter()
-    callbacks = [
-        TensorBoardCallback(writer),
-        ConsoleLogCallback(config.train.primary_metric.lower()),
-        IsolateStartEvaluationCallback(),
-    ]
-    components = getattr(getattr(loss, "loss", loss), "components", None)  # MatryoshkaLoss wraps the loss
-    if components is not None:
-        callbacks.append(LossComponentsCallback(writer, components))
-    if config.train.log_module_grad_norms or config.train.log_grad_histograms:
-        callbacks.append(
-            GradientMonitorCallback(writer, config.train.log_module_grad_norms, config.train.log_grad_histograms)
-        )
+    writer = run_writer(folder)
+    callbacks = standard_callbacks(config, writer, loss)
     callbacks += modes.mode_callbacks(model, setup, config)
     lr_mapping = modes.head_learning_rate_mapping(loss, model, setup, config)
     args = training_arguments(config, folder / CHECKPOINTS_DIR, prompts, lr_mapping, resuming=resume_from is not None)
@@ -104,14 +81,7 @@ def fine_tune(
         evaluator=modes.dev_evaluator_for_mode(evaluator, setup),  # step 0: the encoder alone, without a head
         callbacks=callbacks,
     )
-    trainer.remove_callback(PrinterCallback)
-    trainer.remove_callback(ProgressCallback)
-    if sys.stderr.isatty():
-        trainer.add_callback(QuietProgressCallback())
-    try:
-        trainer.train(resume_from_checkpoint=str(resume_from) if resume_from is not None else None)
-    finally:
-        writer.close()
+    train_and_close(trainer, writer, resume_from)
     return trainer
 
 
@@ -152,10 +122,3 @@ def dev_evaluator(
         primary_metric=config.train.primary_metric,
         batch_size=config.eval.batch_size,
     )
-
-
-class _SilentWriter:
-    """The TensorBoard writer of processes other than rank 0: rank 0 alone writes the run folder."""
-
-    def __getattr__(self, name: str) -> Any:
-        return lambda *args, **kwargs: None

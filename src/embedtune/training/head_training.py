@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -40,10 +39,7 @@ from sentence_transformers import SentenceTransformer
 from sentence_transformers.base.sampler import NoDuplicatesBatchSampler
 from torch import Tensor, nn
 from torch.utils.data import DataLoader
-from torch.utils.tensorboard import SummaryWriter
 from transformers import Trainer, TrainerCallback, TrainerState
-from transformers.integrations import TensorBoardCallback
-from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
 from embedtune.cache import EmbeddingCache
 from embedtune.config import ExperimentConfig
@@ -52,15 +48,8 @@ from embedtune.evaluation.retrieval_evaluator import RetrievalEvaluator
 from embedtune.losses import LossContext, build_loss
 from embedtune.losses.registry import objective_of, uses_guide
 from embedtune.models.head import head_modules
-from embedtune.runs.layout import CHECKPOINTS_DIR, TENSORBOARD_DIR
+from embedtune.runs.layout import CHECKPOINTS_DIR
 from embedtune.training.arguments import training_arguments
-from embedtune.training.callbacks import (
-    ConsoleLogCallback,
-    GradientMonitorCallback,
-    IsolateStartEvaluationCallback,
-    LossComponentsCallback,
-    QuietProgressCallback,
-)
 from embedtune.training.dataset import build_train_dataset
 from embedtune.training.head_data import (
     CachedBatchCollator,
@@ -76,6 +65,7 @@ from embedtune.training.head_data import (
     head_train_rows,
     principal_directions,
 )
+from embedtune.training.trainer_setup import run_writer, standard_callbacks, train_and_close
 
 logger = logging.getLogger(__name__)
 
@@ -310,7 +300,7 @@ def train_head(
     loss_settings = dataclasses.replace(config.loss, mini_batch_size=None)  # no gradient caching: no encoder pass
     # The guide's similarities come from cached embeddings; passing the encoder spares GuideModel a deep copy.
     loss = build_loss(model, loss_settings, LossContext(rows.false_negatives, guide=model))
-    writer = SummaryWriter(str(folder / TENSORBOARD_DIR))
+    writer = run_writer(folder)
     trainer = HeadTrainer(
         rows=rows,
         collator=CachedBatchCollator(rows, queries.matrix, documents.matrix, guide),
@@ -322,16 +312,9 @@ def train_head(
         uses_guide=uses_guide(config.loss),
         model=head,
         args=_arguments(config, folder, resuming=bool(resume_from_checkpoint)),
-        callbacks=_callbacks(config, writer, loss),
+        callbacks=[*standard_callbacks(config, writer, loss), EpochTimeCallback()],
     )
-    trainer.remove_callback(PrinterCallback)
-    trainer.remove_callback(ProgressCallback)
-    if sys.stderr.isatty():
-        trainer.add_callback(QuietProgressCallback())
-    try:
-        trainer.train(resume_from_checkpoint=resume_from_checkpoint)
-    finally:
-        writer.close()
+    train_and_close(trainer, writer, resume_from_checkpoint)
     return HeadTrainingResult(trainer.state, with_head(model, trainer.model), trainer)
 
 
@@ -380,20 +363,3 @@ def _arguments(config: ExperimentConfig, folder: Path, resuming: bool = False) -
         dataloader_pin_memory=False,
         save_only_model=False,
     )
-
-
-def _callbacks(config: ExperimentConfig, writer: SummaryWriter, loss: nn.Module) -> list[TrainerCallback]:
-    callbacks = [
-        TensorBoardCallback(writer),
-        ConsoleLogCallback(config.train.primary_metric.lower()),
-        IsolateStartEvaluationCallback(),
-        EpochTimeCallback(),
-    ]
-    components = getattr(loss, "components", None)
-    if components is not None:
-        callbacks.append(LossComponentsCallback(writer, components))
-    if config.train.log_module_grad_norms or config.train.log_grad_histograms:
-        callbacks.append(
-            GradientMonitorCallback(writer, config.train.log_module_grad_norms, config.train.log_grad_histograms)
-        )
-    return callbacks

@@ -1,0 +1,87 @@
+"""The trainer set-up every training mode shares: the run's TensorBoard writer, the callbacks, and the training call.
+
+Full and LoRA runs train with sentence-transformers' ``SentenceTransformerTrainer``, head mode with transformers'
+``Trainer`` over the head (:mod:`embedtune.training.head_training`); both get their writer, their callbacks and
+their console output from here, so a run logs, checkpoints and resumes the same way whatever its mode.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+from torch import nn
+from torch.utils.tensorboard import SummaryWriter
+from transformers import Trainer, TrainerCallback
+from transformers.integrations import TensorBoardCallback
+from transformers.trainer_callback import PrinterCallback, ProgressCallback
+
+from embedtune.config import ExperimentConfig
+from embedtune.runs.layout import TENSORBOARD_DIR
+from embedtune.runs.writer import is_main_process
+from embedtune.training.callbacks import (
+    ConsoleLogCallback,
+    GradientMonitorCallback,
+    IsolateStartEvaluationCallback,
+    LossComponentsCallback,
+    QuietProgressCallback,
+)
+
+
+class SilentWriter:
+    """The TensorBoard writer of processes other than rank 0: rank 0 alone writes the run folder."""
+
+    def __getattr__(self, name: str) -> Any:
+        return lambda *args, **kwargs: None
+
+
+def run_writer(folder: Path) -> SummaryWriter | SilentWriter:
+    """Return the run's TensorBoard writer (``tensorboard/`` in the run folder), silent outside rank 0."""
+    return SummaryWriter(str(folder / TENSORBOARD_DIR)) if is_main_process() else SilentWriter()
+
+
+def standard_callbacks(
+    config: ExperimentConfig, writer: SummaryWriter | SilentWriter, loss: nn.Module
+) -> list[TrainerCallback]:
+    """Return the callbacks of every run: TensorBoard, one console line per event, the loss's parts, gradients.
+
+    Args:
+        config: The run settings (``train.primary_metric``, ``train.log_module_grad_norms``,
+            ``train.log_grad_histograms``).
+        writer: From :func:`run_writer`.
+        loss: The training loss; its ``components`` (also inside a MatryoshkaLoss) are logged when it has them.
+    """
+    callbacks: list[TrainerCallback] = [
+        TensorBoardCallback(writer),
+        ConsoleLogCallback(config.train.primary_metric.lower()),
+        IsolateStartEvaluationCallback(),
+    ]
+    components = getattr(getattr(loss, "loss", loss), "components", None)  # MatryoshkaLoss wraps the loss
+    if components is not None:
+        callbacks.append(LossComponentsCallback(writer, components))
+    if config.train.log_module_grad_norms or config.train.log_grad_histograms:
+        callbacks.append(
+            GradientMonitorCallback(writer, config.train.log_module_grad_norms, config.train.log_grad_histograms)
+        )
+    return callbacks
+
+
+def train_and_close(
+    trainer: Trainer, writer: SummaryWriter | SilentWriter, resume_from: str | Path | bool | None
+) -> None:
+    """Train with embedtune's console output (one line per event; a quiet bar on a terminal), then close ``writer``.
+
+    Args:
+        trainer: The configured trainer.
+        writer: Its TensorBoard writer, closed whatever happens.
+        resume_from: A checkpoint of this run to continue from (``True``: the latest), or ``None``.
+    """
+    trainer.remove_callback(PrinterCallback)
+    trainer.remove_callback(ProgressCallback)
+    if sys.stderr.isatty():
+        trainer.add_callback(QuietProgressCallback())
+    try:
+        trainer.train(resume_from_checkpoint=str(resume_from) if isinstance(resume_from, Path) else resume_from)
+    finally:
+        writer.close()
