@@ -132,3 +132,18 @@ def guide_flagged(
             if j != i and cosine(candidate_columns[0][i], queries[j]) > threshold:
                 passage_flags.add((i, j))
     return query_flags, passage_flags
+
+
+def reference_mask(table: FalseNegativeTable, rows: Sequence[int], num_columns: int) -> torch.Tensor:
+    """The false-negative mask by plain loops over the table's sets (see ``query_to_candidates_mask``)."""
+    batch = len(rows)
+    mask = torch.zeros(batch, num_columns * batch, dtype=torch.bool)
+    for i, query_row in enumerate(rows):
+        for j, row in enumerate(rows):
+            for column, keys in enumerate(table.candidate_keys[row][:num_columns]):
+                mask[i, column * batch + j] = bool(keys & table.relevant_keys[query_row]) and (i, column, j) != (
+                    i,
+                    0,
+                    i,
+                )
+    return mask

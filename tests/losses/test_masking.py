@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import random
 from pathlib import Path
 
 import pytest
@@ -10,6 +11,7 @@ import torch
 from sentence_transformers import SentenceTransformer, models
 from transformers import BertConfig, BertModel, BertTokenizerFast
 
+from embedtune.losses.false_negatives import FalseNegativeTable
 from embedtune.losses.guide import GuideModel
 from embedtune.losses.info_nce import InfoNCELoss
 from tests.conftest import WORDS
@@ -20,6 +22,7 @@ from tests.losses.references import (
     passage_to_query_loss,
     query_to_candidates_loss,
     random_columns,
+    reference_mask,
     with_rows,
 )
 
@@ -431,3 +434,19 @@ def test_guide_with_another_vocabulary_retokenizes_the_texts(model, tmp_path):
         loss = loss_fn([model.preprocess(column) for column in texts], None)
     assert torch.isfinite(loss)
     assert "masked_by_guide" in loss_fn.components.pop_means()
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_the_table_mask_equals_plain_set_intersections_on_random_tables(seed):
+    generator = random.Random(seed)
+    keys = range(12)
+    candidate_keys = [
+        tuple(frozenset(generator.sample(keys, generator.randint(1, 2))) for _ in range(generator.randint(1, 3)))
+        for _ in range(20)
+    ]
+    relevant_keys = [frozenset(generator.sample(keys, generator.randint(0, 4))) for _ in range(20)]
+    table = FalseNegativeTable(candidate_keys, relevant_keys)
+    rows = generator.sample(range(20), 6)
+    for num_columns in (1, 3, 4):
+        mask = table.query_to_candidates_mask(torch.tensor(rows, dtype=torch.float32), num_columns)
+        assert torch.equal(mask.cpu(), reference_mask(table, rows, num_columns)), num_columns

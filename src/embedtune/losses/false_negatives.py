@@ -6,11 +6,11 @@ The trainer's batches hold text only, so the training dataset carries each row's
 
 from __future__ import annotations
 
-from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 FLOAT32_EXACT_INTEGERS = 2**24
@@ -32,6 +32,7 @@ class FalseNegativeTable:
 
     candidate_keys: Sequence[tuple[frozenset[int], ...]]
     relevant_keys: Sequence[frozenset[int]]
+    _on_device: dict = field(default_factory=dict, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if len(self.candidate_keys) != len(self.relevant_keys):
@@ -56,21 +57,52 @@ class FalseNegativeTable:
             query; ``[i, i]`` (the target) is always False.
 
         Raises:
-            IndexError: if a row index is outside the table.
+            IndexError: if a row index is outside the table (on CUDA, a device-side assertion).
         """
-        indices = [int(row) for row in rows.tolist()]
-        batch = len(indices)
-        holders: dict[int, list[int]] = defaultdict(list)  # key -> candidate positions holding it
-        for j, row in enumerate(indices):
-            for column, keys in enumerate(self.candidate_keys[row][:num_columns]):
-                for key in keys:
-                    holders[key].append(column * batch + j)
-        mask = torch.zeros(batch, num_columns * batch, dtype=torch.bool)
-        for i, row in enumerate(indices):
-            positions = [position for key in self.relevant_keys[row] for position in holders.get(key, ())]
-            mask[i, positions] = True
-            mask[i, i] = False
-        return mask.to(rows.device)
+        candidates, relevant, width = self._tensors(rows.device)  # (rows, C, K), (rows, M); -1 pads both
+        index = rows.long()
+        batch = index.size(0)
+        batch_candidates = candidates[index, :num_columns]  # (batch, C', K)
+        if batch_candidates.size(1) < num_columns:  # no row of the table has that many columns
+            missing = num_columns - batch_candidates.size(1)
+            batch_candidates = F.pad(batch_candidates, (0, 0, 0, missing), value=-1)
+        # Membership of (query i, key) pairs, coded i * width + key and found by binary search: no host sync.
+        queries = torch.arange(batch, device=rows.device)
+        query_keys = relevant[index]  # (batch, M)
+        wanted = torch.where(query_keys >= 0, queries[:, None] * width + query_keys, -1).flatten().sort().values
+        asked = queries[:, None, None, None] * width + batch_candidates[None]  # (batch_i, batch_j, C', K)
+        asked = torch.where(batch_candidates[None] >= 0, asked, -2)
+        found = wanted[torch.searchsorted(wanted, asked).clamp_max(wanted.numel() - 1)] == asked
+        mask = found.any(-1).permute(0, 2, 1).reshape(batch, num_columns * batch)  # [i, c * batch + j]
+        mask[queries, queries] = False
+        return mask
+
+    def _tensors(self, device: torch.device) -> tuple[Tensor, Tensor, int]:
+        """Return the table on ``device`` (built once per device): padded candidate and relevant keys, code width.
+
+        The width exceeds every key, so ``i * width + key`` names one (query, key) pair.
+        """
+        if device not in self._on_device:
+            columns = max((len(row) for row in self.candidate_keys), default=1)
+            per_candidate = max((len(keys) for row in self.candidate_keys for keys in row), default=1)
+            per_query = max((len(keys) for keys in self.relevant_keys), default=1)
+            candidates = [
+                [_padded(keys, per_candidate) for keys in row] + [[-1] * per_candidate] * (columns - len(row))
+                for row in self.candidate_keys
+            ]
+            relevant = [_padded(keys, per_query) for keys in self.relevant_keys]
+            largest = max((key for row in candidates for keys in row for key in keys), default=-1)
+            largest = max([largest, *(max(keys) for keys in relevant)])
+            self._on_device[device] = (
+                torch.tensor(candidates, dtype=torch.long).view(len(self), columns, per_candidate).to(device),
+                torch.tensor(relevant, dtype=torch.long).view(len(self), per_query).to(device),
+                largest + 1,
+            )
+        return self._on_device[device]
+
+
+def _padded(keys: frozenset[int], length: int) -> list[int]:
+    return sorted(keys) + [-1] * (length - len(keys))
 
 
 def passage_to_query_mask(query_mask: Tensor) -> Tensor:

@@ -192,18 +192,23 @@ class InfoNCELoss(nn.Module):
         )
 
     def _isotropy(self, queries: Tensor, positives: Tensor) -> Tensor:
-        """Log alignment, uniformity and spread; return the weighted uniformity term (0 when its weight is 0)."""
-        if queries.size(0) < 2:  # uniformity needs two embeddings a side
-            return torch.zeros((), device=queries.device, dtype=queries.dtype)
+        """Return the weighted uniformity term (0 when its weight is 0); log alignment, uniformity and spread.
+
+        The diagnostics are computed only on the steps the trainer logs (``components.measuring``), and the
+        uniformity term only when it is logged or weighted.
+        """
+        no_term = torch.zeros((), device=queries.device, dtype=queries.dtype)
+        measuring = self.components.measuring
+        if queries.size(0) < 2 or not (measuring or self.isotropy_weight > 0):  # uniformity needs two a side
+            return no_term
         with torch.set_grad_enabled(torch.is_grad_enabled() and self.isotropy_weight > 0):
             uniform = (uniformity(queries.float()) + uniformity(positives.float())) / 2
-        with torch.no_grad():
-            self.components.add("alignment", alignment(queries.float(), positives.float()))
-            self.components.add("uniformity", uniform)
-            self.components.add("embedding_std", mean_dimension_std(torch.cat([queries, positives]).float()))
-        if self.isotropy_weight == 0:
-            return torch.zeros((), device=queries.device, dtype=queries.dtype)
-        return self.isotropy_weight * uniform
+        if measuring:
+            with torch.no_grad():
+                self.components.add("alignment", alignment(queries.float(), positives.float()))
+                self.components.add("uniformity", uniform)
+                self.components.add("embedding_std", mean_dimension_std(torch.cat([queries, positives]).float()))
+        return self.isotropy_weight * uniform if self.isotropy_weight > 0 else no_term
 
     def get_config_dict(self) -> dict[str, Any]:
         """Return the settings recorded in the model card."""
@@ -263,14 +268,11 @@ def hard_negative_log_weights(neg_weights: Tensor, offset: int = 0, num_queries:
     total, num_negatives = neg_weights.shape
     num_queries = total - offset if num_queries is None else num_queries
     device = neg_weights.device
-    offsets = torch.zeros(num_queries, (1 + num_negatives) * total, device=device)
+    offsets = torch.zeros(num_queries, 1 + num_negatives, total, device=device)
     queries = torch.arange(num_queries, device=device)
     own_rows = queries + offset
-    all_rows = torch.arange(total, device=device)
-    for j in range(num_negatives):
-        weights = neg_weights[:, j].float()  # (total,)
-        offsets[queries, (1 + j) * total + own_rows] = torch.log(
-            weights[own_rows].clamp_min(torch.finfo(torch.float32).tiny)
-        )
-        offsets[:, (1 + j) * total + all_rows[weights <= 0]] = float("-inf")
-    return offsets
+    weights = neg_weights.float().T  # (n, total): column j's weight per row
+    own_weights = weights[:, own_rows].T.clamp_min(torch.finfo(torch.float32).tiny)  # (num_queries, n)
+    offsets[queries, 1:, own_rows] = torch.log(own_weights)
+    offsets[:, 1:, :] = offsets[:, 1:, :].masked_fill(weights[None] <= 0, float("-inf"))  # padding slots, no sync
+    return offsets.view(num_queries, (1 + num_negatives) * total)

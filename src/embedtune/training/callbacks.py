@@ -153,6 +153,13 @@ class LossComponentsCallback(TrainerCallback):
         self.writer = writer
         self.components = components
 
+    def on_step_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        """Ask for the loss's diagnostics only on a step the trainer will log (its ``logging_steps`` rule)."""
+        step = state.global_step + 1
+        every = state.logging_steps or args.logging_steps
+        first = args.logging_first_step and step == 1
+        self.components.measuring = first or (args.logging_strategy == "steps" and every > 0 and step % every == 0)
+
     def on_log(self, args: Any, state: Any, control: Any, logs: dict | None = None, **kwargs: Any) -> None:
         """At a training log, write the parts' means and start over; dev evaluations leave them accumulating."""
         if not logs or "loss" not in logs:
