@@ -2,6 +2,7 @@
 
 import json
 import shutil
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -168,6 +169,33 @@ def test_a_head_mode_run_saves_a_plain_sentence_transformer_with_the_head(tiny_m
     base = SentenceTransformer(str(tiny_model_dir), device="cpu")
     base_weights = base[0].state_dict()
     assert all(torch.equal(base_weights[key], value) for key, value in tuned[0].state_dict().items())
+
+
+def test_a_head_mode_run_encodes_each_document_once_and_reports_what_the_saved_model_scores(
+    tiny_model_dir, noise_beir, tmp_path, monkeypatch
+):
+    encoded: Counter[str] = Counter()
+    encode_document = SentenceTransformer.encode_document
+
+    def counting(self, sentences, *args, **kwargs):
+        encoded.update([sentences] if isinstance(sentences, str) else sentences)
+        return encode_document(self, sentences, *args, **kwargs)
+
+    monkeypatch.setattr(SentenceTransformer, "encode_document", counting)
+    steps = ("train.eval_strategy=steps", "train.eval_steps=30")
+    config = head_config(tiny_model_dir, noise_beir, tmp_path / "runs", "train.epochs=30", "head.dim=16", *steps)
+    result = run_training(config)
+
+    metrics = json.loads((result.folder / "metrics.json").read_text())
+    assert metrics["selection"]["chosen"] == "fine_tuned"
+    assert encoded and max(encoded.values()) == 1  # the fine-tuned model's encoder embeddings came from the cache
+    monkeypatch.setattr(SentenceTransformer, "encode_document", encode_document)
+    data = prepare_data(config.data)
+    saved = SentenceTransformer(str(result.folder / "model"), device="cpu")
+    split = data.report
+    fresh = RetrievalEvaluator(split.corpus, split.queries, split.qrels, metrics=config.eval.metrics)(saved)
+    for key, value in fresh.items():
+        assert metrics["report"]["fine_tuned"][key] == pytest.approx(value, abs=1e-6)
 
 
 def write_negatives_file(path: Path, weight: float) -> Path:

@@ -4,6 +4,12 @@ from __future__ import annotations
 
 import argparse
 
+from embedtune.cli.encoding_options import (
+    add_cache_arguments,
+    add_processes_argument,
+    embedding_cache_of,
+    encoding_devices_of,
+)
 from embedtune.evaluation import compare_inputs
 from embedtune.evaluation.compare_inputs import resolve_model_source
 
@@ -56,16 +62,8 @@ def add_eval_command(commands: argparse._SubParsersAction) -> None:
     evaluate.add_argument("--max-seq-length", type=int, help="Truncation length in tokens.")
     evaluate.add_argument("--batch-size", type=int, default=64, help="Texts per forward pass.")
     evaluate.add_argument("--runs-dir", default="runs", help="Where run names are looked up (default runs).")
-    cache = evaluate.add_mutually_exclusive_group()
-    cache.add_argument(
-        "--no-cache",
-        action="store_true",
-        help="Encode everything; by default embeddings of an unchanged model (same weights, prompts, length) are "
-        "reused from and stored in the embedding cache ('embedtune cache info').",
-    )
-    cache.add_argument(
-        "--cache-dir", help="Embedding cache folder (default $EMBEDTUNE_CACHE_DIR or ~/.cache/embedtune/embeddings)."
-    )
+    add_processes_argument(evaluate)
+    add_cache_arguments(evaluate)
     evaluate.set_defaults(handler=run_eval)
 
 
@@ -77,7 +75,6 @@ def run_eval(args: argparse.Namespace) -> int:
         embedtune.model_paths.ModelNotFoundError: if a model cannot be found.
     """
     # imports torch: only when the command runs, so `embedtune --help` starts fast
-    from embedtune.cache import EmbeddingCache
     from embedtune.evaluation import compare
     from embedtune.evaluation.seen_unseen import add_to_eval_results, load_training_positives
 
@@ -104,7 +101,8 @@ def run_eval(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
         resamples=args.resamples,
         alpha=args.alpha,
-        cache=None if args.no_cache else EmbeddingCache(args.cache_dir),
+        cache=embedding_cache_of(args),
+        devices=encoding_devices_of(args),
     )
     if positives is not None:
         add_to_eval_results(results, positives)

@@ -7,6 +7,12 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from embedtune.cli.encoding_options import (
+    add_cache_arguments,
+    add_processes_argument,
+    embedding_cache_of,
+    encoding_devices_of,
+)
 from embedtune.cli.evaluate import resolve_model_reference
 from embedtune.config import ConfigError
 from embedtune.data.training_file import write_triplets
@@ -101,11 +107,8 @@ def add_mine_command(commands: argparse._SubParsersAction) -> None:
         help='With --retriever both: also write neg_features = neg_sources (["dense"], ["bm25"] or both), to '
         "weigh negatives by the retriever that found them with a weight config (data.feature_weights).",
     )
-    cache = mine.add_mutually_exclusive_group()
-    cache.add_argument("--no-cache", action="store_true", help="Encode everything, bypassing the embedding cache.")
-    cache.add_argument(
-        "--cache-dir", help="Embedding cache folder (default $EMBEDTUNE_CACHE_DIR or ~/.cache/embedtune/embeddings)."
-    )
+    add_processes_argument(mine)
+    add_cache_arguments(mine)
     mine.add_argument("--overwrite", action="store_true", help="Replace OUT if it exists.")
     mine.add_argument("--runs-dir", default="runs", help="Where run names are looked up (default runs).")
     mine.set_defaults(handler=run_mine)
@@ -192,9 +195,6 @@ def _load_data(args: argparse.Namespace) -> MiningInput:
 def _encoder(args: argparse.Namespace) -> DenseEncoder:
     """Load the model and wrap it, with the embedding cache unless --no-cache."""
     # imports torch: only when the command runs, so `embedtune --help` starts fast
-    from embedtune.cache import EmbeddingCache
-
-    # imports torch: only when the command runs, so `embedtune --help` starts fast
     from embedtune.mining.candidates import model_encoder
 
     # imports torch: only when the command runs, so `embedtune --help` starts fast
@@ -202,5 +202,4 @@ def _encoder(args: argparse.Namespace) -> DenseEncoder:
 
     reference = resolve_model_reference(args.model or DEFAULT_MODEL, args.runs_dir)
     model = load_model(reference, args.max_seq_length, args.device)
-    cache = None if args.no_cache else EmbeddingCache(args.cache_dir)
-    return model_encoder(model, args.batch_size, cache)
+    return model_encoder(model, args.batch_size, embedding_cache_of(args), devices=encoding_devices_of(args))

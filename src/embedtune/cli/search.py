@@ -6,6 +6,12 @@ import argparse
 import json
 from pathlib import Path
 
+from embedtune.cli.encoding_options import (
+    add_cache_arguments,
+    add_processes_argument,
+    embedding_cache_of,
+    encoding_devices_of,
+)
 from embedtune.cli.evaluate import resolve_model_reference
 from embedtune.search.corpus import load_search_corpus
 from embedtune.search.vectors import EXACT_MAX_DOCS, INDEX_KINDS
@@ -40,6 +46,8 @@ def add_index_command(commands: argparse._SubParsersAction) -> None:
     build.add_argument("--batch-size", type=int, default=64, help="Texts per forward pass (default 64).")
     build.add_argument("--max-seq-length", type=int, help="Truncation length in tokens (default: the model's).")
     build.add_argument("--runs-dir", default="runs", help="Where run names are looked up (default runs).")
+    add_processes_argument(build)
+    add_cache_arguments(build)
     build.set_defaults(handler=run_index_build)
 
 
@@ -72,6 +80,7 @@ def run_index_build(args: argparse.Namespace) -> int:
     # imports torch: only when the command runs, so `embedtune --help` starts fast
     from embedtune.search.index import build_index, ensure_absent
 
+    devices = encoding_devices_of(args)
     if args.batch_size < 1 or (args.max_seq_length is not None and args.max_seq_length < 1):
         raise ValueError("--batch-size and --max-seq-length must be positive")
     out = Path(args.out).expanduser()
@@ -89,6 +98,8 @@ def run_index_build(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
         model_reference=args.model,
         model_path=model_path,
+        devices=devices,
+        cache=embedding_cache_of(args),
     )
     info = index.info
     print(f"indexed {info.count} documents in {out} ({info.kind}, {info.dimension} dimensions, {info.similarity})")

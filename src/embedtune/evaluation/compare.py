@@ -214,6 +214,7 @@ def evaluate_models(
     seed: int = 0,
     alpha: float = 0.05,
     cache: EmbeddingCache | None = None,
+    devices: list[str] | None = None,
 ) -> EvalResults:
     """Evaluate each model (and the baseline) on each dataset, and compare each model with the baseline.
 
@@ -232,6 +233,8 @@ def evaluate_models(
         alpha: Significance level of the verdicts.
         cache: On-disk embedding cache: a model evaluated before, unchanged (weights, prompts, length), on the same
             texts is not encoded again; ``None`` encodes everything.
+        devices: Encode in one process per device (:func:`~embedtune.search.encoding.encoding_devices`); ``None``
+            encodes in this process.
 
     Returns:
         The per-query scores of every system on every dataset, and the comparisons.
@@ -254,6 +257,7 @@ def evaluate_models(
             metrics=metrics,
             batch_size=batch_size,
             cache=cache,
+            devices=devices,
         )
         for dataset in datasets
     ]

@@ -42,7 +42,10 @@ class RetrievalEvaluator(BaseEvaluator):
         cache: On-disk embedding cache (:class:`~embedtune.cache.EmbeddingCache`): embeddings this exact model
             (weights and encoding settings) made before are read back instead of encoded, new ones are stored.
             ``None`` (the default, and what dev evaluation during training uses) encodes everything. Worth it only
-            for a model evaluated again unchanged: a base model, a saved model.
+            for a model evaluated again unchanged: a base model, a saved model. A model ending in a head caches its
+            encoder's embeddings and applies the head to them.
+        devices: Encode in one process per device (:func:`~embedtune.search.encoding.encoding_devices`); ``None``
+            encodes in this process.
 
     Queries and documents are encoded with the model's own prompts (``encode_query``/``encode_document``), so a model
     saved by embedtune with its prefixes needs no prefix settings here.
@@ -66,6 +69,7 @@ class RetrievalEvaluator(BaseEvaluator):
         progress: bool | None = None,
         truncate_dims: list[int] | None = None,
         cache: EmbeddingCache | None = None,
+        devices: list[str] | None = None,
     ) -> None:
         super().__init__()
         self.corpus = corpus
@@ -79,6 +83,7 @@ class RetrievalEvaluator(BaseEvaluator):
         self.top_k = max(parse_metric(m)[1] for m in self.metrics)
         self.truncate_dims = sorted(set(truncate_dims or []), reverse=True)
         self.cache = cache
+        self.devices = devices
         self.last_per_query: dict[str, dict[str, float]] = {}
         self.last_score_distribution: dict[str, list[float]] = {}
 
@@ -93,8 +98,8 @@ class RetrievalEvaluator(BaseEvaluator):
         """
         doc_ids, query_ids = list(self.corpus), list(self.queries)
         doc_texts, query_texts = [self.corpus[d] for d in doc_ids], [self.queries[q] for q in query_ids]
-        docs = encode_documents(model, doc_texts, self.batch_size, self.progress, self.cache)
-        queries = encode_queries(model, query_texts, self.batch_size, self.progress, self.cache)
+        docs = encode_documents(model, doc_texts, self.batch_size, self.progress, self.cache, self.devices)
+        queries = encode_queries(model, query_texts, self.batch_size, self.progress, self.cache, self.devices)
         run = rank(queries, docs, query_ids, doc_ids, self.top_k, model.similarity)
         per_query = evaluate_run_per_query(self.qrels, run, self.metrics)
         scores = average_per_query(self.qrels, per_query)

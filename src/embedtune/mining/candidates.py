@@ -49,7 +49,11 @@ class DenseEncoder:
 
 
 def model_encoder(
-    model: SentenceTransformer, batch_size: int = 64, cache: EmbeddingCache | None = None, progress: bool | None = None
+    model: SentenceTransformer,
+    batch_size: int = 64,
+    cache: EmbeddingCache | None = None,
+    progress: bool | None = None,
+    devices: list[str] | None = None,
 ) -> DenseEncoder:
     """Wrap a SentenceTransformer as a :class:`DenseEncoder` (``encode_query``/``encode_document``, cache optional).
 
@@ -58,13 +62,15 @@ def model_encoder(
         batch_size: Texts per forward pass.
         cache: An :class:`~embedtune.cache.EmbeddingCache` reusing embeddings of unchanged models, or ``None``.
         progress: Show progress bars; ``None`` shows them when stderr is a terminal.
+        devices: Encode in one process per device (:func:`~embedtune.search.encoding.encoding_devices`); ``None``
+            encodes in this process.
 
     Returns:
         The encoder, with the model's ``similarity_fn_name`` (cosine when unset).
     """
     return DenseEncoder(
-        encode_queries=lambda texts: encode_queries(model, texts, batch_size, progress, cache),
-        encode_documents=lambda texts: encode_documents(model, texts, batch_size, progress, cache),
+        encode_queries=lambda texts: encode_queries(model, texts, batch_size, progress, cache, devices),
+        encode_documents=lambda texts: encode_documents(model, texts, batch_size, progress, cache, devices),
         similarity=getattr(model, "similarity_fn_name", None) or "cosine",
     )
 

@@ -78,3 +78,58 @@ def is_head_parameter(name: str, model: SentenceTransformer, head_start: int) ->
     """
     index = name.split(".", 1)[0]
     return index.isdigit() and int(index) >= head_start
+
+
+def head_start(model: SentenceTransformer) -> int | None:
+    """Return where ``model``'s head begins, or ``None`` when it has none.
+
+    The head is the model's trailing run of :class:`Dense` and :class:`Normalize` modules, from its first ``Dense``
+    on (an encoder's own final ``Normalize`` stays with the encoder). Such modules map sentence embeddings to sentence
+    embeddings, so the model's output is the head applied to the output of the modules before it.
+    """
+    modules = list(model)
+    start = len(modules)
+    while start > 0 and isinstance(modules[start - 1], Dense | Normalize):
+        start -= 1
+    first_dense = next((index for index in range(start, len(modules)) if isinstance(modules[index], Dense)), None)
+    return first_dense if first_dense else None  # a model that is all head has no encoder to split off
+
+
+def encoder_part(model: SentenceTransformer, end: int) -> SentenceTransformer:
+    """Return ``model``'s first ``end`` modules as a ``SentenceTransformer`` sharing them (not copies).
+
+    The part keeps the model's prompts and similarity function, so it encodes (and fingerprints, for the embedding
+    cache) exactly as the encoder the head was trained on.
+    """
+    return SentenceTransformer(
+        modules=list(model)[:end],
+        device=str(model.device),
+        prompts=dict(model.prompts),
+        default_prompt_name=model.default_prompt_name,
+        similarity_fn_name=model.similarity_fn_name,
+    )
+
+
+def apply_head(modules: list[nn.Module], embeddings: torch.Tensor, chunk: int = 8192) -> torch.Tensor:
+    """Run sentence embeddings through head modules, without gradients, in chunks of ``chunk`` rows.
+
+    Args:
+        modules: Modules that map ``{"sentence_embedding": (n, in_dim)}`` to ``{"sentence_embedding": (n, dim)}``
+            (sentence-transformers' ``Dense`` and ``Normalize``); they run on the device of their first parameter.
+        embeddings: ``(n, in_dim)`` encoder embeddings.
+        chunk: Rows per pass (bounds memory).
+
+    Returns:
+        ``(n, dim)`` float32 CPU tensor.
+    """
+    parameter = next((p for module in modules for p in module.parameters()), None)
+    device = parameter.device if parameter is not None else embeddings.device
+    dtype = parameter.dtype if parameter is not None else embeddings.dtype
+    parts = []
+    with torch.inference_mode():
+        for part in embeddings.split(chunk):
+            features = {"sentence_embedding": part.to(device=device, dtype=dtype)}
+            for module in modules:
+                features = module(features)
+            parts.append(features["sentence_embedding"].float().cpu())
+    return torch.cat(parts) if parts else embeddings.new_empty(0, 0)

@@ -13,12 +13,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 import numpy as np
+import torch
 from sentence_transformers import SentenceTransformer
 
 from embedtune.models.prompts import DOCUMENT_PROMPT_NAMES, QUERY_PROMPT, document_prompt, query_prompt
+from embedtune.search.retrieve import encode_documents, encode_queries
 from embedtune.search.vectors import as_float32_matrix
 
 if TYPE_CHECKING:
+    from embedtune.cache import EmbeddingCache
     from embedtune.search.index import IndexInfo
 
 FINGERPRINT_TEXT = "embedtune index fingerprint: the quick brown fox jumps over the lazy dog by the river bank"
@@ -57,6 +60,8 @@ def encode_texts(
     role: Literal["query", "document"],
     batch_size: int = 64,
     progress: bool | None = None,
+    devices: list[str] | None = None,
+    cache: EmbeddingCache | None = None,
 ) -> np.ndarray:
     """Encode texts as an index stores or searches them.
 
@@ -70,6 +75,9 @@ def encode_texts(
         role: ``"query"`` or ``"document"``.
         batch_size: Texts per forward pass.
         progress: Show a progress bar; ``None`` shows one when stderr is a terminal.
+        devices: Encode in one process per device (:func:`encoding_devices`); ``None`` encodes in this process.
+        cache: Reuse and store embeddings on disk (see :func:`~embedtune.search.retrieve.encode_documents`; a model
+            ending in a head caches its encoder's); ``None`` encodes everything.
 
     Returns:
         ``(n, dim)`` float32 matrix (``(0, dim)`` for no texts).
@@ -83,16 +91,38 @@ def encode_texts(
         raise ValueError(f"role must be 'query' or 'document', got {role!r}")
     if not texts:
         return np.empty((0, model.get_embedding_dimension() or 0), np.float32)
-    encode = model.encode_query if role == "query" else model.encode_document
+    encode = encode_queries if role == "query" else encode_documents
     show = sys.stderr.isatty() if progress is None else progress
-    embeddings = encode(
-        list(texts),
-        batch_size=batch_size,
-        show_progress_bar=show,
-        convert_to_numpy=True,
-        normalize_embeddings=model_similarity(model) == "cosine",
-    )
-    return as_float32_matrix(embeddings)
+    embeddings = encode(model, list(texts), batch_size, show, cache, devices)  # (n, dim) float32 CPU tensor
+    if model_similarity(model) == "cosine":
+        embeddings = torch.nn.functional.normalize(embeddings, dim=1)
+    return as_float32_matrix(embeddings.numpy())
+
+
+def encoding_devices(processes: int | None = None) -> list[str] | None:
+    """Choose the devices of multi-process encoding: one entry per process, or ``None`` for this process alone.
+
+    Several processes go through sentence-transformers' multi-process pool (each loads its own copy of the model);
+    they pay off for large corpora on several GPUs or many CPU cores, not for a few thousand texts.
+
+    Args:
+        processes: ``None``: one process per visible GPU when there are two or more, else this process. ``1``: this
+            process. ``N > 1``: N processes, spread over the visible GPUs in turn, or N CPU processes without a GPU.
+
+    Returns:
+        Device names such as ``["cuda:0", "cuda:1"]`` or ``["cpu", "cpu"]``, or ``None``.
+
+    Raises:
+        ValueError: if ``processes < 1``.
+    """
+    if processes is not None and processes < 1:
+        raise ValueError(f"the number of encoding processes must be at least 1, got {processes}")
+    gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if processes is None:
+        processes = gpus if gpus > 1 else 1
+    if processes == 1:
+        return None
+    return [f"cuda:{index % gpus}" if gpus else "cpu" for index in range(processes)]
 
 
 def output_fingerprint(model: SentenceTransformer) -> tuple[int, list[float]]:

@@ -18,7 +18,7 @@ import shutil
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from sentence_transformers import SentenceTransformer
@@ -32,6 +32,9 @@ from embedtune.search.encoding import encode_texts, model_prompts, model_similar
 from embedtune.search.index_files import IDS_FILE, INDEX_FILE, INFO_FILE, TEXTS_FILE, IndexFileError, IndexInfo
 from embedtune.search.vectors import EXACT_MAX_DOCS, create_vector_index, import_faiss, search_vectors
 from embedtune.versions import EMBEDTUNE_VERSION
+
+if TYPE_CHECKING:
+    from embedtune.cache import EmbeddingCache
 
 logger = logging.getLogger(__name__)
 
@@ -76,6 +79,8 @@ def create_search_index(
     progress: bool | None = None,
     model_reference: str | None = None,
     model_path: str | None = None,
+    devices: list[str] | None = None,
+    cache: EmbeddingCache | None = None,
     **index_settings: Any,
 ) -> SearchIndex:
     """Encode a corpus with the model's document prompt and index it in memory.
@@ -88,6 +93,10 @@ def create_search_index(
         progress: Show a progress bar; ``None`` shows one when stderr is a terminal.
         model_reference: How the model is named in ``index.json``; ``None`` guesses from the loaded model.
         model_path: What that name resolved to; ``None`` guesses from the loaded model.
+        devices: Encode in one process per device (:func:`~embedtune.search.encoding.encoding_devices`); ``None``
+            encodes in this process.
+        cache: Embedding cache the documents are encoded through (a model ending in a head caches its encoder's
+            embeddings), or ``None``.
         **index_settings: Passed to :func:`~embedtune.search.vectors.create_vector_index` (``hnsw_m``,
             ``ef_search``, ``nlist``, ``nprobe``...).
 
@@ -100,7 +109,7 @@ def create_search_index(
     ids, texts = corpus_columns(corpus)
     similarity = model_similarity(model)
     logger.info("encoding %d documents", len(texts))
-    embeddings = encode_texts(model, texts, "document", batch_size, progress)  # (n, dim)
+    embeddings = encode_texts(model, texts, "document", batch_size, progress, devices, cache)  # (n, dim)
     vectors, parameters = create_vector_index(embeddings, kind, similarity, **index_settings)
     _, fingerprint = output_fingerprint(model)
     source = model_source(model)
@@ -132,6 +141,8 @@ def build_index(
     progress: bool | None = None,
     model_reference: str | None = None,
     model_path: str | None = None,
+    devices: list[str] | None = None,
+    cache: EmbeddingCache | None = None,
     **index_settings: Any,
 ) -> SearchIndex:
     """Encode a corpus, index it and save the index folder ``out_dir``.
@@ -149,6 +160,8 @@ def build_index(
         model_path: What the model's name resolved to, recorded in ``index.json`` and loaded by
             :meth:`~embedtune.search.retriever.Retriever.load`; computed when ``model`` is a string, else guessed from
             the loaded model.
+        devices: One encoding process per device (see :func:`create_search_index`); ``None``: this process.
+        cache: Embedding cache the documents are encoded through, or ``None``.
         **index_settings: Passed to :func:`~embedtune.search.vectors.create_vector_index`.
 
     Returns:
@@ -178,6 +191,8 @@ def build_index(
         progress=progress,
         model_reference=model_reference,
         model_path=model_path,
+        devices=devices,
+        cache=cache,
         **index_settings,
     )
     save_index(index, out)

@@ -10,6 +10,7 @@ import torch
 from sentence_transformers import SentenceTransformer
 from sentence_transformers.util import cos_sim
 
+from embedtune.models.head import apply_head, encoder_part, head_start
 from embedtune.search.top_k import chunked_top_k
 
 if TYPE_CHECKING:
@@ -26,6 +27,7 @@ def encode_queries(
     batch_size: int = 64,
     progress: bool | None = None,
     cache: EmbeddingCache | None = None,
+    devices: list[str] | None = None,
 ) -> torch.Tensor:
     """Encode queries with ``model.encode_query`` (the model's ``"query"`` prompt, if any, is prepended).
 
@@ -36,11 +38,13 @@ def encode_queries(
         progress: Show a progress bar; ``None`` shows one when stderr is a terminal.
         cache: Reuse and store embeddings on disk (:class:`~embedtune.cache.EmbeddingCache`): only texts it lacks
             for this exact model are encoded. ``None`` encodes everything.
+        devices: Encode in one process per device (sentence-transformers' multi-process pool, see
+            :func:`~embedtune.search.encoding.encoding_devices`); ``None`` encodes in this process.
 
     Returns:
         ``(n, dim)`` float32 tensor on CPU.
     """
-    return _encode(model, model.encode_query, texts, batch_size, progress, cache, "query")
+    return _encode(model, texts, "query", batch_size, progress, cache, devices)
 
 
 def encode_documents(
@@ -49,6 +53,7 @@ def encode_documents(
     batch_size: int = 64,
     progress: bool | None = None,
     cache: EmbeddingCache | None = None,
+    devices: list[str] | None = None,
 ) -> torch.Tensor:
     """Encode documents with ``model.encode_document`` (the model's ``"document"`` prompt, if any, is prepended).
 
@@ -59,11 +64,13 @@ def encode_documents(
         progress: Show a progress bar; ``None`` shows one when stderr is a terminal.
         cache: Reuse and store embeddings on disk (:class:`~embedtune.cache.EmbeddingCache`): only texts it lacks
             for this exact model are encoded. ``None`` encodes everything.
+        devices: Encode in one process per device (sentence-transformers' multi-process pool, see
+            :func:`~embedtune.search.encoding.encoding_devices`); ``None`` encodes in this process.
 
     Returns:
         ``(n, dim)`` float32 tensor on CPU.
     """
-    return _encode(model, model.encode_document, texts, batch_size, progress, cache, "document")
+    return _encode(model, texts, "document", batch_size, progress, cache, devices)
 
 
 def retrieve(
@@ -74,6 +81,7 @@ def retrieve(
     batch_size: int = 64,
     progress: bool | None = None,
     cache: EmbeddingCache | None = None,
+    devices: list[str] | None = None,
 ) -> dict[str, dict[str, float]]:
     """Rank the corpus for every query by the model's similarity function (cosine for most models).
 
@@ -85,13 +93,15 @@ def retrieve(
         batch_size: Texts per forward pass.
         progress: Show progress bars; ``None`` shows them when stderr is a terminal.
         cache: On-disk embedding cache (see :func:`encode_documents`); ``None`` encodes everything.
+        devices: One encoding process per device (see :func:`encode_documents`); ``None``: this process.
 
     Returns:
         The run: query id -> document id -> similarity score, ``min(top_k, num_docs)`` documents per query.
     """
     doc_ids, query_ids = list(corpus), list(queries)
-    doc_embeddings = encode_documents(model, [corpus[d] for d in doc_ids], batch_size, progress, cache)  # (docs, dim)
-    query_embeddings = encode_queries(model, [queries[q] for q in query_ids], batch_size, progress, cache)
+    doc_texts, query_texts = [corpus[d] for d in doc_ids], [queries[q] for q in query_ids]
+    doc_embeddings = encode_documents(model, doc_texts, batch_size, progress, cache, devices)  # (docs, dim)
+    query_embeddings = encode_queries(model, query_texts, batch_size, progress, cache, devices)
     return rank(query_embeddings, doc_embeddings, query_ids, doc_ids, top_k, model.similarity)
 
 
@@ -127,16 +137,32 @@ def rank(
 
 def _encode(
     model: SentenceTransformer,
-    encode: Callable[..., torch.Tensor],
     texts: list[str],
+    role: str,
     batch_size: int,
     progress: bool | None,
     cache: EmbeddingCache | None,
-    role: str,
+    devices: list[str] | None = None,
 ) -> torch.Tensor:
+    """Encode with the model's prompt for ``role``; through ``cache`` when given, on ``devices`` when given.
+
+    A model ending in a head (:func:`~embedtune.models.head.head_start`) caches its encoder's embeddings and applies
+    the head to them: a frozen encoder's embeddings are the base model's, already in the cache.
+    """
+    start = head_start(model) if cache is not None else None
+    if start is not None:
+        embeddings = _encode(encoder_part(model, start), texts, role, batch_size, progress, cache, devices)
+        return _truncated(apply_head(list(model)[start:], embeddings), model.truncate_dim)
     show = sys.stderr.isatty() if progress is None else progress
+    encode = model.encode_query if role == "query" else model.encode_document
 
     def encode_all(batch: list[str]) -> torch.Tensor:
-        return encode(batch, batch_size=batch_size, convert_to_tensor=True, show_progress_bar=show).float().cpu()
+        options = {"batch_size": batch_size, "convert_to_tensor": True, "show_progress_bar": show, "device": devices}
+        return encode(batch, **options).float().cpu()
 
     return encode_all(texts) if cache is None else cache.get_or_encode(model, texts, role, encode_all)
+
+
+def _truncated(embeddings: torch.Tensor, dim: int | None) -> torch.Tensor:
+    """Keep the first ``dim`` coordinates, as ``SentenceTransformer.encode`` does for a model's ``truncate_dim``."""
+    return embeddings if dim is None else embeddings[:, :dim]

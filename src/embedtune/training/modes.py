@@ -40,7 +40,7 @@ from torch import nn
 from transformers import TrainerCallback
 
 from embedtune.config import ExperimentConfig
-from embedtune.models.head import add_head, is_head_parameter
+from embedtune.models.head import add_head, encoder_part, is_head_parameter
 from embedtune.models.lora import add_lora, has_lora, merge_lora, save_adapter, trainable_parameters
 from embedtune.runs.layout import ADAPTER_DIR
 from embedtune.runs.outputs import save_folder_atomic
@@ -138,13 +138,7 @@ def encoder_view(model: SentenceTransformer, setup: ModeSetup) -> SentenceTransf
     """
     if setup.head_start is None:
         return model
-    return SentenceTransformer(
-        modules=list(model)[: setup.head_start],
-        device=str(model.device),
-        prompts=dict(model.prompts),
-        default_prompt_name=model.default_prompt_name,
-        similarity_fn_name=model.similarity_fn_name,
-    )
+    return encoder_part(model, setup.head_start)
 
 
 class EncoderAtStepZero(BaseEvaluator):

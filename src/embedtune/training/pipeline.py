@@ -220,6 +220,18 @@ def _train_and_report(
     )
 
 
+def _tuned_model_cache(config: ExperimentConfig, shared: EmbeddingCache | None, scratch: Path) -> EmbeddingCache:
+    """Return the cache the fine-tuned model encodes through, for dev confirmation and then the test evaluation.
+
+    A frozen encoder's embeddings are the base model's, so a model that is a frozen encoder plus a head reads them
+    from the shared cache and only applies its head; any other fine-tuned model's embeddings are never seen again
+    after this run and go to a scratch cache in ``scratch``.
+    """
+    if config.train_mode.frozen_encoder and shared is not None:
+        return shared
+    return EmbeddingCache(scratch)
+
+
 def _select_and_report(
     config: ExperimentConfig,
     data: PreparedData,
@@ -237,7 +249,7 @@ def _select_and_report(
     history = dev_history(trainer.state.log_history, primary)
     base_model = load_base_model(config)
     with tempfile.TemporaryDirectory(prefix="embedtune-dev-") as scratch:
-        tuned_cache = EmbeddingCache(scratch)  # the checkpoint's embeddings, reused by the test evaluation below
+        tuned_cache = _tuned_model_cache(config, final.cache, Path(scratch))
         selection = decide_on_dev(config, data.dev, history, base_model, trainer.model, (final.cache, tuned_cache))
         _check_trainer_agrees(trainer, selection)
         selected = base_model if selection.chosen == CHOSEN_BASE else trainer.model

@@ -1,0 +1,49 @@
+"""The encoding options ``eval``, ``mine`` and ``index build`` share: how many processes, which embedding cache."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def add_processes_argument(parser: argparse.ArgumentParser) -> None:
+    """Add ``--processes N``: encode in N processes (sentence-transformers' multi-process pool)."""
+    parser.add_argument(
+        "--processes",
+        type=int,
+        help="Encode in N processes, spread over the visible GPUs, or N CPU processes without one (default: one "
+        "process per GPU when there are several, else one process). Pays off for large corpora only.",
+    )
+
+
+def encoding_devices_of(args: argparse.Namespace) -> list[str] | None:
+    """Return the devices ``--processes`` asks for (see :func:`embedtune.search.encoding.encoding_devices`).
+
+    Raises:
+        ValueError: if ``--processes`` is below 1.
+    """
+    # imports torch: only when the command runs, so `embedtune --help` starts fast
+    from embedtune.search.encoding import encoding_devices
+
+    return encoding_devices(args.processes)
+
+
+def add_cache_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add ``--no-cache`` and ``--cache-dir`` (mutually exclusive): whether and where embeddings are cached."""
+    cache = parser.add_mutually_exclusive_group()
+    cache.add_argument(
+        "--no-cache",
+        action="store_true",
+        help="Encode everything; by default embeddings of an unchanged model (same weights, prompts, length) are "
+        "reused from and stored in the embedding cache ('embedtune cache info').",
+    )
+    cache.add_argument(
+        "--cache-dir", help="Embedding cache folder (default $EMBEDTUNE_CACHE_DIR or ~/.cache/embedtune/embeddings)."
+    )
+
+
+def embedding_cache_of(args: argparse.Namespace):
+    """Return the :class:`~embedtune.cache.EmbeddingCache` the cache arguments ask for, or ``None`` for --no-cache."""
+    # imports numpy and torch: only when the command runs, so `embedtune --help` starts fast
+    from embedtune.cache import EmbeddingCache
+
+    return None if args.no_cache else EmbeddingCache(args.cache_dir)
