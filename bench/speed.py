@@ -8,7 +8,13 @@ Parts (all by default):
   compile    encoding with torch.compile vs eager (first call includes compiling);
   precision  training steps/s of embedtune's trainer set-up with fp32 and with bf16 autocast, and of a plain
              sentence-transformers Trainer (MNRL, batch 32) in fp32 and bf16 (target >= 1.0x; >= 1.5x where bf16
-             pays).
+             pays);
+  overhead   the CPU proxy of the GPU gap: a tiny randomly initialised BERT (2 layers, hidden 64, 32 tokens, MiniLM's
+             tokenizer) whose arithmetic is negligible, trained on SciFact's pairs as ``embedtune train`` builds them
+             (row labels, false-negative table, symmetric InfoNCE, embedtune's callbacks) vs a plain ST Trainer +
+             MNRL on the same pairs, fp32, batch 32 (target: embedtune >= 1.0x ST);
+  head       a head-mode SciFact run (frozen encoder + 256-d head, 10 epochs) with a warm embedding cache: wall time
+             of the whole run (target <= 30 s on 2 cores).
 
 The full default SciFact run before and after (wall time, test nDCG@10) is ``bench/scifact.py``; its rows are in
 docs/benchmarks.md.
@@ -148,6 +154,104 @@ def precision_part(steps: int, data: Path = SCIFACT, model_name: str = MODEL) ->
     }
 
 
+def overhead_part(steps: int = 40, data: Path = SCIFACT) -> dict:
+    """Steps/s of a tiny model: embedtune's training set-up as ``embedtune train`` builds it vs a plain ST trainer.
+
+    The model is 2 layers of width 64 with all-MiniLM-L6-v2's tokenizer (real tokenisation, negligible arithmetic),
+    so what is measured is the per-step work around the model: data collation, the loss, callbacks.
+    """
+    from datasets import Dataset
+
+    from embedtune.config import build_config
+    from embedtune.data.prepare import prepare_data
+    from embedtune.losses import build_loss
+    from embedtune.training.arguments import training_arguments
+    from embedtune.training.fine_tune import training_data
+    from embedtune.training.trainer_setup import standard_callbacks
+
+    config = build_config(overrides=[f"data.path={data}", "train.precision=fp32", f"train.max_steps={steps}"])
+    prepared = prepare_data(config.data)
+    dataset, context = training_data(config, prepared)  # anchor, positive, label (row index): as a run trains
+    pairs = Dataset.from_dict({"anchor": dataset["anchor"], "positive": dataset["positive"]})
+
+    class NullWriter:
+        def __getattr__(self, name):
+            return lambda *args, **kwargs: None
+
+    def embedtune_setup(model, folder):
+        loss = build_loss(model, config.loss, context)
+        return training_arguments(config, folder, None), loss, standard_callbacks(config, NullWriter(), loss)
+
+    with tempfile.TemporaryDirectory() as folder:
+        model_dir = tiny_model(Path(folder))
+        results = {
+            "embedtune": _steps_per_second(embedtune_setup, dataset, str(model_dir)),
+            "sentence-transformers": _steps_per_second(
+                lambda model, out: (_st_arguments(out, steps, "fp32"), _mnrl(model)), pairs, str(model_dir)
+            ),
+        }
+    return {
+        "steps_per_s": results,
+        "embedtune_vs_st": round(results["embedtune"] / results["sentence-transformers"], 2),
+    }
+
+
+def tiny_model(folder: Path) -> Path:
+    """Save a randomly initialised 2-layer BERT of width 64 with all-MiniLM-L6-v2's tokenizer; return its folder."""
+    import torch
+    from sentence_transformers import SentenceTransformer, models
+    from transformers import AutoTokenizer, BertConfig, BertModel
+
+    from embedtune.model_paths import resolve_model_path
+
+    tokenizer = AutoTokenizer.from_pretrained(resolve_model_path(MODEL))
+    config = BertConfig(
+        vocab_size=tokenizer.vocab_size,
+        hidden_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=128,
+        max_position_embeddings=512,
+    )
+    torch.manual_seed(0)
+    BertModel(config).save_pretrained(folder / "hf")
+    tokenizer.save_pretrained(folder / "hf")
+    transformer = models.Transformer(str(folder / "hf"), max_seq_length=32)  # short: the model costs little
+    modules = [transformer, models.Pooling(64, pooling_mode="mean"), models.Normalize()]
+    SentenceTransformer(modules=modules, device="cpu").save(str(folder / "st"))
+    return folder / "st"
+
+
+def head_part(data: Path = SCIFACT) -> dict:
+    """Run a head-mode SciFact run twice in one embedding cache folder; the second (warm) run's wall time counts."""
+    from embedtune.config import build_config
+    from embedtune.training.pipeline import run_training
+
+    walls = []
+    with tempfile.TemporaryDirectory() as folder:
+        for attempt in ("cold", "warm"):
+            overrides = [
+                f"data.path={data}",
+                "train.mode=head",
+                "train.epochs=10",
+                "head.dim=256",
+                "train.head_learning_rate=1e-3",
+                f"eval.cache_dir={folder}/cache",
+                f"runs_dir={folder}/runs",
+                f"name=head-{attempt}",
+            ]
+            started = time.perf_counter()
+            result = run_training(build_config(overrides=overrides))
+            walls.append(round(time.perf_counter() - started, 1))
+    metrics = result.metrics
+    return {
+        "cold_s": walls[0],
+        "warm_s": walls[1],
+        "chosen": metrics["selection"]["chosen"],
+        "test_ndcg@10": (metrics["report"]["base"]["ndcg@10"], metrics["report"]["fine_tuned"]["ndcg@10"]),
+    }
+
+
 def compile_part(docs: int = 1000) -> dict:
     """Time encoding ``docs`` SciFact abstracts eagerly vs with ``torch.compile`` (first call includes compiling)."""
     import torch
@@ -199,7 +303,10 @@ def _st_arguments(folder: Path, steps: int, precision: str):
 
 
 def _steps_per_second(make, dataset, model_name: str = MODEL) -> float:
-    """Train ``max_steps`` steps; steps/s over all but the first two (warm-up) steps."""
+    """Train ``max_steps`` steps; steps/s over all but the first two (warm-up) steps.
+
+    ``make(model, folder)`` returns ``(arguments, loss)`` or ``(arguments, loss, callbacks)``.
+    """
     from sentence_transformers import SentenceTransformerTrainer
     from transformers import TrainerCallback
 
@@ -215,13 +322,17 @@ def _steps_per_second(make, dataset, model_name: str = MODEL) -> float:
     model = load_model(model_name)
     timer = StepTimes()
     with tempfile.TemporaryDirectory() as folder:
-        args, loss = make(model, Path(folder))
+        args, loss, *callbacks = make(model, Path(folder))
         args.eval_strategy = "no"
         args.eval_on_start = False
         args.load_best_model_at_end = False
         args.save_strategy = "no"
         trainer = SentenceTransformerTrainer(
-            model=model, args=args, train_dataset=dataset, loss=loss, callbacks=[timer]
+            model=model,
+            args=args,
+            train_dataset=dataset,
+            loss=loss,
+            callbacks=[timer, *(callbacks[0] if callbacks else [])],
         )
         trainer.train()
     measured = timer.times[2:]
@@ -257,6 +368,20 @@ def append_markdown(results: dict) -> None:
             + f"; bf16 vs fp32 {p['bf16_vs_fp32']}x; embedtune vs ST {p['embedtune_vs_st_fp32']}x (fp32), "
             f"{p['embedtune_vs_st_bf16']}x (bf16)."
         )
+    if "overhead" in results:
+        o = results["overhead"]
+        rows.append(
+            "- CPU overhead proxy (2-layer width-64 BERT, MiniLM tokenizer, SciFact pairs, fp32, batch 32): steps/s "
+            + ", ".join(f"{k} {v:.3f}" for k, v in o["steps_per_s"].items())
+            + f"; embedtune vs ST {o['embedtune_vs_st']}x."
+        )
+    if "head" in results:
+        h = results["head"]
+        base, tuned = h["test_ndcg@10"]
+        rows.append(
+            f"- Head-mode SciFact run (256-d head, 10 epochs): cold cache {h['cold_s']} s, warm cache {h['warm_s']} s "
+            f"wall; selected {h['chosen']}; test nDCG@10 {base:.4f} -> {tuned:.4f}."
+        )
     if "compile" in results:
         c = results["compile"]
         rows.append(
@@ -271,20 +396,30 @@ def append_markdown(results: dict) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--part", choices=list(PARTS), action="append", help="Parts to run (default: all).")
-    parser.add_argument("--steps", type=int, default=10, help="Training steps per precision measurement.")
+    parser.add_argument(
+        "--steps", type=int, default=10, help="Training steps per steps/s measurement (precision, overhead)."
+    )
     parser.add_argument("--no-record", action="store_true", help="Do not append to docs/benchmarks.md.")
     args = parser.parse_args()
     if not SCIFACT.is_dir():
         sys.exit(f"SciFact not found at {SCIFACT}: this benchmark needs ../shared/datasets/scifact.")
     results = {}
     for part in args.part or list(PARTS):
-        results[part] = precision_part(args.steps) if part == "precision" else PARTS[part]()
+        results[part] = PARTS[part](args.steps) if part in STEPPED_PARTS else PARTS[part]()
         print(part, results[part], flush=True)
     if not args.no_record:
         append_markdown(results)
 
 
-PARTS = {"cache": cache_part, "encoding": encoding_part, "precision": precision_part, "compile": compile_part}
+PARTS = {
+    "cache": cache_part,
+    "encoding": encoding_part,
+    "precision": precision_part,
+    "overhead": overhead_part,
+    "head": head_part,
+    "compile": compile_part,
+}
+STEPPED_PARTS = ("precision", "overhead")
 
 if __name__ == "__main__":
     main()

@@ -200,3 +200,12 @@ def test_the_step_0_dev_evaluation_does_not_change_training(tiny_model_dir, nois
     without = run_training(tiny_config(tiny_model_dir, noise_beir, tmp_path / "b", "train.epochs=3"))
     assert with_start.metrics.loss_history == without.metrics.loss_history
     assert with_start.metrics.dev_history[1:] == without.metrics.dev_history
+
+
+def test_dataloader_workers_tokenise_the_same_batches(tiny_model_dir, noise_beir, tmp_path):
+    in_process = run_training(tiny_config(tiny_model_dir, noise_beir, tmp_path / "a", "train.epochs=2"))
+    workers = run_training(
+        tiny_config(tiny_model_dir, noise_beir, tmp_path / "b", "train.epochs=2", "train.dataloader_workers=2")
+    )
+    assert in_process.metrics.loss_history == workers.metrics.loss_history
+    assert in_process.metrics.dev_history == workers.metrics.dev_history

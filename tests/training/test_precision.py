@@ -35,3 +35,13 @@ def test_auto_on_cuda_prefers_bf16_where_supported(monkeypatch):
     assert mixed_precision("auto") == (False, True)
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda: False)
     assert mixed_precision("auto") == (True, False)
+
+
+def test_dataloader_workers_only_with_a_gpu_unless_set(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert arguments.dataloader_workers(None) == 0 and arguments.dataloader_workers(3) == 3
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(arguments.os, "cpu_count", lambda: 16)
+    assert arguments.dataloader_workers(None) == 4
+    monkeypatch.setattr(arguments.os, "cpu_count", lambda: 2)
+    assert arguments.dataloader_workers(None) == 1 and arguments.dataloader_workers(0) == 0
