@@ -2,17 +2,7 @@ import pytest
 import torch
 
 from embedtune.training import arguments
-from embedtune.training.arguments import cpu_has_native_bf16, mixed_precision
-
-ZEN4 = "processor\t: 0\nflags\t\t: fpu sse avx2 avx512f avx512_bf16 avx512_vnni\n"
-SAPPHIRE = "flags\t\t: fpu avx512f amx_bf16 amx_tile\n"
-OLD = "flags\t\t: fpu sse avx2 avx512f\n"
-
-
-def test_native_bf16_is_read_from_the_cpu_flags():
-    assert cpu_has_native_bf16(ZEN4) and cpu_has_native_bf16(SAPPHIRE)
-    assert not cpu_has_native_bf16(OLD) and not cpu_has_native_bf16("")
-    assert not cpu_has_native_bf16("model name\t: avx512_bf16 in a name, not a flag\n")
+from embedtune.training.arguments import mixed_precision
 
 
 @pytest.mark.parametrize(("native", "expected"), [(True, (False, True)), (False, (False, False))])

@@ -62,7 +62,8 @@ def _device_lines() -> list[str]:
     import torch
 
     # imports torch: only when the command runs, so `embedtune --help` starts fast
-    from embedtune.training.arguments import cpu_has_native_bf16, mixed_precision
+    from embedtune.models.precision import cpu_has_native_bf16
+    from embedtune.training.arguments import mixed_precision
 
     fp16, bf16 = mixed_precision("auto")
     auto = "bf16 autocast" if bf16 else "fp16 autocast" if fp16 else "fp32"

@@ -15,6 +15,17 @@ def add_processes_argument(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def add_precision_argument(parser: argparse.ArgumentParser) -> None:
+    """Add ``--precision``: the autocast precision of encoding (the same for every model a command encodes)."""
+    parser.add_argument(
+        "--precision",
+        choices=("auto", "fp32", "bf16", "fp16"),
+        default="auto",
+        help="Encoding precision: auto (bf16 on CUDA, fp16 on GPUs without bf16, bf16 on CPUs with AVX512-BF16 or "
+        "AMX, else fp32), fp32, bf16 or fp16 (default auto). Several --processes encode in fp32.",
+    )
+
+
 def encoding_devices_of(args: argparse.Namespace) -> list[str] | None:
     """Return the devices ``--processes`` asks for (see :func:`embedtune.search.encoding.encoding_devices`).
 

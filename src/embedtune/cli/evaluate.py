@@ -6,6 +6,7 @@ import argparse
 
 from embedtune.cli.encoding_options import (
     add_cache_arguments,
+    add_precision_argument,
     add_processes_argument,
     embedding_cache_of,
     encoding_devices_of,
@@ -63,6 +64,7 @@ def add_eval_command(commands: argparse._SubParsersAction) -> None:
     evaluate.add_argument("--batch-size", type=int, default=64, help="Texts per forward pass.")
     evaluate.add_argument("--runs-dir", default="runs", help="Where run names are looked up (default runs).")
     add_processes_argument(evaluate)
+    add_precision_argument(evaluate)
     add_cache_arguments(evaluate)
     evaluate.set_defaults(handler=run_eval)
 
@@ -103,6 +105,7 @@ def run_eval(args: argparse.Namespace) -> int:
         alpha=args.alpha,
         cache=embedding_cache_of(args),
         devices=encoding_devices_of(args),
+        precision=args.precision,
     )
     if positives is not None:
         add_to_eval_results(results, positives)

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 
 from embedtune.cli.encoding_options import (
     add_cache_arguments,
+    add_precision_argument,
     add_processes_argument,
     embedding_cache_of,
     encoding_devices_of,
@@ -108,6 +109,7 @@ def add_mine_command(commands: argparse._SubParsersAction) -> None:
         "weigh negatives by the retriever that found them with a weight config (data.feature_weights).",
     )
     add_processes_argument(mine)
+    add_precision_argument(mine)
     add_cache_arguments(mine)
     mine.add_argument("--overwrite", action="store_true", help="Replace OUT if it exists.")
     mine.add_argument("--runs-dir", default="runs", help="Where run names are looked up (default runs).")
@@ -202,4 +204,5 @@ def _encoder(args: argparse.Namespace) -> DenseEncoder:
 
     reference = resolve_model_reference(args.model or DEFAULT_MODEL, args.runs_dir)
     model = load_model(reference, args.max_seq_length, args.device)
-    return model_encoder(model, args.batch_size, embedding_cache_of(args), devices=encoding_devices_of(args))
+    devices = encoding_devices_of(args)
+    return model_encoder(model, args.batch_size, embedding_cache_of(args), devices=devices, precision=args.precision)

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from embedtune.cli.encoding_options import (
     add_cache_arguments,
+    add_precision_argument,
     add_processes_argument,
     embedding_cache_of,
     encoding_devices_of,
@@ -47,6 +48,7 @@ def add_index_command(commands: argparse._SubParsersAction) -> None:
     build.add_argument("--max-seq-length", type=int, help="Truncation length in tokens (default: the model's).")
     build.add_argument("--runs-dir", default="runs", help="Where run names are looked up (default runs).")
     add_processes_argument(build)
+    add_precision_argument(build)
     add_cache_arguments(build)
     build.set_defaults(handler=run_index_build)
 
@@ -100,6 +102,7 @@ def run_index_build(args: argparse.Namespace) -> int:
         model_path=model_path,
         devices=devices,
         cache=embedding_cache_of(args),
+        precision=args.precision,
     )
     info = index.info
     print(f"indexed {info.count} documents in {out} ({info.kind}, {info.dimension} dimensions, {info.similarity})")

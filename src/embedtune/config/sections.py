@@ -242,6 +242,11 @@ class EvalConfig:
         None, "Metrics reported (nDCG@k, MAP@k, Recall@k, MRR@k).", default_factory=lambda: list(DEFAULT_METRICS)
     )
     batch_size: int = _setting(64, "Texts per forward pass when encoding.")
+    precision: str = _setting(
+        "auto",
+        "Autocast precision of every evaluation encoding (base and fine-tuned alike): 'auto' (bf16 on CUDA, fp16 on "
+        "GPUs without bf16, bf16 on CPUs with AVX512-BF16 or AMX, else fp32), 'fp32', 'bf16' or 'fp16'.",
+    )
     extra_datasets: list[str] = _setting(
         None,
         "Out-of-domain BEIR folders (FOLDER or FOLDER:SPLIT, test by default) evaluated with the base and the "
@@ -266,6 +271,7 @@ class EvalConfig:
         if self.cache_dir is not None:
             self.cache_dir = _path(self.cache_dir, "eval.cache_dir")
         _require(self.cache_max_gb >= 0, "eval.cache_max_gb", "must be >= 0")
+        _require(self.precision in ("auto", "fp32", "bf16", "fp16"), "eval.precision", "auto, fp32, bf16 or fp16")
         _require(self.forgetting_threshold >= 0, "eval.forgetting_threshold", "must be >= 0")
         _require(bool(self.metrics), "eval.metrics", "must name at least one metric")
         for name in self.metrics:

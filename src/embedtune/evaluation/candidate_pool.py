@@ -81,6 +81,7 @@ def dev_candidate_pool(
     batch_size: int = 64,
     cache: EmbeddingCache | None = None,
     seed: int = 0,
+    precision: str = "fp32",
 ) -> dict[str, str]:
     """Choose the documents dev evaluation ranks during training.
 
@@ -93,6 +94,7 @@ def dev_candidate_pool(
         batch_size: Texts per forward pass.
         cache: Embedding cache (the base model's corpus embeddings are usually there from the test evaluation).
         seed: Seed of the random part.
+        precision: Autocast precision of encoding (see :func:`~embedtune.models.precision.inference_dtype`).
 
     Returns:
         Document id -> text.
@@ -100,6 +102,8 @@ def dev_candidate_pool(
     if max_docs is None or max_docs >= len(split.corpus) or strategy == "random":
         return subsample_corpus(split.corpus, split.qrels, max_docs, seed=seed)
     doc_ids, query_ids = list(split.corpus), list(split.queries)
-    docs = encode_documents(model, [split.corpus[d] for d in doc_ids], batch_size, cache=cache)
-    queries = encode_queries(model, [split.queries[q] for q in query_ids], batch_size, cache=cache)
+    docs = encode_documents(model, [split.corpus[d] for d in doc_ids], batch_size, cache=cache, precision=precision)
+    queries = encode_queries(
+        model, [split.queries[q] for q in query_ids], batch_size, cache=cache, precision=precision
+    )
     return hard_candidate_pool(split.corpus, split.qrels, query_ids, queries, doc_ids, docs, max_docs, seed=seed)

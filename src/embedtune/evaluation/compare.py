@@ -215,6 +215,7 @@ def evaluate_models(
     alpha: float = 0.05,
     cache: EmbeddingCache | None = None,
     devices: list[str] | None = None,
+    precision: str = "fp32",
 ) -> EvalResults:
     """Evaluate each model (and the baseline) on each dataset, and compare each model with the baseline.
 
@@ -235,6 +236,8 @@ def evaluate_models(
             texts is not encoded again; ``None`` encodes everything.
         devices: Encode in one process per device (:func:`~embedtune.search.encoding.encoding_devices`); ``None``
             encodes in this process.
+        precision: Autocast precision of encoding, the same for every model (see
+            :func:`~embedtune.models.precision.inference_dtype`).
 
     Returns:
         The per-query scores of every system on every dataset, and the comparisons.
@@ -258,6 +261,7 @@ def evaluate_models(
             batch_size=batch_size,
             cache=cache,
             devices=devices,
+            precision=precision,
         )
         for dataset in datasets
     ]

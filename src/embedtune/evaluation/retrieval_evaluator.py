@@ -46,6 +46,8 @@ class RetrievalEvaluator(BaseEvaluator):
             encoder's embeddings and applies the head to them.
         devices: Encode in one process per device (:func:`~embedtune.search.encoding.encoding_devices`); ``None``
             encodes in this process.
+        precision: Autocast precision of encoding (:func:`~embedtune.models.precision.inference_dtype`), the same
+            for every model this evaluator scores.
 
     Queries and documents are encoded with the model's own prompts (``encode_query``/``encode_document``), so a model
     saved by embedtune with its prefixes needs no prefix settings here.
@@ -70,6 +72,7 @@ class RetrievalEvaluator(BaseEvaluator):
         truncate_dims: list[int] | None = None,
         cache: EmbeddingCache | None = None,
         devices: list[str] | None = None,
+        precision: str = "fp32",
     ) -> None:
         super().__init__()
         self.corpus = corpus
@@ -84,6 +87,7 @@ class RetrievalEvaluator(BaseEvaluator):
         self.truncate_dims = sorted(set(truncate_dims or []), reverse=True)
         self.cache = cache
         self.devices = devices
+        self.precision = precision
         self.last_per_query: dict[str, dict[str, float]] = {}
         self.last_score_distribution: dict[str, list[float]] = {}
 
@@ -98,8 +102,9 @@ class RetrievalEvaluator(BaseEvaluator):
         """
         doc_ids, query_ids = list(self.corpus), list(self.queries)
         doc_texts, query_texts = [self.corpus[d] for d in doc_ids], [self.queries[q] for q in query_ids]
-        docs = encode_documents(model, doc_texts, self.batch_size, self.progress, self.cache, self.devices)
-        queries = encode_queries(model, query_texts, self.batch_size, self.progress, self.cache, self.devices)
+        options = (self.batch_size, self.progress, self.cache, self.devices, self.precision)
+        docs = encode_documents(model, doc_texts, *options)
+        queries = encode_queries(model, query_texts, *options)
         run = rank(queries, docs, query_ids, doc_ids, self.top_k, model.similarity)
         per_query = evaluate_run_per_query(self.qrels, run, self.metrics)
         scores = average_per_query(self.qrels, per_query)

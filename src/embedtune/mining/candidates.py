@@ -54,6 +54,7 @@ def model_encoder(
     cache: EmbeddingCache | None = None,
     progress: bool | None = None,
     devices: list[str] | None = None,
+    precision: str = "fp32",
 ) -> DenseEncoder:
     """Wrap a SentenceTransformer as a :class:`DenseEncoder` (``encode_query``/``encode_document``, cache optional).
 
@@ -64,13 +65,14 @@ def model_encoder(
         progress: Show progress bars; ``None`` shows them when stderr is a terminal.
         devices: Encode in one process per device (:func:`~embedtune.search.encoding.encoding_devices`); ``None``
             encodes in this process.
+        precision: Autocast precision of encoding (:func:`~embedtune.models.precision.inference_dtype`).
 
     Returns:
         The encoder, with the model's ``similarity_fn_name`` (cosine when unset).
     """
     return DenseEncoder(
-        encode_queries=lambda texts: encode_queries(model, texts, batch_size, progress, cache, devices),
-        encode_documents=lambda texts: encode_documents(model, texts, batch_size, progress, cache, devices),
+        encode_queries=lambda texts: encode_queries(model, texts, batch_size, progress, cache, devices, precision),
+        encode_documents=lambda texts: encode_documents(model, texts, batch_size, progress, cache, devices, precision),
         similarity=getattr(model, "similarity_fn_name", None) or "cosine",
     )
 

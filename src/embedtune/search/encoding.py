@@ -62,6 +62,7 @@ def encode_texts(
     progress: bool | None = None,
     devices: list[str] | None = None,
     cache: EmbeddingCache | None = None,
+    precision: str = "fp32",
 ) -> np.ndarray:
     """Encode texts as an index stores or searches them.
 
@@ -78,6 +79,7 @@ def encode_texts(
         devices: Encode in one process per device (:func:`encoding_devices`); ``None`` encodes in this process.
         cache: Reuse and store embeddings on disk (see :func:`~embedtune.search.retrieve.encode_documents`; a model
             ending in a head caches its encoder's); ``None`` encodes everything.
+        precision: Autocast precision of encoding (:func:`~embedtune.models.precision.inference_dtype`).
 
     Returns:
         ``(n, dim)`` float32 matrix (``(0, dim)`` for no texts).
@@ -93,7 +95,7 @@ def encode_texts(
         return np.empty((0, model.get_embedding_dimension() or 0), np.float32)
     encode = encode_queries if role == "query" else encode_documents
     show = sys.stderr.isatty() if progress is None else progress
-    embeddings = encode(model, list(texts), batch_size, show, cache, devices)  # (n, dim) float32 CPU tensor
+    embeddings = encode(model, list(texts), batch_size, show, cache, devices, precision)  # (n, dim) float32 CPU tensor
     if model_similarity(model) == "cosine":
         embeddings = torch.nn.functional.normalize(embeddings, dim=1)
     return as_float32_matrix(embeddings.numpy())

@@ -81,6 +81,7 @@ def create_search_index(
     model_path: str | None = None,
     devices: list[str] | None = None,
     cache: EmbeddingCache | None = None,
+    precision: str = "fp32",
     **index_settings: Any,
 ) -> SearchIndex:
     """Encode a corpus with the model's document prompt and index it in memory.
@@ -97,6 +98,7 @@ def create_search_index(
             encodes in this process.
         cache: Embedding cache the documents are encoded through (a model ending in a head caches its encoder's
             embeddings), or ``None``.
+        precision: Autocast precision of encoding (:func:`~embedtune.models.precision.inference_dtype`).
         **index_settings: Passed to :func:`~embedtune.search.vectors.create_vector_index` (``hnsw_m``,
             ``ef_search``, ``nlist``, ``nprobe``...).
 
@@ -109,7 +111,7 @@ def create_search_index(
     ids, texts = corpus_columns(corpus)
     similarity = model_similarity(model)
     logger.info("encoding %d documents", len(texts))
-    embeddings = encode_texts(model, texts, "document", batch_size, progress, devices, cache)  # (n, dim)
+    embeddings = encode_texts(model, texts, "document", batch_size, progress, devices, cache, precision)  # (n, dim)
     vectors, parameters = create_vector_index(embeddings, kind, similarity, **index_settings)
     _, fingerprint = output_fingerprint(model)
     source = model_source(model)
@@ -143,6 +145,7 @@ def build_index(
     model_path: str | None = None,
     devices: list[str] | None = None,
     cache: EmbeddingCache | None = None,
+    precision: str = "fp32",
     **index_settings: Any,
 ) -> SearchIndex:
     """Encode a corpus, index it and save the index folder ``out_dir``.
@@ -162,6 +165,7 @@ def build_index(
             the loaded model.
         devices: One encoding process per device (see :func:`create_search_index`); ``None``: this process.
         cache: Embedding cache the documents are encoded through, or ``None``.
+        precision: Autocast precision of encoding (see :func:`create_search_index`).
         **index_settings: Passed to :func:`~embedtune.search.vectors.create_vector_index`.
 
     Returns:
@@ -193,6 +197,7 @@ def build_index(
         model_path=model_path,
         devices=devices,
         cache=cache,
+        precision=precision,
         **index_settings,
     )
     save_index(index, out)

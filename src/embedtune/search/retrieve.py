@@ -11,6 +11,7 @@ from sentence_transformers import SentenceTransformer
 from sentence_transformers.util import cos_sim
 
 from embedtune.models.head import apply_head, encoder_part, head_start
+from embedtune.models.precision import inference_autocast
 from embedtune.search.top_k import chunked_top_k
 
 if TYPE_CHECKING:
@@ -28,6 +29,7 @@ def encode_queries(
     progress: bool | None = None,
     cache: EmbeddingCache | None = None,
     devices: list[str] | None = None,
+    precision: str = "fp32",
 ) -> torch.Tensor:
     """Encode queries with ``model.encode_query`` (the model's ``"query"`` prompt, if any, is prepended).
 
@@ -40,11 +42,13 @@ def encode_queries(
             for this exact model are encoded. ``None`` encodes everything.
         devices: Encode in one process per device (sentence-transformers' multi-process pool, see
             :func:`~embedtune.search.encoding.encoding_devices`); ``None`` encodes in this process.
+        precision: ``fp32``, ``bf16``, ``fp16`` or ``auto`` autocast while encoding in this process
+            (:func:`~embedtune.models.precision.inference_dtype`); several processes encode in fp32.
 
     Returns:
         ``(n, dim)`` float32 tensor on CPU.
     """
-    return _encode(model, texts, "query", batch_size, progress, cache, devices)
+    return _encode(model, texts, "query", batch_size, progress, cache, devices, precision)
 
 
 def encode_documents(
@@ -54,6 +58,7 @@ def encode_documents(
     progress: bool | None = None,
     cache: EmbeddingCache | None = None,
     devices: list[str] | None = None,
+    precision: str = "fp32",
 ) -> torch.Tensor:
     """Encode documents with ``model.encode_document`` (the model's ``"document"`` prompt, if any, is prepended).
 
@@ -66,11 +71,13 @@ def encode_documents(
             for this exact model are encoded. ``None`` encodes everything.
         devices: Encode in one process per device (sentence-transformers' multi-process pool, see
             :func:`~embedtune.search.encoding.encoding_devices`); ``None`` encodes in this process.
+        precision: ``fp32``, ``bf16``, ``fp16`` or ``auto`` autocast while encoding in this process
+            (:func:`~embedtune.models.precision.inference_dtype`); several processes encode in fp32.
 
     Returns:
         ``(n, dim)`` float32 tensor on CPU.
     """
-    return _encode(model, texts, "document", batch_size, progress, cache, devices)
+    return _encode(model, texts, "document", batch_size, progress, cache, devices, precision)
 
 
 def retrieve(
@@ -82,6 +89,7 @@ def retrieve(
     progress: bool | None = None,
     cache: EmbeddingCache | None = None,
     devices: list[str] | None = None,
+    precision: str = "fp32",
 ) -> dict[str, dict[str, float]]:
     """Rank the corpus for every query by the model's similarity function (cosine for most models).
 
@@ -94,14 +102,15 @@ def retrieve(
         progress: Show progress bars; ``None`` shows them when stderr is a terminal.
         cache: On-disk embedding cache (see :func:`encode_documents`); ``None`` encodes everything.
         devices: One encoding process per device (see :func:`encode_documents`); ``None``: this process.
+        precision: Autocast precision of encoding (see :func:`encode_documents`).
 
     Returns:
         The run: query id -> document id -> similarity score, ``min(top_k, num_docs)`` documents per query.
     """
     doc_ids, query_ids = list(corpus), list(queries)
     doc_texts, query_texts = [corpus[d] for d in doc_ids], [queries[q] for q in query_ids]
-    doc_embeddings = encode_documents(model, doc_texts, batch_size, progress, cache, devices)  # (docs, dim)
-    query_embeddings = encode_queries(model, query_texts, batch_size, progress, cache, devices)
+    doc_embeddings = encode_documents(model, doc_texts, batch_size, progress, cache, devices, precision)  # (docs, dim)
+    query_embeddings = encode_queries(model, query_texts, batch_size, progress, cache, devices, precision)
     return rank(query_embeddings, doc_embeddings, query_ids, doc_ids, top_k, model.similarity)
 
 
@@ -143,24 +152,29 @@ def _encode(
     progress: bool | None,
     cache: EmbeddingCache | None,
     devices: list[str] | None = None,
+    precision: str = "fp32",
 ) -> torch.Tensor:
     """Encode with the model's prompt for ``role``; through ``cache`` when given, on ``devices`` when given.
 
     A model ending in a head (:func:`~embedtune.models.head.head_start`) caches its encoder's embeddings and applies
-    the head to them: a frozen encoder's embeddings are the base model's, already in the cache.
+    the head to them: a frozen encoder's embeddings are the base model's, already in the cache. The autocast context
+    covers the cache lookup too, so the cache's fingerprint tells embeddings of each precision apart.
     """
-    start = head_start(model) if cache is not None else None
-    if start is not None:
-        embeddings = _encode(encoder_part(model, start), texts, role, batch_size, progress, cache, devices)
-        return _truncated(apply_head(list(model)[start:], embeddings), model.truncate_dim)
-    show = sys.stderr.isatty() if progress is None else progress
-    encode = model.encode_query if role == "query" else model.encode_document
+    device = getattr(model, "device", None)  # None: a stand-in that answers from stored embeddings
+    with inference_autocast(precision if devices is None and device is not None else "fp32", device or "cpu"):
+        start = head_start(model) if cache is not None else None
+        if start is not None:
+            encoder = encoder_part(model, start)
+            embeddings = _encode(encoder, texts, role, batch_size, progress, cache, devices, precision)
+            return _truncated(apply_head(list(model)[start:], embeddings), model.truncate_dim)
+        show = sys.stderr.isatty() if progress is None else progress
+        encode = model.encode_query if role == "query" else model.encode_document
 
-    def encode_all(batch: list[str]) -> torch.Tensor:
-        options = {"batch_size": batch_size, "convert_to_tensor": True, "show_progress_bar": show, "device": devices}
-        return encode(batch, **options).float().cpu()
+        def encode_all(batch: list[str]) -> torch.Tensor:
+            options = {"batch_size": batch_size, "convert_to_tensor": True, "show_progress_bar": show}
+            return encode(batch, **options, device=devices).float().cpu()
 
-    return encode_all(texts) if cache is None else cache.get_or_encode(model, texts, role, encode_all)
+        return encode_all(texts) if cache is None else cache.get_or_encode(model, texts, role, encode_all)
 
 
 def _truncated(embeddings: torch.Tensor, dim: int | None) -> torch.Tensor:

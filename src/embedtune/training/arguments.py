@@ -11,6 +11,7 @@ from sentence_transformers.base.sampler import BatchSamplers
 from sentence_transformers.sentence_transformer.training_args import SentenceTransformerTrainingArguments
 
 from embedtune.config import ExperimentConfig
+from embedtune.models.precision import cpu_has_native_bf16
 
 logger = logging.getLogger(__name__)
 
@@ -118,21 +119,6 @@ def dataloader_workers(setting: int | None) -> int:
     if not torch.cuda.is_available():
         return 0
     return min(4, (os.cpu_count() or 1) // 2)
-
-
-def cpu_has_native_bf16(cpuinfo: str | None = None) -> bool:
-    """Whether the CPU computes bf16 natively (the ``avx512_bf16`` or ``amx_bf16`` flag; Linux ``/proc/cpuinfo``).
-
-    Args:
-        cpuinfo: The text of ``/proc/cpuinfo``; read from the system when ``None`` (``False`` where unreadable).
-    """
-    if cpuinfo is None:
-        try:
-            cpuinfo = Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace")
-        except OSError:
-            return False
-    flags = {flag for line in cpuinfo.splitlines() if line.startswith("flags") for flag in line.split()}
-    return bool(flags & {"avx512_bf16", "amx_bf16"})
 
 
 def column_prompts(columns: list[str], query_prompt: str, document_prompt: str) -> dict[str, str] | None:

@@ -73,6 +73,7 @@ class FinalEvaluation:
             primary_metric=self.primary,
             batch_size=self.config.eval.batch_size,
             truncate_dims=truncate_dims,
+            precision=self.config.eval.precision,
         )
 
     def evaluate(self, model: SentenceTransformer, label: str, cache: EmbeddingCache | None = None) -> Figures:

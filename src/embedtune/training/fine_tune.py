@@ -104,7 +104,14 @@ def dev_evaluator(
     started = time.time()
     data = config.data
     corpus = dev_candidate_pool(
-        split, data.dev_max_corpus, data.dev_candidates, model, config.eval.batch_size, cache, data.split_seed
+        split,
+        data.dev_max_corpus,
+        data.dev_candidates,
+        model,
+        config.eval.batch_size,
+        cache,
+        data.split_seed,
+        config.eval.precision,
     )
     logger.info(
         "Dev pool: %d of %d documents (%s), chosen in %.0f s",
@@ -121,4 +128,5 @@ def dev_evaluator(
         metrics=config.eval.metrics,
         primary_metric=config.train.primary_metric,
         batch_size=config.eval.batch_size,
+        precision=config.eval.precision,
     )

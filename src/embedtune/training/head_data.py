@@ -28,6 +28,7 @@ from embedtune.evaluation.retrieval_evaluator import RetrievalEvaluator, subsamp
 from embedtune.losses.false_negatives import FalseNegativeTable
 from embedtune.losses.registry import uses_guide_model
 from embedtune.models.loading import load_model
+from embedtune.models.precision import inference_autocast
 from embedtune.search.encoding import apply_prompts, model_prompts
 from embedtune.training.dataset import TrainDataset
 
@@ -78,6 +79,7 @@ def encode_distinct(
     role: str,
     batch_size: int = 64,
     cache: EmbeddingCache | None = None,
+    precision: str = "fp32",
 ) -> EmbeddingTable:
     """Embed each distinct text once with the frozen encoder, reading and filling the cache.
 
@@ -91,6 +93,8 @@ def encode_distinct(
         role: ``"query"`` or ``"document"``.
         batch_size: Texts per forward pass.
         cache: On-disk cache; ``None`` (``eval.cache_max_gb: 0``) encodes every distinct text in memory.
+        precision: Autocast precision of encoding, the evaluation's (``eval.precision``), so that the cache entries
+            are the ones evaluation reads.
 
     Returns:
         The table of the distinct texts, in order of first appearance.
@@ -112,12 +116,13 @@ def encode_distinct(
             output = encode(batch, batch_size=batch_size, convert_to_tensor=True, show_progress_bar=show)
         return output.float().cpu()
 
-    if not distinct:
-        matrix = torch.empty(0, model.get_embedding_dimension() or 0)
-    elif cache is None:
-        matrix = encode_all(distinct).clone()  # a plain tensor, not an inference-mode one
-    else:
-        matrix = cache.get_or_encode(model, distinct, role, encode_all)
+    with inference_autocast(precision, model.device):  # around the cache too: its fingerprint records autocast
+        if not distinct:
+            matrix = torch.empty(0, model.get_embedding_dimension() or 0)
+        elif cache is None:
+            matrix = encode_all(distinct).clone()  # a plain tensor, not an inference-mode one
+        else:
+            matrix = cache.get_or_encode(model, distinct, role, encode_all)
     return EmbeddingTable(role, {text: row for row, text in enumerate(distinct)}, matrix, encoded)
 
 
@@ -277,8 +282,9 @@ def guide_tables(
     guide = load_model(config.loss.guide_model, config.model.max_seq_length)
     apply_prompts(guide, model_prompts(model))
     batch_size = config.eval.batch_size
-    guide_queries = encode_distinct(guide, list(queries.rows), "query", batch_size, cache)
-    guide_documents = encode_distinct(guide, list(documents.rows), "document", batch_size, cache)
+    precision = config.eval.precision
+    guide_queries = encode_distinct(guide, list(queries.rows), "query", batch_size, cache, precision)
+    guide_documents = encode_distinct(guide, list(documents.rows), "document", batch_size, cache, precision)
     return guide_queries.matrix, guide_documents.matrix
 
 
@@ -375,4 +381,5 @@ def dev_evaluator(config: ExperimentConfig, split: EvalSplit, pool: dict[str, st
         primary_metric=config.train.primary_metric,
         batch_size=config.eval.batch_size,
         progress=False,
+        precision=config.eval.precision,
     )

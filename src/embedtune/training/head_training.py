@@ -279,8 +279,9 @@ def train_head(
     query_texts = [*built.dataset["anchor"], *data.dev.queries.values()]
     document_texts = [text for column in candidate_columns(built) for text in built.dataset[column]]
     document_texts += dev_pool.values()
-    queries = encode_distinct(model, query_texts, "query", batch_size, cache)
-    documents = encode_distinct(model, document_texts, "document", batch_size, cache)
+    precision = config.eval.precision
+    queries = encode_distinct(model, query_texts, "query", batch_size, cache, precision)
+    documents = encode_distinct(model, document_texts, "document", batch_size, cache, precision)
     logger.info(
         "Head mode: %d distinct texts (%d queries, %d documents): %d encoded by the frozen encoder, %d read from the "
         "embedding cache, in %.1f s",

@@ -91,6 +91,7 @@ def confirm_on_dev(
     batch_size: int,
     caches: tuple[EmbeddingCache | None, EmbeddingCache | None] = (None, None),
     alpha: float = 0.05,
+    precision: str = "fp32",
 ) -> PairedComparison:
     """Evaluate the base model and the best checkpoint on the whole dev corpus and compare them query by query.
 
@@ -102,6 +103,7 @@ def confirm_on_dev(
         batch_size: Texts per forward pass.
         caches: Embedding caches for the base model's and the checkpoint's embeddings (``None``: encode all).
         alpha: Level the comparison's ``significant`` is judged at.
+        precision: Autocast precision both models encode at (see :func:`~embedtune.models.precision.inference_dtype`).
 
     Returns:
         The checkpoint (b) against the base model (a) on ``primary``.
@@ -114,6 +116,7 @@ def confirm_on_dev(
         metrics=[primary],
         primary_metric=primary,
         batch_size=batch_size,
+        precision=precision,
     )
     scores = []
     for model, cache in zip((base, tuned), caches, strict=True):
@@ -184,7 +187,7 @@ def decide_on_dev(
 
     Args:
         config: The run's settings (``train.primary_metric``, ``train.selection_alpha``,
-            ``train.selection_min_delta``, ``eval.batch_size``).
+            ``train.selection_min_delta``, ``eval.batch_size``, ``eval.precision``).
         dev: The dev split.
         history: :func:`dev_history` of the training.
         base: The untouched base model.
@@ -198,7 +201,9 @@ def decide_on_dev(
     primary = train.primary_metric.lower()
     logger.info("Confirming the best dev checkpoint against the base model on the whole dev corpus")
     alpha = train.selection_alpha or 0.05
-    confirmation = confirm_on_dev(dev, base, tuned, primary, config.eval.batch_size, caches, alpha=alpha)
+    confirmation = confirm_on_dev(
+        dev, base, tuned, primary, config.eval.batch_size, caches, alpha=alpha, precision=config.eval.precision
+    )
     where = f"the whole dev corpus ({len(dev.corpus)} documents)"
     rule = SelectionRule(train.selection_min_delta, train.selection_alpha)
     selection = select_model(history, primary, rule, confirmation, where)
