@@ -13,6 +13,9 @@ Parts (all by default):
              tokenizer) whose arithmetic is negligible, trained on SciFact's pairs as ``embedtune train`` builds them
              (row labels, false-negative table, symmetric InfoNCE, embedtune's callbacks) vs a plain ST Trainer +
              MNRL on the same pairs, fp32, batch 32 (target: embedtune >= 1.0x ST);
+  inference  SciFact test encoded + ranked by embedtune's evaluator at fp32 and at bf16 autocast (and fp16 on CUDA),
+             documents/s and nDCG@10 side by side (target: bf16 >= 1.4x fp32 where bf16 is native, nDCG@10 within
+             0.001); ``--docs N`` ranks the judged documents plus a seeded sample up to N (emulated bf16 is slow);
   head       a head-mode SciFact run (frozen encoder + 256-d head, 10 epochs) with a warm embedding cache: wall time
              of the whole run (target <= 30 s on 2 cores).
 
@@ -222,6 +225,36 @@ def tiny_model(folder: Path) -> Path:
     return folder / "st"
 
 
+def inference_part(docs: int | None = None, data: Path = SCIFACT, model_name: str = MODEL) -> dict:
+    """Encode + rank SciFact test at each precision with the same evaluator; documents/s and nDCG@10 per precision."""
+    import torch
+
+    from embedtune.evaluation.retrieval_evaluator import RetrievalEvaluator, subsample_corpus
+    from embedtune.models.loading import load_model
+    from embedtune.models.precision import cpu_has_native_bf16
+
+    beir, qrels = scifact_test(data)
+    corpus = subsample_corpus(beir.corpus, qrels, docs, seed=0)
+    model = load_model(model_name)
+    precisions = ["fp32", "bf16"] + (["fp16"] if torch.cuda.is_available() else [])
+    results = {}
+    for precision in precisions:
+        evaluator = RetrievalEvaluator(corpus, beir.queries, qrels, progress=False, precision=precision)
+        started = time.perf_counter()
+        ndcg = evaluator(model)["ndcg@10"]
+        seconds = time.perf_counter() - started
+        results[precision] = {"docs_per_s": round(len(corpus) / seconds, 1), "ndcg@10": round(ndcg, 4)}
+    native = torch.cuda.is_available() or cpu_has_native_bf16()
+    return {
+        "docs": len(corpus),
+        "device": "cuda" if torch.cuda.is_available() else "cpu",
+        "native_bf16": native,
+        "results": results,
+        "bf16_speedup": round(results["bf16"]["docs_per_s"] / results["fp32"]["docs_per_s"], 2),
+        "bf16_ndcg_delta": round(results["bf16"]["ndcg@10"] - results["fp32"]["ndcg@10"], 4),
+    }
+
+
 def head_part(data: Path = SCIFACT) -> dict:
     """Run a head-mode SciFact run twice in one embedding cache folder; the second (warm) run's wall time counts."""
     from embedtune.config import build_config
@@ -375,6 +408,14 @@ def append_markdown(results: dict) -> None:
             + ", ".join(f"{k} {v:.3f}" for k, v in o["steps_per_s"].items())
             + f"; embedtune vs ST {o['embedtune_vs_st']}x."
         )
+    if "inference" in results:
+        i = results["inference"]
+        rows.append(
+            f"- Encoding precision ({i['device']}{'' if i['native_bf16'] else ', bf16 emulated'}, SciFact test, "
+            f"{i['docs']} documents): "
+            + ", ".join(f"{k} {v['docs_per_s']} docs/s nDCG@10 {v['ndcg@10']:.4f}" for k, v in i["results"].items())
+            + f"; bf16 {i['bf16_speedup']}x fp32, nDCG@10 {i['bf16_ndcg_delta']:+.4f}."
+        )
     if "head" in results:
         h = results["head"]
         base, tuned = h["test_ndcg@10"]
@@ -399,13 +440,19 @@ def main() -> None:
     parser.add_argument(
         "--steps", type=int, default=10, help="Training steps per steps/s measurement (precision, overhead)."
     )
+    parser.add_argument("--docs", type=int, help="inference: rank the judged documents plus a sample up to N.")
     parser.add_argument("--no-record", action="store_true", help="Do not append to docs/benchmarks.md.")
     args = parser.parse_args()
     if not SCIFACT.is_dir():
         sys.exit(f"SciFact not found at {SCIFACT}: this benchmark needs ../shared/datasets/scifact.")
     results = {}
     for part in args.part or list(PARTS):
-        results[part] = PARTS[part](args.steps) if part in STEPPED_PARTS else PARTS[part]()
+        if part in STEPPED_PARTS:
+            results[part] = PARTS[part](args.steps)
+        elif part == "inference":
+            results[part] = inference_part(args.docs)
+        else:
+            results[part] = PARTS[part]()
         print(part, results[part], flush=True)
     if not args.no_record:
         append_markdown(results)
@@ -416,6 +463,7 @@ PARTS = {
     "encoding": encoding_part,
     "precision": precision_part,
     "overhead": overhead_part,
+    "inference": inference_part,
     "head": head_part,
     "compile": compile_part,
 }
