@@ -11,8 +11,9 @@ versions, commit):
   sweep), recipe 3 the shipped rate only, and recipe 4 has no separate ``embedtune eval`` (its run reports SciFact
   test as an extra data set);
 - ``throughput``: ``bench/speed.py``'s comparisons on SciFact: encoding + ranking the test split (embedtune's
-  evaluator, plain ``encode`` + search, sentence-transformers' IR evaluator) and training steps/s (embedtune's
-  set-up vs a plain sentence-transformers trainer, fp32 and bf16).
+  evaluator, plain ``encode`` + search, sentence-transformers' IR evaluator), training steps/s (embedtune's
+  set-up vs a plain sentence-transformers trainer, fp32 and bf16, batch 32 and 256), evaluation encoding at
+  fp32/bf16/fp16 (documents/s, nDCG@10) and host synchronisations per training step.
 
 Each training run is its own process (``python -m embedtune``), with the embedding cache in a fresh folder, so every
 run starts cold. Data come from ``../shared/datasets`` (``--datasets``); a run whose data set is missing is skipped
@@ -268,7 +269,23 @@ def throughput(bench: Bench) -> list[Row]:
     training = speed.precision_part(steps, bench.scifact, bench.model)
     training_s = time.time() - started
     print("training", training, flush=True)
-    return [encoding_row(encoding, encoding_s), training_row_of_speed(training, steps, training_s)]
+    rows = [encoding_row(encoding, encoding_s), training_row_of_speed(training, steps, training_s)]
+    started = time.time()
+    wide = speed.precision_part(steps, bench.scifact, bench.model, batch_size=256)
+    rows.append(training_row_of_speed(wide, steps, time.time() - started, batch_size=256))
+    started = time.time()
+    inference = speed.inference_part(None, bench.scifact, bench.model)
+    print("inference", inference, flush=True)
+    precisions = ", ".join(
+        f"{k} {v['docs_per_s']} docs/s nDCG@10 {v['ndcg@10']:.4f}" for k, v in inference["results"].items()
+    )
+    rows.append(Row("throughput: encoding precision", precisions, wall_s=time.time() - started))
+    started = time.time()
+    syncs = speed.sync_part(steps, bench.scifact, bench.model)
+    print("sync", syncs, flush=True)
+    per_step = ", ".join(f"{k} {v}" for k, v in syncs.items())
+    rows.append(Row("throughput: host syncs per step", per_step, wall_s=time.time() - started))
+    return rows
 
 
 def encoding_row(encoding: dict, seconds: float) -> Row:
@@ -282,14 +299,15 @@ def encoding_row(encoding: dict, seconds: float) -> Row:
     return Row("throughput: encoding", result, wall_s=seconds)
 
 
-def training_row_of_speed(training: dict, steps: int, seconds: float) -> Row:
+def training_row_of_speed(training: dict, steps: int, seconds: float, batch_size: int = 32) -> Row:
     """Make the row of ``speed.precision_part``: steps/s per set-up and precision, and embedtune over ST."""
     rates = ", ".join(f"{label} {value:.2f}" for label, value in training["steps_per_s"].items())
     result = (
-        f"training steps/s (batch 32, {steps} steps): {rates}; embedtune / ST {training['embedtune_vs_st_fp32']}x "
-        f"fp32, {training['embedtune_vs_st_bf16']}x bf16; bf16 / fp32 {training['bf16_vs_fp32']}x"
+        f"training steps/s (batch {batch_size}, {steps} steps): {rates}; "
+        f"embedtune / ST {training['embedtune_vs_st_fp32']}x fp32, {training['embedtune_vs_st_bf16']}x bf16; "
+        f"bf16 / fp32 {training['bf16_vs_fp32']}x"
     )
-    return Row("throughput: training", result, wall_s=seconds)
+    return Row(f"throughput: training, batch {batch_size}", result, wall_s=seconds)
 
 
 # --- main ----------------------------------------------------------------------------------------------------------

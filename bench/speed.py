@@ -16,6 +16,7 @@ Parts (all by default):
   inference  SciFact test encoded + ranked by embedtune's evaluator at fp32 and at bf16 autocast (and fp16 on CUDA),
              documents/s and nDCG@10 side by side (target: bf16 >= 1.4x fp32 where bf16 is native, nDCG@10 within
              0.001); ``--docs N`` ranks the judged documents plus a seeded sample up to N (emulated bf16 is slow);
+  sync       CUDA only: host synchronisations per training step, embedtune vs ST (target: no more than ST);
   head       a head-mode SciFact run (frozen encoder + 256-d head, 10 epochs) with a warm embedding cache: wall time
              of the whole run (target <= 30 s on 2 cores).
 
@@ -115,7 +116,7 @@ def encoding_part(data: Path = SCIFACT, model_name: str = MODEL) -> dict:
     }
 
 
-def precision_part(steps: int, data: Path = SCIFACT, model_name: str = MODEL) -> dict:
+def precision_part(steps: int, data: Path = SCIFACT, model_name: str = MODEL, batch_size: int = 32) -> dict:
     """Training steps/s: embedtune's set-up (InfoNCE, its trainer arguments) and a plain ST Trainer, fp32 and bf16.
 
     Both train on the (query, positive) pairs of ``data``'s train split (SciFact by default) with ``model_name``, on
@@ -133,7 +134,12 @@ def precision_part(steps: int, data: Path = SCIFACT, model_name: str = MODEL) ->
     results = {}
     for precision in ("fp32", "bf16"):
         config = build_config(
-            overrides=[f"data.path={data}", f"train.precision={precision}", f"train.max_steps={steps}"]
+            overrides=[
+                f"data.path={data}",
+                f"train.precision={precision}",
+                f"train.max_steps={steps}",
+                f"train.batch_size={batch_size}",
+            ]
         )
         results[f"embedtune {precision}"] = _steps_per_second(
             lambda model, folder, config=config: (
@@ -144,7 +150,10 @@ def precision_part(steps: int, data: Path = SCIFACT, model_name: str = MODEL) ->
             model_name,
         )
         results[f"sentence-transformers {precision}"] = _steps_per_second(
-            lambda model, folder, precision=precision: (_st_arguments(folder, steps, precision), _mnrl(model)),
+            lambda model, folder, precision=precision: (
+                _st_arguments(folder, steps, precision, batch_size),
+                _mnrl(model),
+            ),
             dataset,
             model_name,
         )
@@ -197,6 +206,67 @@ def overhead_part(steps: int = 40, data: Path = SCIFACT) -> dict:
         "steps_per_s": results,
         "embedtune_vs_st": round(results["embedtune"] / results["sentence-transformers"], 2),
     }
+
+
+def sync_part(steps: int = 20, data: Path = SCIFACT, model_name: str = MODEL) -> dict:
+    """CUDA only: host synchronisations per training step (torch's sync debug mode), embedtune's set-up vs ST's.
+
+    Counted from the start of each step to its end (forward, loss, backward, optimiser), logging steps included, as
+    ``embedtune train`` builds the run (row labels, false-negative table, callbacks) and for a plain ST trainer + MNRL.
+    """
+    import warnings
+
+    import torch
+    from datasets import Dataset
+    from transformers import TrainerCallback
+
+    from embedtune.config import build_config
+    from embedtune.data.prepare import prepare_data
+    from embedtune.losses import build_loss
+    from embedtune.training.arguments import training_arguments
+    from embedtune.training.fine_tune import training_data
+    from embedtune.training.trainer_setup import standard_callbacks
+
+    if not torch.cuda.is_available():
+        return {"skipped": "needs CUDA"}
+
+    class CountSyncs(TrainerCallback):
+        def __init__(self) -> None:
+            self.syncs, self.steps, self._catcher, self._log = 0, 0, None, None
+
+        def on_step_begin(self, args, state, control, **kwargs) -> None:
+            self._catcher = warnings.catch_warnings(record=True)
+            self._log = self._catcher.__enter__()
+            warnings.simplefilter("always")
+            torch.cuda.set_sync_debug_mode("warn")
+
+        def on_step_end(self, args, state, control, **kwargs) -> None:
+            torch.cuda.set_sync_debug_mode("default")
+            self._catcher.__exit__(None, None, None)
+            self.syncs += sum("synchroniz" in str(w.message).lower() for w in self._log)
+            self.steps += 1
+
+    config = build_config(overrides=[f"data.path={data}", "train.precision=bf16", f"train.max_steps={steps}"])
+    dataset, context = training_data(config, prepare_data(config.data))
+    pairs = Dataset.from_dict({"anchor": dataset["anchor"], "positive": dataset["positive"]})
+    counters = {"embedtune": CountSyncs(), "sentence-transformers": CountSyncs()}
+
+    class NullWriter:
+        def __getattr__(self, name):
+            return lambda *args, **kwargs: None
+
+    def embedtune_setup(model, folder):
+        loss = build_loss(model, config.loss, context)
+        callbacks = [*standard_callbacks(config, NullWriter(), loss), counters["embedtune"]]
+        return training_arguments(config, folder, None), loss, callbacks
+
+    _steps_per_second(embedtune_setup, dataset, model_name)
+    _steps_per_second(
+        lambda model, out: (_st_arguments(out, steps, "bf16"), _mnrl(model), [counters["sentence-transformers"]]),
+        pairs,
+        model_name,
+    )
+    return {name: round(counter.syncs / max(counter.steps, 1), 2) for name, counter in counters.items()}
 
 
 def tiny_model(folder: Path) -> Path:
@@ -256,7 +326,10 @@ def inference_part(docs: int | None = None, data: Path = SCIFACT, model_name: st
 
 
 def head_part(data: Path = SCIFACT) -> dict:
-    """Run a head-mode SciFact run twice in one embedding cache folder; the second (warm) run's wall time counts."""
+    """Run a head-mode SciFact run twice in one embedding cache folder; the second (warm) run's wall time counts.
+
+    The selection test is off so that the head is kept and its test evaluation is part of the time.
+    """
     from embedtune.config import build_config
     from embedtune.training.pipeline import run_training
 
@@ -269,6 +342,7 @@ def head_part(data: Path = SCIFACT) -> dict:
                 "train.epochs=10",
                 "head.dim=256",
                 "train.head_learning_rate=1e-3",
+                "train.selection_alpha=none",  # keep the head (dev +0.047, p = 0.054): its test evaluation is timed
                 f"eval.cache_dir={folder}/cache",
                 f"runs_dir={folder}/runs",
                 f"name=head-{attempt}",
@@ -280,8 +354,8 @@ def head_part(data: Path = SCIFACT) -> dict:
     return {
         "cold_s": walls[0],
         "warm_s": walls[1],
-        "chosen": metrics["selection"]["chosen"],
-        "test_ndcg@10": (metrics["report"]["base"]["ndcg@10"], metrics["report"]["fine_tuned"]["ndcg@10"]),
+        "chosen": metrics.selection.chosen,
+        "test_ndcg@10": (metrics.report.base["ndcg@10"], metrics.report.fine_tuned["ndcg@10"]),
     }
 
 
@@ -314,7 +388,7 @@ def _mnrl(model):
     return MultipleNegativesRankingLoss(model)
 
 
-def _st_arguments(folder: Path, steps: int, precision: str):
+def _st_arguments(folder: Path, steps: int, precision: str, batch_size: int = 32):
     import torch
     from sentence_transformers.base.sampler import BatchSamplers
     from sentence_transformers.sentence_transformer.training_args import SentenceTransformerTrainingArguments
@@ -322,7 +396,7 @@ def _st_arguments(folder: Path, steps: int, precision: str):
     return SentenceTransformerTrainingArguments(
         output_dir=str(folder),
         max_steps=steps,
-        per_device_train_batch_size=32,
+        per_device_train_batch_size=batch_size,
         learning_rate=2e-5,
         batch_sampler=BatchSamplers.NO_DUPLICATES,
         save_strategy="no",
@@ -416,6 +490,12 @@ def append_markdown(results: dict) -> None:
             + ", ".join(f"{k} {v['docs_per_s']} docs/s nDCG@10 {v['ndcg@10']:.4f}" for k, v in i["results"].items())
             + f"; bf16 {i['bf16_speedup']}x fp32, nDCG@10 {i['bf16_ndcg_delta']:+.4f}."
         )
+    if "sync" in results and "skipped" not in results["sync"]:
+        rows.append(
+            "- Host synchronisations per training step (CUDA sync debug mode, bf16, batch 32): "
+            + ", ".join(f"{k} {v}" for k, v in results["sync"].items())
+            + "."
+        )
     if "head" in results:
         h = results["head"]
         base, tuned = h["test_ndcg@10"]
@@ -464,10 +544,11 @@ PARTS = {
     "precision": precision_part,
     "overhead": overhead_part,
     "inference": inference_part,
+    "sync": sync_part,
     "head": head_part,
     "compile": compile_part,
 }
-STEPPED_PARTS = ("precision", "overhead")
+STEPPED_PARTS = ("precision", "overhead", "sync")
 
 if __name__ == "__main__":
     main()
