@@ -12,6 +12,7 @@ from sentence_transformers.sentence_transformer.training_args import SentenceTra
 
 from embedtune.config import ExperimentConfig
 from embedtune.models.precision import cpu_has_native_bf16
+from embedtune.training.length_sampler import LengthGroupedBatchSampler
 
 logger = logging.getLogger(__name__)
 
@@ -74,7 +75,7 @@ def training_arguments(
         greater_is_better=True,
         logging_steps=train.logging_steps,
         report_to="none",
-        batch_sampler=BatchSamplers.NO_DUPLICATES,
+        batch_sampler=LengthGroupedBatchSampler if train.group_by_length else BatchSamplers.NO_DUPLICATES,
         prompts=prompts,
         learning_rate_mapping=learning_rate_mapping or {},
         # an encoder frozen for the first epochs gets no gradients then, which DDP must be told to expect
