@@ -172,27 +172,7 @@ def overhead_part(steps: int = 40, data: Path = SCIFACT) -> dict:
     The model is 2 layers of width 64 with all-MiniLM-L6-v2's tokenizer (real tokenisation, negligible arithmetic),
     so what is measured is the per-step work around the model: data collation, the loss, callbacks.
     """
-    from datasets import Dataset
-
-    from embedtune.config import build_config
-    from embedtune.data.prepare import prepare_data
-    from embedtune.losses import build_loss
-    from embedtune.training.arguments import training_arguments
-    from embedtune.training.fine_tune import training_data
-    from embedtune.training.trainer_setup import standard_callbacks
-
-    config = build_config(overrides=[f"data.path={data}", "train.precision=fp32", f"train.max_steps={steps}"])
-    prepared = prepare_data(config.data)
-    dataset, context = training_data(config, prepared)  # anchor, positive, label (row index): as a run trains
-    pairs = Dataset.from_dict({"anchor": dataset["anchor"], "positive": dataset["positive"]})
-
-    class NullWriter:
-        def __getattr__(self, name):
-            return lambda *args, **kwargs: None
-
-    def embedtune_setup(model, folder):
-        loss = build_loss(model, config.loss, context)
-        return training_arguments(config, folder, None), loss, standard_callbacks(config, NullWriter(), loss)
+    embedtune_setup, dataset, pairs = run_setup(data, ["train.precision=fp32", f"train.max_steps={steps}"])
 
     with tempfile.TemporaryDirectory() as folder:
         model_dir = tiny_model(Path(folder))
@@ -208,6 +188,35 @@ def overhead_part(steps: int = 40, data: Path = SCIFACT) -> dict:
     }
 
 
+def run_setup(data: Path, overrides: list[str], extra_callbacks: list | None = None):
+    """Return embedtune's training set-up as ``embedtune train`` builds it, and the same pairs for a plain ST trainer.
+
+    Returns:
+        ``(make, dataset, pairs)``: ``make(model, folder)`` gives the trainer arguments, loss and callbacks (with
+        ``extra_callbacks``); ``dataset`` has the run's columns (anchor, positive, label = row index); ``pairs`` only
+        anchor and positive.
+    """
+    from datasets import Dataset
+
+    from embedtune.config import build_config
+    from embedtune.data.prepare import prepare_data
+    from embedtune.losses import build_loss
+    from embedtune.training.arguments import training_arguments
+    from embedtune.training.fine_tune import training_data
+    from embedtune.training.trainer_setup import SilentWriter, standard_callbacks
+
+    config = build_config(overrides=[f"data.path={data}", *overrides])
+    dataset, context = training_data(config, prepare_data(config.data))
+    pairs = Dataset.from_dict({"anchor": dataset["anchor"], "positive": dataset["positive"]})
+
+    def make(model, folder):
+        loss = build_loss(model, config.loss, context)
+        callbacks = [*standard_callbacks(config, SilentWriter(), loss), *(extra_callbacks or [])]
+        return training_arguments(config, folder, None), loss, callbacks
+
+    return make, dataset, pairs
+
+
 def sync_part(steps: int = 20, data: Path = SCIFACT, model_name: str = MODEL) -> dict:
     """CUDA only: host synchronisations per training step (torch's sync debug mode), embedtune's set-up vs ST's.
 
@@ -217,15 +226,7 @@ def sync_part(steps: int = 20, data: Path = SCIFACT, model_name: str = MODEL) ->
     import warnings
 
     import torch
-    from datasets import Dataset
     from transformers import TrainerCallback
-
-    from embedtune.config import build_config
-    from embedtune.data.prepare import prepare_data
-    from embedtune.losses import build_loss
-    from embedtune.training.arguments import training_arguments
-    from embedtune.training.fine_tune import training_data
-    from embedtune.training.trainer_setup import standard_callbacks
 
     if not torch.cuda.is_available():
         return {"skipped": "needs CUDA"}
@@ -246,20 +247,10 @@ def sync_part(steps: int = 20, data: Path = SCIFACT, model_name: str = MODEL) ->
             self.syncs += sum("synchroniz" in str(w.message).lower() for w in self._log)
             self.steps += 1
 
-    config = build_config(overrides=[f"data.path={data}", "train.precision=bf16", f"train.max_steps={steps}"])
-    dataset, context = training_data(config, prepare_data(config.data))
-    pairs = Dataset.from_dict({"anchor": dataset["anchor"], "positive": dataset["positive"]})
     counters = {"embedtune": CountSyncs(), "sentence-transformers": CountSyncs()}
-
-    class NullWriter:
-        def __getattr__(self, name):
-            return lambda *args, **kwargs: None
-
-    def embedtune_setup(model, folder):
-        loss = build_loss(model, config.loss, context)
-        callbacks = [*standard_callbacks(config, NullWriter(), loss), counters["embedtune"]]
-        return training_arguments(config, folder, None), loss, callbacks
-
+    embedtune_setup, dataset, pairs = run_setup(
+        data, ["train.precision=bf16", f"train.max_steps={steps}"], [counters["embedtune"]]
+    )
     _steps_per_second(embedtune_setup, dataset, model_name)
     _steps_per_second(
         lambda model, out: (_st_arguments(out, steps, "bf16"), _mnrl(model), [counters["sentence-transformers"]]),
