@@ -7,6 +7,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from embedtune.config.data_section import MAX_SEED, DataConfig, _path
+from embedtune.config.interpolation import (
+    DEFAULT_INTERPOLATION_GRID,
+    INTERPOLATION_NONE,
+    interpolation_alphas,
+    parse_interpolation,
+)
 from embedtune.config.metric_names import DEFAULT_METRICS, parse_metric
 from embedtune.config.modes import TRAIN_MODES, CurriculumConfig, HeadConfig, LoraConfig, Mode, describe_modes
 from embedtune.config.values import ConfigError, _check_fields, _require, _setting
@@ -201,6 +207,15 @@ class TrainConfig:
     selection_min_delta: float = _setting(
         0.0, "...and only if its mean dev gain of the primary metric is larger than this (0: any gain)."
     )
+    interpolation: str = _setting(
+        INTERPOLATION_NONE,
+        "WiSE-FT (arXiv:2109.01903): ship (1 - a)*base + a*fine-tuned weights. 'none', a share a in (0, 1], or "
+        "'auto': the a of interpolation_grid best on the whole dev corpus (ties to the smaller a); each a costs one "
+        "dev evaluation, no training. A LoRA adapter is scaled by a; an added head is kept as trained.",
+    )
+    interpolation_grid: list[float] = _setting(
+        None, "The shares train.interpolation=auto tries.", default_factory=lambda: list(DEFAULT_INTERPOLATION_GRID)
+    )
     logging_steps: int = _setting(5, "Log loss, learning rate and grad norm every this many steps.")
     log_module_grad_norms: bool = _setting(
         False, "Also log each module's gradient norm to TensorBoard every logging_steps (opt-in)."
@@ -237,6 +252,12 @@ class TrainConfig:
         _require(alpha is None or 0 < alpha < 1, "train.selection_alpha", "must be in (0, 1) or none")
         _require(self.selection_min_delta >= 0, "train.selection_min_delta", "must be >= 0")
         _require(self.logging_steps > 0, "train.logging_steps", "must be > 0")
+        self.interpolation = parse_interpolation(self.interpolation, self.interpolation_grid)
+
+    @property
+    def interpolation_alphas(self) -> list[float] | None:
+        """The WiSE-FT shares to try on dev: ``None`` (``none``), ``[a]`` (a fixed share) or the grid (``auto``)."""
+        return interpolation_alphas(self.interpolation, self.interpolation_grid)
 
 
 @dataclass
@@ -351,6 +372,11 @@ class ExperimentConfig:
             _require(
                 not self.curriculum.enabled, "curriculum.enabled", f"is not supported with train.mode={train.mode}"
             )
+        _require(
+            not (mode.frozen_encoder and train.interpolation_alphas),
+            "train.interpolation",
+            f"interpolates the encoder's weights, which never train in train.mode={train.mode}; set it to none",
+        )
         _require(
             not (train.group_by_length and self.curriculum.enabled),
             "train.group_by_length",

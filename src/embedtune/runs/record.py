@@ -203,6 +203,9 @@ class Selection:
             corpus"``); empty in runs made before the rule was recorded.
         dev_comparison: The best checkpoint against the base model query by query on the dev split the rule used
             (:meth:`embedtune.evaluation.significance.PairedComparison.to_dict`), or ``None``.
+        interpolation: With ``train.interpolation`` (WiSE-FT), ``{"setting", "alpha", "grid"}``: the share of the
+            fine-tuning in the candidate and the dev figure of each share tried (``[{"alpha", <metric>}]``; empty
+            for a fixed share); ``None`` without interpolation.
     """
 
     chosen: str
@@ -213,6 +216,7 @@ class Selection:
     verdict: str
     rule: str = ""
     dev_comparison: dict[str, Any] | None = None
+    interpolation: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """Return the JSON content of ``metrics.json``'s ``selection``."""
@@ -235,6 +239,7 @@ class Selection:
             verdict=fields.string("verdict"),
             rule=fields.data.get("rule") if isinstance(fields.data.get("rule"), str) else "",
             dev_comparison=fields.optional_obj("dev_comparison"),
+            interpolation=fields.optional_obj("interpolation"),
         )
 
 

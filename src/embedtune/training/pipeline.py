@@ -43,6 +43,7 @@ from embedtune.runs.writer import check_resumable, is_main_process, resume_run, 
 from embedtune.training import mode, modes
 from embedtune.training.curriculum import curriculum_record
 from embedtune.training.final_eval import Figures, FinalEvaluation, per_query_record, score_distribution_record
+from embedtune.training.interpolation import interpolate_on_dev
 from embedtune.training.run_records import loss_history, peak_memory_mb, write_run_report
 from embedtune.training.selection import decide_on_dev, dev_history
 
@@ -250,9 +251,11 @@ def _select_and_report(
     base_model = load_base_model(config)
     with tempfile.TemporaryDirectory(prefix="embedtune-dev-") as scratch:
         tuned_cache = _tuned_model_cache(config, final.cache, Path(scratch))
-        selection = decide_on_dev(config, data.dev, history, base_model, trainer.model, (final.cache, tuned_cache))
+        candidate = interpolate_on_dev(config, data.dev, base_model, trainer.model, tuned_cache)  # WiSE-FT
+        selection = decide_on_dev(config, data.dev, history, base_model, candidate.model, (final.cache, tuned_cache))
+        selection = candidate.annotate(selection)
         _check_trainer_agrees(trainer, selection)
-        selected = base_model if selection.chosen == CHOSEN_BASE else trainer.model
+        selected = base_model if selection.chosen == CHOSEN_BASE else candidate.model
         model_notes = {"matryoshka_dims": dims} if config.loss.matryoshka else {}
         _discard_earlier_outputs(folder)  # a resumed run that stopped after writing them writes them again
         selected = mode.finish_mode_model(selected, setup, folder, config)  # LoRA: writes adapter/, merges

@@ -1,0 +1,148 @@
+"""Generalisation benchmark: do gains reach test queries whose relevant documents were never training positives.
+
+SciFact with embedtune's default recipe as the control. Each lever is scored on dev (whole corpus) and on test
+(whole corpus), overall and on seen / unseen queries apart, with the paired randomisation test against the base
+model and against the control; all from one process, same seed, same data split.
+
+    .venv/bin/python bench/generalisation.py --control-run runs/<default SciFact run>   # reuse a finished control
+    .venv/bin/python bench/generalisation.py                                            # train the control first
+    .venv/bin/python bench/generalisation.py --control-run RUN --alphas 0.25,0.5,0.75,1
+
+Levers here:
+* ``wise-ft``: the control's model interpolated with the base (``train.interpolation``, arXiv:2109.01903) for each
+  α; ``auto`` is the α the run's rule picks on dev (highest dev nDCG@10, ties to the smaller α). No training.
+
+Every figure printed is measured here; nothing is read from earlier benchmarks.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+SCIFACT = ROOT.parent / "shared" / "datasets" / "scifact"
+PRIMARY = "ndcg@10"
+
+
+def train_control(runs_dir: Path) -> Path:
+    """Train the default recipe on SciFact and return its run folder."""
+    from embedtune.config import build_config
+    from embedtune.training.pipeline import run_training
+
+    config = build_config(overrides=[f"data.path={SCIFACT}", "name=generalisation-control", f"runs_dir={runs_dir}"])
+    return run_training(config).folder
+
+
+def evaluate(model, split, cache, batch_size: int) -> dict[str, dict[str, float]]:
+    """Per-query figures of ``model`` on ``split`` (whole corpus): query id -> metric -> value."""
+    from embedtune.evaluation.retrieval_evaluator import RetrievalEvaluator
+
+    evaluator = RetrievalEvaluator(
+        split.corpus,
+        split.queries,
+        split.qrels,
+        name=split.name,
+        metrics=[PRIMARY, "mrr@10", "recall@100"],
+        primary_metric=PRIMARY,
+        batch_size=batch_size,
+        cache=cache,
+        progress=False,
+    )
+    evaluator(model)
+    return evaluator.last_per_query
+
+
+def mean(per_query: dict[str, dict[str, float]], ids=None) -> float:
+    ids = list(per_query) if ids is None else ids
+    return sum(per_query[q][PRIMARY] for q in ids) / len(ids)
+
+
+def compare(a: dict, b: dict, ids: list[str]) -> str:
+    """``Δ +x.xxxx (p = y)`` of b over a on ``ids``."""
+    from embedtune.evaluation.significance import compare_per_query
+
+    result = compare_per_query({q: a[q][PRIMARY] for q in ids}, {q: b[q][PRIMARY] for q in ids}, metric=PRIMARY)
+    return f"{result.mean_b - result.mean_a:+.4f} (p={result.p_permutation:.2g})"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--control-run", type=Path, help="A finished run of the default SciFact recipe to reuse")
+    parser.add_argument("--runs-dir", type=Path, default=ROOT / "runs")
+    parser.add_argument("--alphas", default="0.25,0.5,0.75,1", help="WiSE-FT α grid (comma-separated)")
+    parser.add_argument("--out", type=Path, help="Write the figures as JSON here")
+    args = parser.parse_args()
+    if not SCIFACT.exists():
+        sys.exit(f"SciFact not found at {SCIFACT}: this benchmark needs ../shared/datasets/scifact")
+
+    from sentence_transformers import SentenceTransformer
+
+    from embedtune.cache import EmbeddingCache
+    from embedtune.config import config_from_dict
+    from embedtune.data.prepare import prepare_data
+    from embedtune.evaluation.seen_unseen import seen_queries, training_positives
+    from embedtune.models.interpolation import interpolate_weights
+    from embedtune.runs import load_run
+    from embedtune.training.pipeline import load_base_model
+
+    started = time.time()
+    folder = args.control_run or train_control(args.runs_dir)
+    control_time = time.time() - started
+    config = config_from_dict(load_run(folder).record.config)
+    data = prepare_data(config.data)
+    seen = seen_queries(data.report, training_positives(data.train_examples))
+    test_ids = sorted(data.report.qrels)
+    groups = {
+        "all": test_ids,
+        "seen": [q for q in test_ids if q in seen],
+        "unseen": [q for q in test_ids if q not in seen],
+    }
+    cache = EmbeddingCache.from_settings(config.eval.cache_dir, config.eval.cache_max_gb)
+    base = load_base_model(config)
+    tuned = SentenceTransformer(str(folder / "model"), device="cpu")
+    batch = config.eval.batch_size
+    rows = {"base": {"dev": evaluate(base, data.dev, cache, batch), "test": evaluate(base, data.report, cache, batch)}}
+    for alpha in [float(a) for a in args.alphas.split(",")]:
+        t0 = time.time()
+        model = tuned if alpha == 1.0 else interpolate_weights(base, tuned, alpha)
+        label = "control" if alpha == 1.0 else f"wise-ft α={alpha:g}"
+        rows[label] = {
+            "dev": evaluate(model, data.dev, cache, batch),
+            "test": evaluate(model, data.report, cache, batch),
+        }
+        rows[label]["seconds"] = round(time.time() - t0, 1)
+        print(
+            f"{label}: dev {mean(rows[label]['dev']):.4f}, test {mean(rows[label]['test']):.4f} "
+            f"({rows[label]['seconds']} s)",
+            flush=True,
+        )
+
+    candidates = [label for label in rows if label != "base"]
+    alphas = {label: 1.0 if label == "control" else float(label.split("=")[1]) for label in candidates}
+    auto = max(candidates, key=lambda label: (round(mean(rows[label]["dev"]), 6), -alphas[label]))
+    base_test, control_test = rows["base"]["test"], rows["control"]["test"]
+    print(f"\nSciFact, control run {folder} (trained {control_time:.0f} s here; 0 when reused)")
+    print(f"groups: {', '.join(f'{g} {len(ids)}' for g, ids in groups.items())} test queries; auto picks {auto}")
+    print("| model | dev nDCG@10 | test nDCG@10 | seen Δ vs base | unseen Δ vs base | all Δ vs control |")
+    print("|---|---|---|---|---|---|")
+    for label, row in rows.items():
+        test = row["test"]
+        print(
+            f"| {label}{' (auto)' if label == auto else ''} | {mean(row['dev']):.4f} | {mean(test):.4f} | "
+            f"{compare(base_test, test, groups['seen'])} | {compare(base_test, test, groups['unseen'])} | "
+            f"{compare(control_test, test, groups['all'])} |"
+        )
+    if args.out:
+        summary = {
+            label: {"dev": mean(r["dev"]), **{g: mean(r["test"], ids) for g, ids in groups.items()}}
+            for label, r in rows.items()
+        }
+        args.out.write_text(json.dumps({"auto": auto, "rows": summary}, indent=2))
+
+
+if __name__ == "__main__":
+    main()
