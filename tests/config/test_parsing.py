@@ -379,7 +379,7 @@ def test_new_fields_keep_their_defaults_and_are_validated():
 
     config = make()
     assert config.data.test_fraction == 0.1 and config.loss.name == "infonce"
-    assert set(names()) == {"infonce", "mnrl", "cosent", "cosine_mse"}
+    assert set(names()) == {"infonce", "mnrl", "cosent", "cosine_mse", "margin_mse", "distill_kl"}
     assert config.train.log_module_grad_norms is False and config.train.log_grad_histograms is False
     assert config.train.warmup_ratio == 0.1
     assert make(data={"path": "x", "test_fraction": 0}).data.test_fraction == 0.0

@@ -1,7 +1,8 @@
+import pytest
 import torch
 
 from embedtune.data.types import TrainingExample
-from embedtune.training.dataset import build_train_dataset
+from embedtune.training.dataset import build_train_dataset, check_teacher_scores
 
 
 def test_train_dataset_pads_missing_negatives_with_zero_weight():
@@ -81,3 +82,38 @@ def test_without_padding_records_borrow_only_unrelated_unrepeated_negatives(capl
         ("n1", "n2", "n3"),
     ]
     assert "3 of 5 records have fewer than 3 hard negatives" in caplog.text
+
+
+def scored(query, pos, neg, pos_scores, neg_scores) -> TrainingExample:
+    return TrainingExample(query, pos, neg, pos_scores=pos_scores, neg_scores=neg_scores)
+
+
+def test_teacher_scores_label_each_row_and_cut_negatives_to_the_fewest():
+    examples = [
+        scored("q1", ("p1", "p1b"), ("n1", "n2", "n3"), (0.9, 0.7), (0.5, 0.4, 0.1)),
+        scored("q2", ("p2",), ("m1", "m2"), (0.8,), (0.6, 0.2)),
+    ]
+    built = build_train_dataset(examples, max_hard_negatives=3, teacher_scores=True)
+    assert built.num_negatives == 2  # q2 has two: no padding slot, no negative borrowed (it would have no score)
+    assert built.dataset["negative_2"] == ["n2", "n2", "m2"]
+    assert torch.allclose(
+        torch.tensor(built.dataset["label"]), torch.tensor([[0.9, 0.5, 0.4], [0.7, 0.5, 0.4], [0.8, 0.6, 0.2]])
+    )
+    capped = build_train_dataset(examples, max_hard_negatives=1, teacher_scores=True)
+    assert torch.allclose(torch.tensor(capped.dataset["label"]), torch.tensor([[0.9, 0.5], [0.7, 0.5], [0.8, 0.6]]))
+
+
+@pytest.mark.parametrize(
+    ("example", "problem"),
+    [
+        (scored("q", ("p",), (), (0.9,), ()), "has no hard negative"),
+        (scored("q", ("p",), ("n",), (), (0.1,)), "has no pos_scores"),
+        (scored("q", ("p",), ("n", "m"), (0.9,), (0.1,)), "has no neg_scores"),
+    ],
+)
+def test_records_without_teacher_scores_are_named(example, problem):
+    good = scored("ok", ("p0",), ("n0",), (0.5,), (0.1,))
+    with pytest.raises(ValueError, match=f"the record of query 'q' {problem}"):
+        check_teacher_scores([good, example])
+    with pytest.raises(ValueError, match=problem):
+        build_train_dataset([good, example], max_hard_negatives=1, teacher_scores=True)

@@ -142,3 +142,44 @@ def test_a_record_objective_trains_on_labelled_pairs_grouped_by_text1(tiny_model
     # two text1 per item, each with a relevant pair: one (query, positives, negatives) row per training text1
     assert metrics["splits"]["train_examples"] == 2 * len(FRUITS + VEHICLES) - held_out
     assert metrics["pair_diagnostics"] is not None
+
+
+def write_scored_file(path: Path, scores: bool = True) -> Path:
+    """Records with teacher scores for the positive and both negatives (or without any, for ``scores=False``)."""
+    rows = []
+    for index, fruit in enumerate(FRUITS):
+        row = {
+            "query": f"what color is the {fruit}",
+            "pos": [f"the {fruit} is sweet fruit"],
+            "neg": [f"the {fruit} tree", f"{fruit} juice on the road"],
+        }
+        if scores:
+            row |= {"pos_scores": [0.9 - index / 100], "neg_scores": [0.6, 0.1]}
+        rows.append(row)
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    return path
+
+
+@pytest.mark.parametrize("mode", ["full", "head"])
+@pytest.mark.parametrize("name", ["margin_mse", "distill_kl"])
+def test_distillation_trains_on_teacher_scores(tiny_model_dir, tiny_beir, tmp_path, name, mode):
+    train_file = write_scored_file(tmp_path / "train.jsonl")
+    settings = (f"data.train_file={train_file}", f"loss.name={name}", f"train.mode={mode}", *QUICK)
+    metrics = finished(run_training(tiny_config(tiny_model_dir, tiny_beir, tmp_path / "runs", *settings)))
+    assert metrics["num_train_examples"] == metrics["splits"]["train_examples"] > 0
+    assert all(entry["loss"] > 0 for entry in metrics["loss_history"])
+
+
+def test_distillation_without_teacher_scores_is_refused_before_any_run_folder(tiny_beir, tmp_path, monkeypatch):
+    def fail_if_called(*args, **kwargs):
+        raise AssertionError("a model was loaded before the teacher scores were checked")
+
+    monkeypatch.setattr(pipeline, "load_model", fail_if_called)
+    unscored = write_scored_file(tmp_path / "train.jsonl", scores=False)
+    for data in ((), (f"data.train_file={unscored}",)):
+        with pytest.raises(ConfigError) as error:
+            run_training(tiny_config(Path("unused"), tiny_beir, tmp_path / "runs", "loss.name=margin_mse", *data))
+        message = str(error.value)
+        assert message.startswith("loss.name: margin_mse trains on teacher scores, but the record of query ")
+        assert "embedtune mine --teacher MODEL" in message
+    assert not (tmp_path / "runs").exists()

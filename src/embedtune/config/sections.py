@@ -71,7 +71,14 @@ class LossConfig:
         objectives.DEFAULT_OBJECTIVE,
         f"Objective: {objectives.describe()}.",
     )
-    scale: float = _setting(20.0, "Inverse temperature: 20 means temperature 0.05 (infonce, mnrl, cosent).")
+    scale: float = _setting(
+        20.0, "Inverse temperature: 20 means temperature 0.05 (infonce, mnrl, cosent; the student in distillation)."
+    )
+    teacher_scale: float = _setting(
+        20.0,
+        "margin_mse, distill_kl: multiplier of teacher scores (20 for cosines, 1 for cross-encoder logits)."
+        "margin_mse, distill_kl: multiplier of the teacher's scores (20 for cosines, 1 for cross-encoder logits).",
+    )
     symmetric: bool = _setting(
         True, "infonce: add the passage-to-query InfoNCE term (mnrl ignores it: its terms are loss.directions)."
     )
@@ -119,6 +126,7 @@ class LossConfig:
         known = objectives.names()
         _require(self.name in known, "loss.name", f"must be one of {known}, got {shorten(self.name)}")
         _require(self.scale > 0, "loss.scale", "must be a positive number")
+        _require(self.teacher_scale > 0, "loss.teacher_scale", "must be a positive number")
         self.guide_model = None if self.guide_model is None else _path(self.guide_model, "loss.guide_model")
         _require(self.guide_margin >= 0, "loss.guide_margin", "must be >= 0")
         _require(

@@ -15,6 +15,7 @@ from torch import nn
 
 from embedtune.losses import matryoshka_dims
 from embedtune.losses.cached_info_nce import CachedInfoNCELoss
+from embedtune.losses.distillation import MarginMSE, distill_kl_div
 from embedtune.losses.distributed import is_multi_process
 from embedtune.losses.false_negatives import FalseNegativeTable
 from embedtune.losses.guide import GuideModel
@@ -82,6 +83,16 @@ def cosent(model: SentenceTransformer, config: LossConfig, context: LossContext)
 def cosine_mse(model: SentenceTransformer, config: LossConfig, context: LossContext) -> nn.Module:
     """sentence-transformers' CosineSimilarityLoss (MSE of the cosine)."""
     return st_losses.CosineSimilarityLoss(model)
+
+
+def margin_mse(model: SentenceTransformer, config: LossConfig, context: LossContext) -> nn.Module:
+    """MarginMSE on teacher scores (:class:`~embedtune.losses.distillation.MarginMSE`, arXiv:2010.02666)."""
+    return MarginMSE(model, scale=config.scale, teacher_scale=config.teacher_scale)
+
+
+def distill_kl(model: SentenceTransformer, config: LossConfig, context: LossContext) -> nn.Module:
+    """KL divergence to the teacher's softmax (:func:`~embedtune.losses.distillation.distill_kl_div`)."""
+    return distill_kl_div(model, scale=config.scale, teacher_scale=config.teacher_scale)
 
 
 def builder_of(name: str) -> Builder:

@@ -40,6 +40,9 @@ class Objective:
         pads_negatives: Whether rows with fewer hard negatives than the widest are padded and the padding masked
             through its weights (otherwise they are topped up with negatives of other rows).
         head_mode: Whether ``train.mode: head`` can train with it (from cached embeddings, without the encoder).
+        teacher_scores: Whether it trains on teacher scores: each row's label is ``[s⁺, s⁻_1 … s⁻_n]`` from the
+            records' ``pos_scores`` / ``neg_scores`` (every record needs them), and ``n`` is the fewest hard
+            negatives any record has (no padding, no borrowed negatives: those would have no teacher score).
     """
 
     builder: str
@@ -48,6 +51,7 @@ class Objective:
     data: str = ROWS
     pads_negatives: bool = False
     head_mode: bool = True
+    teacher_scores: bool = False
 
     @property
     def pairs(self) -> bool:
@@ -68,6 +72,18 @@ OBJECTIVES: dict[str, Objective] = {
         "embedtune.losses.objectives:mnrl",
         ("scale", "directions", "hardness_mode", "hardness_strength", "mini_batch_size"),
         "sentence-transformers' MultipleNegativesRankingLoss",
+    ),
+    "margin_mse": Objective(
+        "embedtune.losses.objectives:margin_mse",
+        ("scale", "teacher_scale"),
+        "MarginMSE distillation from teacher scores (pos_scores/neg_scores)",
+        teacher_scores=True,
+    ),
+    "distill_kl": Objective(
+        "embedtune.losses.objectives:distill_kl",
+        ("scale", "teacher_scale"),
+        "KL-divergence distillation from teacher scores (pos_scores/neg_scores)",
+        teacher_scores=True,
     ),
     "cosent": Objective(
         "embedtune.losses.objectives:cosent", ("scale",), "CoSENT on labelled pairs", LABELLED_PAIRS, head_mode=False

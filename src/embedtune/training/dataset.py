@@ -10,7 +10,7 @@ from datasets import Dataset
 from embedtune.data.splits import normalize_query
 from embedtune.data.types import TrainingExample
 from embedtune.losses.false_negatives import FalseNegativeTable
-from embedtune.losses.registry import OBJECTIVES
+from embedtune.losses.registry import OBJECTIVES, Objective
 
 logger = logging.getLogger(__name__)
 
@@ -31,8 +31,19 @@ class TrainDataset:
     num_negatives: int
 
 
+def build_objective_dataset(
+    examples: list[TrainingExample], max_hard_negatives: int, objective: Objective
+) -> TrainDataset:
+    """Build the trainer's dataset the way ``objective`` reads it (padded, topped up, or with teacher scores).
+
+    See :func:`build_train_dataset`; ``objective`` gives ``pad_negatives`` and ``teacher_scores``.
+    """
+    pad, teacher = objective.pads_negatives, objective.teacher_scores
+    return build_train_dataset(examples, max_hard_negatives, pad_negatives=pad, teacher_scores=teacher)
+
+
 def build_train_dataset(
-    examples: list[TrainingExample], max_hard_negatives: int, pad_negatives: bool = True
+    examples: list[TrainingExample], max_hard_negatives: int, pad_negatives: bool = True, teacher_scores: bool = False
 ) -> TrainDataset:
     """Build the trainer's dataset: one row per (query, positive) pair with the query's first hard negatives.
 
@@ -43,19 +54,27 @@ def build_train_dataset(
     and not already among its negatives: otherwise one record left short by mining would cut every row's hard
     negatives to its count. The topped-up records are counted in the log.
 
+    With ``teacher_scores`` (distillation objectives) ``n`` is the fewest negatives any record has (capped) and each
+    row's label is the teacher's scores ``[s⁺, s⁻_1 … s⁻_n]`` of its positive and negatives instead.
+
     Args:
         examples: Training records.
         max_hard_negatives: Upper bound on ``n``.
         pad_negatives: Pad to the longest negative list instead of cutting to the shortest.
+        teacher_scores: Label rows with the records' ``pos_scores`` / ``neg_scores``.
 
     Returns:
         The dataset (``sum(len(e.pos) for e in examples)`` rows) and its false-negative table.
 
     Raises:
-        ValueError: if there are more rows than the float32 label can index (2**24).
+        ValueError: if there are more rows than the float32 label can index (2**24); with ``teacher_scores``, as
+            :func:`check_teacher_scores`.
     """
     counts = [len(example.neg) for example in examples] or [0]
     num_negatives = min(max_hard_negatives, max(counts))
+    if teacher_scores:
+        check_teacher_scores(examples)
+        num_negatives, pad_negatives = min(max_hard_negatives, min(counts)), True  # no padding slot is ever needed
     keys = _KeyIndex()
     relevant = _relevant_keys_by_query(examples, keys)
     if not pad_negatives and num_negatives > 0:
@@ -74,13 +93,33 @@ def build_train_dataset(
             columns["positive"].append(positive)
             for j, text in enumerate(negatives + [positive] * padding):
                 columns[f"negative_{j + 1}"].append(text)
-            labels.append([float(len(labels))] + row_weights + [0.0] * padding)
+            if teacher_scores:
+                labels.append([example.pos_scores[example.pos.index(positive)], *example.neg_scores[:num_negatives]])
+            else:
+                labels.append([float(len(labels))] + row_weights + [0.0] * padding)
             candidates = [keys.of(positive, positive_id)] + [keys.of(text) for text in negatives]
             candidate_keys.append(tuple(candidates))
     columns["label"] = labels
     row_relevant = [relevant[normalize_query(example.query)] for example in examples for _ in range(len(example.pos))]
     table = FalseNegativeTable(candidate_keys, row_relevant)
     return TrainDataset(Dataset.from_dict(columns), table, num_negatives)
+
+
+def check_teacher_scores(examples: list[TrainingExample]) -> None:
+    """Check that every record can train a distillation objective: a hard negative, and a score for every passage.
+
+    Raises:
+        ValueError: naming the first record (its query) without a hard negative, or with a positive or negative
+            that has no teacher score (``pos_scores`` / ``neg_scores``).
+    """
+    for example in examples:
+        problem = "has no hard negative" if not example.neg else ""
+        if len(example.pos_scores) != len(example.pos):
+            problem = problem or "has no pos_scores (teacher scores) for its positives"
+        if len(example.neg_scores) != len(example.neg):
+            problem = problem or "has no neg_scores (teacher scores) for its hard negatives"
+        if problem:
+            raise ValueError(f"the record of query {example.query[:80]!r} {problem}")
 
 
 def _borrow_negatives(

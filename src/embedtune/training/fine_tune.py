@@ -28,7 +28,7 @@ from embedtune.runs.layout import CHECKPOINTS_DIR
 from embedtune.training import modes
 from embedtune.training.arguments import column_prompts, training_arguments
 from embedtune.training.curriculum import build_curriculum
-from embedtune.training.dataset import build_train_dataset
+from embedtune.training.dataset import build_objective_dataset
 from embedtune.training.pair_dataset import build_pair_dataset
 from embedtune.training.trainer_setup import run_writer, standard_callbacks, train_and_close
 
@@ -92,8 +92,7 @@ def training_data(config: ExperimentConfig, data: PreparedData) -> tuple[Dataset
         guide = load_model(config.loss.guide_model, config.model.max_seq_length)
     if data.train_pairs is not None:
         return build_pair_dataset(data.train_pairs), LossContext(guide=guide)
-    pad = objective_of(config.loss).pads_negatives
-    built = build_train_dataset(data.train_examples, config.data.max_hard_negatives, pad_negatives=pad)
+    built = build_objective_dataset(data.train_examples, config.data.max_hard_negatives, objective_of(config.loss))
     return built.dataset, LossContext(false_negatives=built.false_negatives, guide=guide)
 
 

@@ -50,7 +50,7 @@ from embedtune.losses.registry import objective_of, uses_guide
 from embedtune.models.head import head_modules
 from embedtune.runs.layout import CHECKPOINTS_DIR
 from embedtune.training.arguments import training_arguments
-from embedtune.training.dataset import build_train_dataset
+from embedtune.training.dataset import build_objective_dataset
 from embedtune.training.head_data import (
     CachedBatchCollator,
     EmbeddingTable,
@@ -269,8 +269,7 @@ def train_head(
     if config.curriculum.enabled:
         raise ValueError("curriculum.enabled is not supported with train.mode head")
     model.eval()
-    pad = objective_of(config.loss).pads_negatives
-    built = build_train_dataset(data.train_examples, config.data.max_hard_negatives, pad_negatives=pad)
+    built = build_objective_dataset(data.train_examples, config.data.max_hard_negatives, objective_of(config.loss))
     if len(built.dataset) == 0:
         raise ValueError("train.mode head: no training rows")
     dev_pool, rank_pool = dev_documents(config, data.dev)

@@ -27,7 +27,7 @@ from embedtune.evaluation.seen_unseen import seen_queries, split_comparison, tra
 from embedtune.io import file_sha256
 from embedtune.losses import matryoshka_dims
 from embedtune.losses.distributed import join_process_group
-from embedtune.losses.registry import uses_guide_model
+from embedtune.losses.registry import objective_of, uses_guide_model
 from embedtune.model_paths import check_model_available
 from embedtune.models.loading import load_model
 from embedtune.models.prompts import set_prompts
@@ -42,6 +42,7 @@ from embedtune.runs.outputs import (
 from embedtune.runs.writer import check_resumable, is_main_process, resume_run, run_on_main_process
 from embedtune.training import mode, modes
 from embedtune.training.curriculum import curriculum_record
+from embedtune.training.dataset import check_teacher_scores
 from embedtune.training.final_eval import Figures, FinalEvaluation, per_query_record, score_distribution_record
 from embedtune.training.interpolation import interpolate_on_dev
 from embedtune.training.run_records import loss_history, peak_memory_mb, write_run_report
@@ -159,9 +160,12 @@ def fit_data_to_loss(loss: LossConfig, data: PreparedData) -> PreparedData:
 
     Raises:
         ConfigError: if a pair objective gets (query, positive, negatives) data, naming the setting; or when no
-            training pair of an InfoNCE-style run is labelled relevant.
+            training pair of an InfoNCE-style run is labelled relevant; or when a distillation objective gets a
+            record without a hard negative or a teacher score (``pos_scores`` / ``neg_scores``), or labelled pairs.
     """
     has_pairs = data.train_pairs is not None
+    if objective_of(loss).teacher_scores:
+        _check_teacher_scores(loss, data)
     if loss.uses_pairs and not has_pairs:
         raise ConfigError(
             f"loss.name: {loss.name} trains on labelled pairs; set data.train_file to a JSONL file of "
@@ -183,6 +187,19 @@ def fit_data_to_loss(loss: LossConfig, data: PreparedData) -> PreparedData:
     )
     counts = dict(data.counts, train_examples=len(examples))
     return replace(data, train_examples=examples, train_pairs=None, counts=counts)
+
+
+def _check_teacher_scores(loss: LossConfig, data: PreparedData) -> None:
+    """Refuse a distillation objective on records without teacher scores, before any model loads."""
+    try:
+        if data.train_pairs is not None:
+            raise ValueError("labelled pairs carry no teacher scores")
+        check_teacher_scores(data.train_examples)
+    except ValueError as error:
+        raise ConfigError(
+            f"loss.name: {loss.name} trains on teacher scores, but {error}; score the training file with "
+            "`embedtune mine --teacher MODEL` or give pos_scores/neg_scores in data.train_file"
+        ) from None
 
 
 def load_base_model(config: ExperimentConfig) -> SentenceTransformer:
