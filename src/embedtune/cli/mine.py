@@ -31,6 +31,7 @@ SEARCH_KINDS = ("auto", "exact", "hnsw", "ivf")
 EXACT_MAX_DOCS = 1_000_000
 DEFAULT_CHUNK_SIZE = 50_000
 WEIGHT_MIN, WEIGHT_MAX = 0.5, 2.0
+TEACHER_KINDS = ("auto", "bi-encoder", "cross-encoder")
 
 
 def add_mine_command(commands: argparse._SubParsersAction) -> None:
@@ -108,6 +109,20 @@ def add_mine_command(commands: argparse._SubParsersAction) -> None:
         help='With --retriever both: also write neg_features = neg_sources (["dense"], ["bm25"] or both), to '
         "weigh negatives by the retriever that found them with a weight config (data.feature_weights).",
     )
+    mine.add_argument(
+        "--teacher",
+        metavar="MODEL",
+        help="Score every pair of OUT again with this model (folder, name or run) for loss.name margin_mse or "
+        "distill_kl: pos_scores/neg_scores become its cosines (bi-encoder) or raw logits (cross-encoder; train "
+        "with loss.teacher_scale=1). The negatives are still those the retriever chose.",
+    )
+    mine.add_argument(
+        "--teacher-kind",
+        choices=TEACHER_KINDS,
+        default="auto",
+        help="auto tells a sentence-transformers CrossEncoder (or a ...ForSequenceClassification folder) from a "
+        "bi-encoder by its config files (default auto).",
+    )
     add_processes_argument(mine)
     add_precision_argument(mine)
     add_cache_arguments(mine)
@@ -140,9 +155,12 @@ def run_mine(args: argparse.Namespace) -> int:
         features_from_sources=args.features_from_sources,
     )
     settings.check()
+    teacher_path = resolve_model_reference(args.teacher, args.runs_dir) if args.teacher else None
     data = _load_data(args)
     encoder = _encoder(args) if settings.retriever != "bm25" else None
     examples, stats = mine_hard_negatives(data, settings, encoder)
+    if teacher_path is not None:
+        examples = _rescore(examples, teacher_path, args)
     write_triplets(
         Path(args.out).expanduser(),
         examples,
@@ -192,6 +210,20 @@ def _load_data(args: argparse.Namespace) -> MiningInput:
     if args.split is not None:
         raise ConfigError("--split: only for a BEIR folder; DATA is a training file")
     return load_mining_jsonl(data, args.corpus)
+
+
+def _rescore(examples: list, teacher_path: str, args: argparse.Namespace) -> list:
+    """Replace the records' scores by the teacher's (:func:`embedtune.mining.teacher.rescore`) and say so."""
+    # imports torch: only when the command runs, so `embedtune --help` starts fast
+    from embedtune.mining.teacher import load_teacher, rescore
+
+    started = time.perf_counter()
+    options = {"batch_size": args.batch_size, "cache": embedding_cache_of(args), "precision": args.precision}
+    teacher = load_teacher(teacher_path, args.teacher_kind, args.max_seq_length, args.device, **options)
+    rescored = rescore(examples, teacher)
+    pairs = sum(len(example.pos) + len(example.neg) for example in examples)
+    print(f"teacher {args.teacher} ({teacher.kind}) scored {pairs:,} pairs in {time.perf_counter() - started:.1f} s")
+    return rescored
 
 
 def _encoder(args: argparse.Namespace) -> DenseEncoder:
