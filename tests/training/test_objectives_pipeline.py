@@ -183,3 +183,13 @@ def test_distillation_without_teacher_scores_is_refused_before_any_run_folder(ti
         assert message.startswith("loss.name: margin_mse trains on teacher scores, but the record of query ")
         assert "embedtune mine --teacher MODEL" in message
     assert not (tmp_path / "runs").exists()
+
+
+def test_an_anchored_run_logs_the_encoders_drift(tiny_model_dir, tiny_beir, tmp_path):
+    settings = ("loss.anchor_weight=0.5", "train.logging_steps=1", "train.max_steps=4", "train.batch_size=4")
+    result = run_training(tiny_config(tiny_model_dir, tiny_beir, tmp_path / "runs", *settings))
+    metrics = finished(result)
+    drift = [entry["loss/anchor_drift"] for entry in metrics["loss_history"]]
+    assert drift[0] == 0.0 and drift[-1] > 0  # logged before each step: the first step starts at the base weights
+    assert all("loss/anchor_penalty" in entry for entry in metrics["loss_history"])
+    assert {"loss_components/anchor_drift", "loss_components/anchor_penalty"} <= scalar_tags(result.folder)

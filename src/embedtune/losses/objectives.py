@@ -14,6 +14,7 @@ from sentence_transformers.sentence_transformer import losses as st_losses
 from torch import nn
 
 from embedtune.losses import matryoshka_dims
+from embedtune.losses.anchor import L2SPLoss
 from embedtune.losses.cached_info_nce import CachedInfoNCELoss
 from embedtune.losses.distillation import MarginMSE, distill_kl_div
 from embedtune.losses.distributed import is_multi_process
@@ -108,7 +109,7 @@ def builder_of(name: str) -> Builder:
 
 
 def build_loss(model: SentenceTransformer, config: LossConfig, context: LossContext | None = None) -> nn.Module:
-    """Build the objective named by ``config.name`` for ``model``, wrapped in MatryoshkaLoss when asked.
+    """Build the objective named by ``config.name`` for ``model``, wrapped in MatryoshkaLoss and L2-SP when asked.
 
     Args:
         model: The model being trained.
@@ -125,4 +126,6 @@ def build_loss(model: SentenceTransformer, config: LossConfig, context: LossCont
     if config.matryoshka:
         dims = matryoshka_dims(config.matryoshka_dims, model.get_embedding_dimension())
         loss = st_losses.MatryoshkaLoss(model, loss, matryoshka_dims=dims)
+    if config.anchor_weight > 0:
+        loss = L2SPLoss(model, loss, config.anchor_weight)
     return loss

@@ -15,8 +15,9 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from embedtune.config import LossConfig
 
-COMMON_SETTINGS = ("name", "matryoshka", "matryoshka_dims")
-"""``loss.*`` settings read for every objective (:func:`~embedtune.losses.objectives.build_loss` wraps any loss)."""
+COMMON_SETTINGS = ("name", "matryoshka", "matryoshka_dims", "anchor_weight")
+"""``loss.*`` settings read for every objective (:func:`~embedtune.losses.objectives.build_loss` wraps any loss in
+MatryoshkaLoss and in L2-SP)."""
 
 
 ROWS = "rows"

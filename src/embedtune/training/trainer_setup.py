@@ -18,6 +18,7 @@ from transformers.integrations import TensorBoardCallback
 from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
 from embedtune.config import ExperimentConfig
+from embedtune.losses.components import LossComponents
 from embedtune.runs.layout import TENSORBOARD_DIR
 from embedtune.runs.writer import is_main_process
 from embedtune.training.callbacks import (
@@ -57,7 +58,7 @@ def standard_callbacks(
         ConsoleLogCallback(config.train.primary_metric.lower()),
         IsolateStartEvaluationCallback(),
     ]
-    components = getattr(getattr(loss, "loss", loss), "components", None)  # MatryoshkaLoss wraps the loss
+    components = _components_of(loss)
     if components is not None:
         callbacks.append(LossComponentsCallback(writer, components))
     if config.train.log_module_grad_norms or config.train.log_grad_histograms:
@@ -65,6 +66,16 @@ def standard_callbacks(
             GradientMonitorCallback(writer, config.train.log_module_grad_norms, config.train.log_grad_histograms)
         )
     return callbacks
+
+
+def _components_of(loss: nn.Module) -> LossComponents | None:
+    """Return the logged parts of ``loss`` or of the loss it wraps (MatryoshkaLoss, L2-SP: in ``.loss``)."""
+    while loss is not None:
+        components = getattr(loss, "components", None)
+        if components is not None:
+            return components
+        loss = getattr(loss, "loss", None)
+    return None
 
 
 def train_and_close(
