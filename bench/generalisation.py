@@ -10,7 +10,12 @@ model and against the control; all from one process, same seed, same data split.
 
 Levers here:
 * ``wise-ft``: the control's model interpolated with the base (``train.interpolation``, arXiv:2109.01903) for each
-  α; ``auto`` is the α the run's rule picks on dev (highest dev nDCG@10, ties to the smaller α). No training.
+  α; ``(auto)`` marks the α ``train.interpolation=auto`` picks on dev (best dev nDCG@10, ties to the smaller α).
+* any lever trained as a run on the same data (``--run anchor=RUN`` for ``loss.anchor_weight``, a distillation
+  run...), its model scored here the same way, optionally with its own WiSE-FT grid (``--interpolate anchor``).
+
+    .venv/bin/embedtune train --data ../shared/datasets/scifact --name anchor2 --set loss.anchor_weight=2
+    .venv/bin/python bench/generalisation.py --control-run RUN --run anchor2=runs/<anchor2 run> --interpolate anchor2
 
 Every figure printed is measured here; nothing is read from earlier benchmarks.
 """
@@ -69,23 +74,44 @@ def compare(a: dict, b: dict, ids: list[str]) -> str:
     return f"{result.mean_b - result.mean_a:+.4f} (p={result.p_permutation:.2g})"
 
 
+def candidates(args, base, folder: Path):
+    """Yield ``(label, α or None, model)`` to score: the control's WiSE-FT grid, then each lever run (and its grid)."""
+    from sentence_transformers import SentenceTransformer
+
+    from embedtune.models.interpolation import interpolate_weights
+
+    runs = [("control", folder, True)]
+    for entry in args.run:
+        label, _, path = entry.partition("=")
+        runs.append((label, Path(path), label in args.interpolate))
+    for label, run_folder, interpolate in runs:
+        tuned = SentenceTransformer(str(run_folder / "model"), device="cpu")
+        alphas = [float(a) for a in args.alphas.split(",")] if interpolate else [1.0]
+        for alpha in alphas:
+            name = label if alpha == 1.0 else f"{label} + wise-ft α={alpha:g}"
+            yield name, label, alpha, tuned if alpha == 1.0 else interpolate_weights(base, tuned, alpha)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--control-run", type=Path, help="A finished run of the default SciFact recipe to reuse")
     parser.add_argument("--runs-dir", type=Path, default=ROOT / "runs")
     parser.add_argument("--alphas", default="0.25,0.5,0.75,1", help="WiSE-FT α grid (comma-separated)")
+    parser.add_argument(
+        "--run", action="append", default=[], metavar="LABEL=RUN", help="A finished lever run on the same data"
+    )
+    parser.add_argument(
+        "--interpolate", action="append", default=[], metavar="LABEL", help="Also score a lever run's WiSE-FT grid"
+    )
     parser.add_argument("--out", type=Path, help="Write the figures as JSON here")
     args = parser.parse_args()
     if not SCIFACT.exists():
         sys.exit(f"SciFact not found at {SCIFACT}: this benchmark needs ../shared/datasets/scifact")
 
-    from sentence_transformers import SentenceTransformer
-
     from embedtune.cache import EmbeddingCache
     from embedtune.config import config_from_dict
     from embedtune.data.prepare import prepare_data
     from embedtune.evaluation.seen_unseen import seen_queries, training_positives
-    from embedtune.models.interpolation import interpolate_weights
     from embedtune.runs import load_run
     from embedtune.training.pipeline import load_base_model
 
@@ -103,45 +129,49 @@ def main() -> None:
     }
     cache = EmbeddingCache.from_settings(config.eval.cache_dir, config.eval.cache_max_gb)
     base = load_base_model(config)
-    tuned = SentenceTransformer(str(folder / "model"), device="cpu")
     batch = config.eval.batch_size
     rows = {"base": {"dev": evaluate(base, data.dev, cache, batch), "test": evaluate(base, data.report, cache, batch)}}
-    for alpha in [float(a) for a in args.alphas.split(",")]:
+    families: dict[str, dict[str, float]] = {}
+    for name, family, alpha, model in candidates(args, base, folder):
         t0 = time.time()
-        model = tuned if alpha == 1.0 else interpolate_weights(base, tuned, alpha)
-        label = "control" if alpha == 1.0 else f"wise-ft α={alpha:g}"
-        rows[label] = {
+        rows[name] = {
             "dev": evaluate(model, data.dev, cache, batch),
             "test": evaluate(model, data.report, cache, batch),
         }
-        rows[label]["seconds"] = round(time.time() - t0, 1)
+        rows[name]["seconds"] = round(time.time() - t0, 1)
+        families.setdefault(family, {})[name] = alpha
         print(
-            f"{label}: dev {mean(rows[label]['dev']):.4f}, test {mean(rows[label]['test']):.4f} "
-            f"({rows[label]['seconds']} s)",
+            f"{name}: dev {mean(rows[name]['dev']):.4f}, test {mean(rows[name]['test']):.4f} "
+            f"({rows[name]['seconds']} s)",
             flush=True,
         )
 
-    candidates = [label for label in rows if label != "base"]
-    alphas = {label: 1.0 if label == "control" else float(label.split("=")[1]) for label in candidates}
-    auto = max(candidates, key=lambda label: (round(mean(rows[label]["dev"]), 6), -alphas[label]))
+    autos = {  # what train.interpolation=auto would pick on dev in each family: best dev, ties to the smaller α
+        max(members, key=lambda name: (round(mean(rows[name]["dev"]), 6), -members[name]))
+        for members in families.values()
+        if len(members) > 1
+    }
     base_test, control_test = rows["base"]["test"], rows["control"]["test"]
     print(f"\nSciFact, control run {folder} (trained {control_time:.0f} s here; 0 when reused)")
-    print(f"groups: {', '.join(f'{g} {len(ids)}' for g, ids in groups.items())} test queries; auto picks {auto}")
-    print("| model | dev nDCG@10 | test nDCG@10 | seen Δ vs base | unseen Δ vs base | all Δ vs control |")
-    print("|---|---|---|---|---|---|")
+    print(f"groups: {', '.join(f'{g} {len(ids)}' for g, ids in groups.items())} test queries; (auto) = dev's pick")
+    print(
+        "| model | dev nDCG@10 | test nDCG@10 | seen Δ vs base | unseen Δ vs base | all Δ vs control "
+        "| unseen Δ vs control |"
+    )
+    print("|---|---|---|---|---|---|---|")
     for label, row in rows.items():
         test = row["test"]
         print(
-            f"| {label}{' (auto)' if label == auto else ''} | {mean(row['dev']):.4f} | {mean(test):.4f} | "
+            f"| {label}{' (auto)' if label in autos else ''} | {mean(row['dev']):.4f} | {mean(test):.4f} | "
             f"{compare(base_test, test, groups['seen'])} | {compare(base_test, test, groups['unseen'])} | "
-            f"{compare(control_test, test, groups['all'])} |"
+            f"{compare(control_test, test, groups['all'])} | {compare(control_test, test, groups['unseen'])} |"
         )
     if args.out:
         summary = {
             label: {"dev": mean(r["dev"]), **{g: mean(r["test"], ids) for g, ids in groups.items()}}
             for label, r in rows.items()
         }
-        args.out.write_text(json.dumps({"auto": auto, "rows": summary}, indent=2))
+        args.out.write_text(json.dumps({"auto": sorted(autos), "rows": summary}, indent=2))
 
 
 if __name__ == "__main__":
