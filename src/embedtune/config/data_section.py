@@ -21,6 +21,10 @@ def _path(value: str, key: str) -> str:
     return os.path.expanduser(value)
 
 
+MIX_SAMPLING = ("proportional", "round_robin")
+"""Values of ``data.mix_sampling`` (sentence-transformers' ``MultiDatasetBatchSamplers``)."""
+
+
 @dataclass
 class DataConfig:
     """Where the training and evaluation data come from. Raises ConfigError (``data.<key>: ...``) on a bad value."""
@@ -47,6 +51,18 @@ class DataConfig:
         "test",
         "Split reported at the end, base vs fine-tuned (never used for selection): test, dev (no held-out split) or "
         "another split the BEIR folder ships; never train.",
+    )
+    mix: list[str] = _setting(
+        None,
+        "More training data mixed in: BEIR folders (their train qrels) or training JSONL files. Each source is its "
+        "own dataset and a batch never mixes sources, so in-batch negatives stay meaningful; dev and test stay the "
+        "run's own.",
+        default_factory=list,
+    )
+    mix_sampling: str = _setting(
+        "proportional",
+        "How batches are drawn across data.mix: 'proportional' (every row of every source once per epoch) or "
+        "'round_robin' (one batch per source in turn, until the smallest runs out).",
     )
     max_hard_negatives: int = _setting(3, "Hard negatives per query used in training (the first n of 'neg').")
     feature_weights: str | None = _setting(
@@ -86,6 +102,12 @@ class DataConfig:
             "data.eval_split",
             "'train' is the split the run trains on (and carves dev and test from), so a report on it would measure "
             "memorisation; report on test (the default), dev, or another split the folder ships",
+        )
+        self.mix = [_path(path, "data.mix") for path in self.mix]
+        _require(
+            self.mix_sampling in MIX_SAMPLING,
+            "data.mix_sampling",
+            f"must be one of {', '.join(MIX_SAMPLING)}, got {shorten(self.mix_sampling)}",
         )
         _require(self.max_hard_negatives >= 0, "data.max_hard_negatives", "must be >= 0")
         _require(self.dev_max_corpus is None or self.dev_max_corpus > 0, "data.dev_max_corpus", "must be > 0")

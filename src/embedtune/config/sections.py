@@ -283,11 +283,24 @@ class ExperimentConfig:
             "loss.anchor_weight",
             f"anchors the encoder's weights, {frozen}; set it to 0",
         )
+        self._check_mix()
         _require(
             not (train.group_by_length and self.curriculum.enabled),
             "train.group_by_length",
             "a curriculum orders its own batches: drop one of train.group_by_length and curriculum.enabled",
         )
+
+    def _check_mix(self) -> None:
+        if not self.data.mix:
+            return
+        conflicts = {
+            "train.mode": self.train_mode.cached_embeddings,
+            "curriculum.enabled": self.curriculum.enabled,
+            "train.group_by_length": self.train.group_by_length,
+            "loss.name": self.loss.uses_pairs,
+        }
+        for key, conflict in conflicts.items():
+            _require(not conflict, key, "cannot be combined with data.mix (one dataset per source, one per batch)")
 
     def to_dict(self) -> dict[str, Any]:
         """Return the resolved settings as nested plain dicts (JSON-serialisable).

@@ -12,7 +12,7 @@ from collections.abc import Container, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-from embedtune.data.types import Qrels, RetrievalSet
+from embedtune.data.types import Qrels, RetrievalSet, TrainingExample
 from embedtune.errors import DataError, check_unicode, reading, shorten
 from embedtune.io import iter_jsonl_objects, iter_text_lines, json_type_name, jsonl_line, write_lines_atomic
 
@@ -339,3 +339,25 @@ def dataset_files(folder: str | Path) -> list[Path]:
             raise DataError(folder, None, None, "folder not found")
         candidates = [folder / CORPUS_FILE, folder / QUERIES_FILE, *(folder / QRELS_DIR).glob("*.tsv")]
         return sorted(path for path in candidates if path.is_file())
+
+
+def examples_from_qrels(retrieval_set: RetrievalSet, split: str) -> list[TrainingExample]:
+    """One example per judged query of ``split``: its relevant documents (relevance > 0) as positives.
+
+    Args:
+        retrieval_set: Corpus, queries and qrels.
+        split: The qrels split to turn into examples, normally ``"train"``.
+
+    Returns:
+        The examples in qrels order; queries without a relevant document give none.
+
+    Raises:
+        KeyError: if ``split`` is not in ``retrieval_set.qrels``.
+    """
+    examples = []
+    for query_id, judgements in retrieval_set.qrels[split].items():
+        doc_ids = tuple(doc_id for doc_id, relevance in judgements.items() if relevance > 0)
+        if doc_ids:
+            positives = tuple(retrieval_set.corpus[doc_id] for doc_id in doc_ids)
+            examples.append(TrainingExample(query=retrieval_set.queries[query_id], pos=positives, pos_ids=doc_ids))
+    return examples

@@ -10,11 +10,11 @@ any model is loaded.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from embedtune.config import DataConfig
-from embedtune.data.beir import CORPUS_FILE, QRELS_DIR, QUERIES_FILE, check_split_name, load_beir
+from embedtune.data.beir import CORPUS_FILE, QRELS_DIR, QUERIES_FILE, check_split_name, examples_from_qrels, load_beir
 from embedtune.data.document_groups import relevant_texts, without_relevant_pairs, without_relevant_positives
 from embedtune.data.eval_splits import (
     BY_DOCUMENT,
@@ -27,6 +27,7 @@ from embedtune.data.eval_splits import (
     shipped_split,
 )
 from embedtune.data.feature_weights import FeatureWeights, load_feature_weights
+from embedtune.data.mix import MixSource, load_mix
 from embedtune.data.pairs import PairExample, is_pairs_file, load_pair_groups, pairs_outside, pairs_within
 from embedtune.data.splits import DEV_SPLIT, TEST_SPLIT, TRAIN_SPLIT, check_disjoint_splits, normalize_query
 from embedtune.data.training_file import load_triplets
@@ -57,12 +58,13 @@ class PreparedData:
         counts: ``train_queries`` (distinct training queries), ``train_examples``, ``dev_queries``,
             ``test_queries`` (queries of the held-out test split, 0 without one) and ``dropped_duplicates``
             (training examples or queries dropped because their text is a dev or test query's); with a pairs file
-            also ``train_pairs``.
+            also ``train_pairs``; with ``data.mix`` also ``mix_examples`` (all sources).
         train_pairs: With a labelled-pairs training file, the pairs left to train on (every pair whose ``text1`` is
             no dev or test query, those of a ``text1`` without a relevant pair included); ``train_examples`` then
             holds the same queries grouped. ``None`` for triplets or BEIR training data.
         eval_pairs: With a labelled-pairs file, the pairs of the dev and of the reported split's queries
             (``{"dev": [...], "report": [...]}``), for pair diagnostics; ``None`` otherwise.
+        mix: The ``data.mix`` sources (:mod:`embedtune.data.mix`), each trained as its own dataset; empty without.
     """
 
     train_examples: list[TrainingExample]
@@ -73,6 +75,7 @@ class PreparedData:
     counts: dict[str, int]
     train_pairs: list[PairExample] | None = None
     eval_pairs: dict[str, list[PairExample]] | None = None
+    mix: list[MixSource] = field(default_factory=list)
 
 
 @dataclass
@@ -183,29 +186,11 @@ def prepare_data(config: DataConfig) -> PreparedData:
     if sources.pairs is not None:
         counts["train_pairs"] = len(train_pairs)
         eval_pairs = {role: pairs_within(sources.pairs, split) for role, split in (("dev", dev), ("report", report))}
-    return PreparedData(train_examples, dev, report, report_role, sources.files(), counts, train_pairs, eval_pairs)
-
-
-def examples_from_qrels(retrieval_set: RetrievalSet, split: str) -> list[TrainingExample]:
-    """One example per judged query of ``split``: its relevant documents (relevance > 0) as positives.
-
-    Args:
-        retrieval_set: Corpus, queries and qrels.
-        split: The qrels split to turn into examples, normally ``"train"``.
-
-    Returns:
-        The examples in qrels order; queries without a relevant document give none.
-
-    Raises:
-        KeyError: if ``split`` is not in ``retrieval_set.qrels``.
-    """
-    examples = []
-    for query_id, judgements in retrieval_set.qrels[split].items():
-        doc_ids = tuple(doc_id for doc_id, relevance in judgements.items() if relevance > 0)
-        if doc_ids:
-            positives = tuple(retrieval_set.corpus[doc_id] for doc_id in doc_ids)
-            examples.append(TrainingExample(query=retrieval_set.queries[query_id], pos=positives, pos_ids=doc_ids))
-    return examples
+    mix = load_mix(config.mix, held_out_texts, held_out_docs)
+    if mix:
+        counts["mix_examples"] = sum(len(source.examples) for source in mix)
+    files = sources.files() + [path for source in mix for path in source.files]
+    return PreparedData(train_examples, dev, report, report_role, files, counts, train_pairs, eval_pairs, mix)
 
 
 def _eval_splits(config: DataConfig, sources: _Sources, pools: _Pools) -> tuple[EvalSplit, EvalSplit | None, set[str]]:

@@ -76,6 +76,7 @@ def training_arguments(
         logging_steps=train.logging_steps,
         report_to="none",
         batch_sampler=LengthGroupedBatchSampler if train.group_by_length else BatchSamplers.NO_DUPLICATES,
+        multi_dataset_batch_sampler=config.data.mix_sampling,  # with data.mix: one source per batch
         prompts=prompts,
         learning_rate_mapping=learning_rate_mapping or {},
         # an encoder frozen for the first epochs gets no gradients then, which DDP must be told to expect

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, replace
 
-from datasets import Dataset
+from datasets import Dataset, DatasetDict
 
 from embedtune.data.splits import normalize_query
 from embedtune.data.types import TrainingExample
@@ -40,6 +40,36 @@ def build_objective_dataset(
     """
     pad, teacher = objective.pads_negatives, objective.teacher_scores
     return build_train_dataset(examples, max_hard_negatives, pad_negatives=pad, teacher_scores=teacher)
+
+
+def build_mixed_dataset(
+    sources: list[tuple[str, list[TrainingExample]]], max_hard_negatives: int, objective: Objective
+) -> tuple[DatasetDict, FalseNegativeTable]:
+    """Build one dataset per source for ``data.mix``, from one table so row indices and false negatives are shared.
+
+    The rows of every source are built together (:func:`build_objective_dataset`: the same negative columns, row
+    indices that count across sources), then cut into one dataset per source; a multi-dataset batch sampler then
+    keeps each batch within one source.
+
+    Args:
+        sources: ``(name, examples)`` per source, the run's own data first.
+        max_hard_negatives: Upper bound on the negative columns.
+        objective: The objective the rows are built for.
+
+    Returns:
+        ``(datasets by name, the false-negative table of all rows)``.
+
+    Raises:
+        ValueError: as :func:`build_train_dataset`.
+    """
+    examples = [example for _, source in sources for example in source]
+    built = build_objective_dataset(examples, max_hard_negatives, objective)
+    datasets, start = {}, 0
+    for name, source in sources:
+        rows = sum(len(example.pos) for example in source)
+        datasets[name] = built.dataset.select(range(start, start + rows))
+        start += rows
+    return DatasetDict(datasets), built.false_negatives
 
 
 def build_train_dataset(

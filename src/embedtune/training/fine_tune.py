@@ -12,11 +12,12 @@ import logging
 import time
 from pathlib import Path
 
-from datasets import Dataset
+from datasets import Dataset, DatasetDict
 from sentence_transformers import SentenceTransformer, SentenceTransformerTrainer
 
 from embedtune.cache import EmbeddingCache
 from embedtune.config import ExperimentConfig
+from embedtune.data.mix import MAIN_DATASET
 from embedtune.data.prepare import EvalSplit, PreparedData
 from embedtune.evaluation.candidate_pool import dev_candidate_pool
 from embedtune.evaluation.retrieval_evaluator import RetrievalEvaluator
@@ -28,7 +29,7 @@ from embedtune.runs.layout import CHECKPOINTS_DIR
 from embedtune.training import modes
 from embedtune.training.arguments import column_prompts, training_arguments
 from embedtune.training.curriculum import build_curriculum
-from embedtune.training.dataset import build_objective_dataset
+from embedtune.training.dataset import build_mixed_dataset, build_objective_dataset
 from embedtune.training.pair_dataset import build_pair_dataset
 from embedtune.training.trainer_setup import run_writer, standard_callbacks, train_and_close
 
@@ -62,8 +63,8 @@ def fine_tune(
     train_dataset, context = training_data(config, data)
     curriculum = build_curriculum(config, data, train_dataset)  # None unless curriculum.enabled
     train_dataset = curriculum.dataset if curriculum is not None else train_dataset
-    logger.info("Training rows: %d, columns: %s", len(train_dataset), ", ".join(train_dataset.column_names))
-    prompts = column_prompts(train_dataset.column_names, query_prompt(model), document_prompt(model))
+    columns = _columns(train_dataset)
+    prompts = column_prompts(columns, query_prompt(model), document_prompt(model))
     loss = build_loss(model, config.loss, context)
     writer = run_writer(folder)
     callbacks = standard_callbacks(config, writer, loss)
@@ -85,14 +86,30 @@ def fine_tune(
     return trainer
 
 
-def training_data(config: ExperimentConfig, data: PreparedData) -> tuple[Dataset, LossContext]:
-    """Build the trainer's dataset and what the loss needs from it (false-negative table, guide model)."""
+def _columns(dataset: Dataset | DatasetDict) -> list[str]:
+    """Log the training rows (per ``data.mix`` source) and return the column names."""
+    if isinstance(dataset, DatasetDict):
+        sizes = ", ".join(f"{name} {len(part)}" for name, part in dataset.items())
+        columns = next(iter(dataset.values())).column_names
+        logger.info("Training rows by source (batches never mix them): %s; columns: %s", sizes, ", ".join(columns))
+        return columns
+    logger.info("Training rows: %d, columns: %s", len(dataset), ", ".join(dataset.column_names))
+    return dataset.column_names
+
+
+def training_data(config: ExperimentConfig, data: PreparedData) -> tuple[Dataset | DatasetDict, LossContext]:
+    """Build the trainer's dataset (one per source with ``data.mix``) and what the loss needs from it."""
     guide = None
     if uses_guide_model(config.loss):
         guide = load_model(config.loss.guide_model, config.model.max_seq_length)
     if data.train_pairs is not None:
         return build_pair_dataset(data.train_pairs), LossContext(guide=guide)
-    built = build_objective_dataset(data.train_examples, config.data.max_hard_negatives, objective_of(config.loss))
+    objective = objective_of(config.loss)
+    if data.mix:
+        sources = [(MAIN_DATASET, data.train_examples)] + [(source.name, source.examples) for source in data.mix]
+        datasets, table = build_mixed_dataset(sources, config.data.max_hard_negatives, objective)
+        return datasets, LossContext(false_negatives=table, guide=guide)
+    built = build_objective_dataset(data.train_examples, config.data.max_hard_negatives, objective)
     return built.dataset, LossContext(false_negatives=built.false_negatives, guide=guide)
 
 

@@ -194,7 +194,7 @@ def _check_teacher_scores(loss: LossConfig, data: PreparedData) -> None:
     try:
         if data.train_pairs is not None:
             raise ValueError("labelled pairs carry no teacher scores")
-        check_teacher_scores(data.train_examples)
+        check_teacher_scores(data.train_examples + [e for source in data.mix for e in source.examples])
     except ValueError as error:
         raise ConfigError(
             f"loss.name: {loss.name} trains on teacher scores, but {error}; score the training file with "
