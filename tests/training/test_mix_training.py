@@ -70,7 +70,8 @@ def test_distillation_needs_scores_in_every_source(tiny_model_dir, tiny_beir, tm
     from tests.training.test_objectives_pipeline import write_scored_file
 
     scored = write_scored_file(tmp_path / "scored.jsonl")
-    extra = write_noise_beir(tmp_path / "noise")  # qrels only: no hard negatives, no scores
+    extra = write_scored_file(tmp_path / "unscored.jsonl", scores=False)
+    extra.write_text(extra.read_text().replace("what color", "which colour"))  # other queries than the run's own
     config = tiny_config(
         tiny_model_dir,
         tiny_beir,

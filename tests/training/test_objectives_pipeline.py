@@ -176,13 +176,27 @@ def test_distillation_without_teacher_scores_is_refused_before_any_run_folder(ti
 
     monkeypatch.setattr(pipeline, "load_model", fail_if_called)
     unscored = write_scored_file(tmp_path / "train.jsonl", scores=False)
-    for data in ((), (f"data.train_file={unscored}",)):
+    cases = {"the record of query 'what color is the ": (f"data.train_file={unscored}",), "no training record has": ()}
+    for problem, data in cases.items():
         with pytest.raises(ConfigError) as error:
             run_training(tiny_config(Path("unused"), tiny_beir, tmp_path / "runs", "loss.name=margin_mse", *data))
         message = str(error.value)
-        assert message.startswith("loss.name: margin_mse trains on teacher scores, but the record of query ")
+        assert message.startswith(f"loss.name: margin_mse trains on teacher scores, but {problem}")
         assert "embedtune mine --teacher MODEL" in message
     assert not (tmp_path / "runs").exists()
+
+
+def test_distillation_drops_records_without_a_hard_negative(tiny_model_dir, tiny_beir, tmp_path, caplog):
+    train_file = write_scored_file(tmp_path / "train.jsonl")
+    lines = train_file.read_text().splitlines()
+    bare = {"query": "which fruit is sweet", "pos": ["the sweet fruit"], "pos_scores": [0.9]}
+    train_file.write_text("\n".join([*lines, json.dumps(bare)]) + "\n")
+    config = tiny_config(
+        tiny_model_dir, tiny_beir, tmp_path / "runs", f"data.train_file={train_file}", "loss.name=margin_mse", *QUICK
+    )
+    metrics = finished(run_training(config))
+    assert "margin_mse: dropped 1 training records without a hard negative" in caplog.text
+    assert metrics["num_train_examples"] == metrics["splits"]["train_examples"]
 
 
 def test_an_anchored_run_logs_the_encoders_drift(tiny_model_dir, tiny_beir, tmp_path):

@@ -135,6 +135,12 @@ def build_train_dataset(
     return TrainDataset(Dataset.from_dict(columns), table, num_negatives)
 
 
+def with_negatives(examples: list[TrainingExample]) -> tuple[list[TrainingExample], int]:
+    """Return ``(the records with at least one hard negative, how many were left out)``."""
+    kept = [example for example in examples if example.neg]
+    return kept, len(examples) - len(kept)
+
+
 def check_teacher_scores(examples: list[TrainingExample]) -> None:
     """Check that every record can train a distillation objective: a hard negative, and a score for every passage.
 

@@ -42,7 +42,7 @@ from embedtune.runs.outputs import (
 from embedtune.runs.writer import check_resumable, is_main_process, resume_run, run_on_main_process
 from embedtune.training import mode, modes
 from embedtune.training.curriculum import curriculum_record
-from embedtune.training.dataset import check_teacher_scores
+from embedtune.training.dataset import check_teacher_scores, with_negatives
 from embedtune.training.final_eval import Figures, FinalEvaluation, per_query_record, score_distribution_record
 from embedtune.training.interpolation import interpolate_on_dev
 from embedtune.training.run_records import loss_history, peak_memory_mb, write_run_report
@@ -161,11 +161,12 @@ def fit_data_to_loss(loss: LossConfig, data: PreparedData) -> PreparedData:
     Raises:
         ConfigError: if a pair objective gets (query, positive, negatives) data, naming the setting; or when no
             training pair of an InfoNCE-style run is labelled relevant; or when a distillation objective gets a
-            record without a hard negative or a teacher score (``pos_scores`` / ``neg_scores``), or labelled pairs.
+            record without a teacher score (``pos_scores`` / ``neg_scores``), no record with a hard negative, or
+            labelled pairs (records without a hard negative are dropped for it, with a warning).
     """
     has_pairs = data.train_pairs is not None
     if objective_of(loss).teacher_scores:
-        _check_teacher_scores(loss, data)
+        data = _fit_teacher_scores(loss, data)
     if loss.uses_pairs and not has_pairs:
         raise ConfigError(
             f"loss.name: {loss.name} trains on labelled pairs; set data.train_file to a JSONL file of "
@@ -189,17 +190,27 @@ def fit_data_to_loss(loss: LossConfig, data: PreparedData) -> PreparedData:
     return replace(data, train_examples=examples, train_pairs=None, counts=counts)
 
 
-def _check_teacher_scores(loss: LossConfig, data: PreparedData) -> None:
-    """Refuse a distillation objective on records without teacher scores, before any model loads."""
+def _fit_teacher_scores(loss: LossConfig, data: PreparedData) -> PreparedData:
+    """Drop records without a hard negative (no margin to learn) and refuse any without teacher scores."""
     try:
         if data.train_pairs is not None:
             raise ValueError("labelled pairs carry no teacher scores")
-        check_teacher_scores(data.train_examples + [e for source in data.mix for e in source.examples])
+        examples, dropped = with_negatives(data.train_examples)
+        mix = [replace(source, examples=with_negatives(source.examples)[0]) for source in data.mix]
+        dropped += sum(len(before.examples) - len(after.examples) for before, after in zip(data.mix, mix, strict=True))
+        if not examples:
+            raise ValueError("no training record has a hard negative")
+        check_teacher_scores(examples + [example for source in mix for example in source.examples])
     except ValueError as error:
         raise ConfigError(
             f"loss.name: {loss.name} trains on teacher scores, but {error}; score the training file with "
             "`embedtune mine --teacher MODEL` or give pos_scores/neg_scores in data.train_file"
         ) from None
+    if dropped:
+        logger.warning(
+            "%s: dropped %d training records without a hard negative (nothing to distil)", loss.name, dropped
+        )
+    return replace(data, train_examples=examples, mix=mix, counts=dict(data.counts, train_examples=len(examples)))
 
 
 def load_base_model(config: ExperimentConfig) -> SentenceTransformer:
