@@ -121,7 +121,7 @@ def append_markdown(results: dict[str, dict]) -> None:
     base = next(result["base"] for result in results.values() if "base" in result)
     if not BENCHMARKS_MD.exists():
         BENCHMARKS_MD.write_text(
-            "# Benchmarks\n\nRows are appended by the scripts under `bench/`; figures are test-split metrics "
+            "# Benchmarks\n\nRows are added by the scripts under `bench/`; figures are test-split metrics "
             "over the whole corpus.\n\n"
             "| date | commit | bench | recipe | settings | nDCG@10 | MRR@10 | Recall@100 | train s | wall s | "
             "peak MiB |\n|---|---|---|---|---|---|---|---|---|---|---|\n"
@@ -139,8 +139,15 @@ def append_markdown(results: dict[str, dict]) -> None:
             f"| {date.today()} | {commit} | scifact | {label} | {result['settings']} | {figures} | "
             f"{result['train_time_s']:.0f} | {result['wall_time_s']:.0f} | {result['peak_memory_mb']:.0f} |"
         )
-    with BENCHMARKS_MD.open("a", encoding="utf-8") as handle:
-        handle.write("\n".join(rows) + "\n")
+    insert_rows(BENCHMARKS_MD, rows)
+
+
+def insert_rows(path: Path, rows: list[str]) -> None:
+    """Add ``rows`` at the end of the file's first table (the sections below it stay below)."""
+    lines = path.read_text(encoding="utf-8").splitlines()
+    first = next(i for i, line in enumerate(lines) if line.startswith("|"))
+    end = next((i for i in range(first, len(lines)) if not lines[i].startswith("|")), len(lines))
+    path.write_text("\n".join(lines[:end] + rows + lines[end:]) + "\n", encoding="utf-8")
 
 
 def main() -> None:
