@@ -31,18 +31,18 @@ def _check_metric(name: str, key: str) -> None:
         raise ConfigError(f"{key}: {error if len(name) <= 80 else f'unsupported metric {shorten(name)}'}") from None
 
 
-def _check_name(name: str) -> None:
+def _check_name(name: str, key: str = "name") -> None:
     _require(
-        bool(name.strip()) and name not in (".", ".."), "name", f"must not be empty, '.' or '..', got {shorten(name)}"
+        bool(name.strip()) and name not in (".", ".."), key, f"must not be empty, '.' or '..', got {shorten(name)}"
     )
     bad = any(char in "/\\" or ord(char) < 32 or 127 <= ord(char) < 160 for char in name)
-    _require(not bad, "name", f"must not contain '/', '\\' or control characters, got {shorten(name)}")
-    _require(len(name) <= MAX_NAME_CHARS, "name", f"must be at most {MAX_NAME_CHARS} characters, got {len(name)}")
+    _require(not bad, key, f"must not contain '/', '\\' or control characters, got {shorten(name)}")
+    _require(len(name) <= MAX_NAME_CHARS, key, f"must be at most {MAX_NAME_CHARS} characters, got {len(name)}")
     try:
         size = len(name.encode("utf-8", "surrogateescape"))
     except UnicodeEncodeError:
-        raise ConfigError(f"name: must be valid Unicode text, got {shorten(name)}") from None
-    _require(size <= MAX_NAME_BYTES, "name", f"must be at most {MAX_NAME_BYTES} bytes in UTF-8, got {size}")
+        raise ConfigError(f"{key}: must be valid Unicode text, got {shorten(name)}") from None
+    _require(size <= MAX_NAME_BYTES, key, f"must be at most {MAX_NAME_BYTES} bytes in UTF-8, got {size}")
 
 
 @dataclass
@@ -190,6 +190,11 @@ class EvalConfig:
     cache_max_gb: float = _setting(
         2.0, "Size cap of the embedding cache in GiB (least recently used embeddings are evicted); 0 disables it."
     )
+    report_test: bool = _setting(
+        True,
+        "False: the run never evaluates the test split and reports dev, the selection split, labelled as such "
+        "(`embedtune tune` trials; the study evaluates test once, for its best trial).",
+    )
 
     def __post_init__(self) -> None:
         _check_fields(self, "eval.")
@@ -215,6 +220,9 @@ class ExperimentConfig:
 
     name: str = _setting("run", "Run name; the folder is runs/<YYYYmmdd-HHMMSS>-<name>.")
     runs_dir: str = _setting("runs", "Folder holding the run folders.")
+    study: str | None = _setting(
+        None, "The `embedtune tune` study this run is a trial of (set by tune; `runs list` groups its trials)."
+    )
     model: ModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=DataConfig)
     loss: LossConfig = field(default_factory=LossConfig)
@@ -227,6 +235,8 @@ class ExperimentConfig:
     def __post_init__(self) -> None:
         _check_fields(self, "")
         _check_name(self.name)
+        if self.study is not None:
+            _check_name(self.study, "study")
         self.runs_dir = _path(self.runs_dir, "runs_dir")
         _require(
             self.data.path is not None or self.data.train_file is not None, "data", "set data.path or data.train_file"

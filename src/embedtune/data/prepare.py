@@ -10,7 +10,7 @@ any model is loaded.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from embedtune.config import DataConfig
@@ -76,6 +76,14 @@ class PreparedData:
     train_pairs: list[PairExample] | None = None
     eval_pairs: dict[str, list[PairExample]] | None = None
     mix: list[MixSource] = field(default_factory=list)
+
+    def without_test(self) -> PreparedData:
+        """Return the same data reporting dev (the selection split) instead of test, so test is never evaluated.
+
+        Training and dev are unchanged (the test queries stay held out of training); only what is reported moves.
+        """
+        pairs = None if self.eval_pairs is None else {"dev": self.eval_pairs["dev"], "report": self.eval_pairs["dev"]}
+        return replace(self, report=self.dev, report_role=SELECTION_ROLE, eval_pairs=pairs)
 
 
 @dataclass

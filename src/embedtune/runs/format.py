@@ -55,10 +55,11 @@ def split_label(report: Report, short: bool = False) -> str:
 
 
 def format_run_list(runs: Sequence[RunInfo]) -> str:
-    """Render runs as a plain-text table, one line per run.
+    """Render runs as a plain-text table, one line per run; the trials of each ``embedtune tune`` study grouped.
 
     Columns: run folder, status, base model, primary metric as ``name base -> fine-tuned (delta)``, the split those
-    figures come from (a selection split is marked), wall time.
+    figures come from (a selection split is marked), wall time. Ordinary runs come first, in the order given; then
+    each study's trials under a ``study NAME (n trials)`` line, indented.
 
     Args:
         runs: Runs to show, in the order given.
@@ -69,18 +70,25 @@ def format_run_list(runs: Sequence[RunInfo]) -> str:
     if not runs:
         return "No runs found."
     headers = ["RUN", "STATUS", "BASE MODEL", "PRIMARY METRIC (BASE -> FINE-TUNED)", "SPLIT", "WALL TIME"]
-    rows = [
-        [
-            run.folder,
-            run.status,
-            run.base_model or NO_VALUE,
-            _primary_summary(run.metrics),
-            split_label(run.report) if run.report else NO_VALUE,
-            format_duration(run.metrics.wall_time_s if run.metrics else None),
-        ]
-        for run in runs
-    ]
+    studies: dict[str, list[RunInfo]] = {}
+    for run in runs:
+        studies.setdefault(run.config.get("study") or "", []).append(run)
+    rows = [_run_row(run) for run in studies.pop("", [])]
+    for study, trials in studies.items():
+        rows.append([f"study {study} ({len(trials)} trials)", "", "", "", "", ""])
+        rows += [[f"  {cells[0]}", *cells[1:]] for cells in map(_run_row, trials)]
     return format_table(headers, rows)
+
+
+def _run_row(run: RunInfo) -> list[str]:
+    return [
+        run.folder,
+        run.status,
+        run.base_model or NO_VALUE,
+        _primary_summary(run.metrics),
+        split_label(run.report) if run.report else NO_VALUE,
+        format_duration(run.metrics.wall_time_s if run.metrics else None),
+    ]
 
 
 def format_run_show(run: RunInfo) -> str:

@@ -112,6 +112,7 @@ def run_training(config: ExperimentConfig, resume: Path | None = None) -> RunRes
     join_process_group()  # torchrun / accelerate launch: rank 0 alone writes the run folder
     mode.check_mode_libraries(config)  # e.g. a transformers that refuses the installed peft, before anything loads
     data = prepare_data(config.data)
+    data = data if config.eval.report_test else data.without_test()  # a tune trial never sees test
     data = fit_data_to_loss(config.loss, data)
     check_curriculum(config, data)  # a bad phase or unscored data stops here, before any model loads
     extra_splits = [load_extra_split(spec) for spec in config.eval.extra_datasets]
@@ -132,7 +133,7 @@ def run_training(config: ExperimentConfig, resume: Path | None = None) -> RunRes
     log_handler = _attach_log_file(folder / TRAIN_LOG_FILE)
     try:
         logger.info("Run folder %s", folder)
-        _log_data_summary(data)
+        _log_data_summary(data, config.eval.report_test)
         result = _train_and_report(config, data, extra_splits, model, folder, started, setup)
     except KeyboardInterrupt:
         fail_run(folder, "interrupted by the user (KeyboardInterrupt)", interrupted=True)
@@ -249,7 +250,7 @@ def _train_and_report(
     )
 
 
-def _tuned_model_cache(config: ExperimentConfig, shared: EmbeddingCache | None, scratch: Path) -> EmbeddingCache:
+def tuned_model_cache(config: ExperimentConfig, shared: EmbeddingCache | None, scratch: Path) -> EmbeddingCache:
     """Return the cache the fine-tuned model encodes through, for dev confirmation and then the test evaluation.
 
     A frozen encoder's embeddings are the base model's, so a model that is a frozen encoder plus a head reads them
@@ -278,7 +279,7 @@ def _select_and_report(
     history = dev_history(trainer.state.log_history, primary)
     base_model = load_base_model(config)
     with tempfile.TemporaryDirectory(prefix="embedtune-dev-") as scratch:
-        tuned_cache = _tuned_model_cache(config, final.cache, Path(scratch))
+        tuned_cache = tuned_model_cache(config, final.cache, Path(scratch))
         candidate = interpolate_on_dev(config, data.dev, base_model, trainer.model, tuned_cache)  # WiSE-FT
         selection = decide_on_dev(config, data.dev, history, base_model, candidate.model, (final.cache, tuned_cache))
         selection = candidate.annotate(selection)
@@ -362,10 +363,12 @@ def _split_label(data: PreparedData) -> str:
     return data.report.name
 
 
-def _log_data_summary(data: PreparedData) -> None:
+def _log_data_summary(data: PreparedData, report_test: bool) -> None:
     counts = ", ".join(f"{key} {value}" for key, value in data.counts.items())
     logger.info("Data: %s. Dev: %s. Reported split: %s.", counts, data.dev.source, data.report.source)
-    if data.report_role == "selection":
+    if not report_test:
+        logger.info("eval.report_test=false: this run reports dev, the selection split, and never evaluates test")
+    elif data.report_role == "selection":
         logger.warning(
             "No test split (data.test_fraction=0 or data.eval_split=dev): final figures are on dev, the split that "
             "selects the checkpoint, and are optimistic."

@@ -8,6 +8,9 @@ their console output from here, so a run logs, checkpoints and resumes the same 
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +32,22 @@ from embedtune.training.callbacks import (
     QuietProgressCallback,
 )
 
+_EXTRA_CALLBACKS: ContextVar[tuple[TrainerCallback, ...]] = ContextVar("embedtune_extra_callbacks", default=())
+
+
+@contextmanager
+def extra_callbacks(*callbacks: TrainerCallback) -> Iterator[None]:
+    """Give every trainer built inside the ``with`` block these callbacks too, whatever the training mode.
+
+    How a caller that runs whole runs watches their training, e.g. ``embedtune tune`` reporting each dev evaluation
+    to its pruner (:mod:`embedtune.tuning.objective`).
+    """
+    token = _EXTRA_CALLBACKS.set(_EXTRA_CALLBACKS.get() + callbacks)
+    try:
+        yield
+    finally:
+        _EXTRA_CALLBACKS.reset(token)
+
 
 class SilentWriter:
     """The TensorBoard writer of processes other than rank 0: rank 0 alone writes the run folder."""
@@ -46,6 +65,8 @@ def standard_callbacks(
     config: ExperimentConfig, writer: SummaryWriter | SilentWriter, loss: nn.Module
 ) -> list[TrainerCallback]:
     """Return the callbacks of every run: TensorBoard, one console line per event, the loss's parts, gradients.
+
+    Those given to :func:`extra_callbacks` around the run come last.
 
     Args:
         config: The run settings (``train.primary_metric``, ``train.log_module_grad_norms``,
@@ -65,7 +86,7 @@ def standard_callbacks(
         callbacks.append(
             GradientMonitorCallback(writer, config.train.log_module_grad_norms, config.train.log_grad_histograms)
         )
-    return callbacks
+    return callbacks + list(_EXTRA_CALLBACKS.get())
 
 
 def _components_of(loss: nn.Module) -> LossComponents | None:

@@ -1,0 +1,112 @@
+"""One trial of ``embedtune tune``: an ordinary run with the trial's settings, scored on dev only, pruned early.
+
+The trial's run reports dev, never test (``eval.report_test: false``), and its value is the dev figure of the model
+the run ships, under the run's own selection rule (the base model's when fine-tuning did not beat it). Each dev
+evaluation during training goes to the study's pruner; a pruned trial stops training, then finishes its run folder
+like any run, so nothing a trial made is half-written.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import optuna
+from transformers import TrainerCallback
+
+from embedtune.config import ExperimentConfig, config_from_dict
+from embedtune.config.files import apply_overrides
+from embedtune.runs import CHOSEN_BASE, RunMetrics, find_runs, load_run
+from embedtune.training.pipeline import run_training
+from embedtune.training.trainer_setup import extra_callbacks
+from embedtune.tuning.space import Param, format_value
+from embedtune.tuning.study import RESUME_OF_ATTR, claim
+
+logger = logging.getLogger(__name__)
+
+RUN_ATTR = "run"
+
+
+class DevReporter(TrainerCallback):
+    """Report each dev evaluation of a run to an Optuna trial and stop training when the pruner says so.
+
+    Args:
+        trial: The trial the run belongs to.
+        primary: The primary metric (``ndcg@10``); the trainer logs it as ``eval_dev_<metric>``.
+    """
+
+    def __init__(self, trial: optuna.Trial, primary: str) -> None:
+        self.trial = trial
+        self.key = f"eval_dev_{primary.lower()}"
+        self.pruned_at: int | None = None
+
+    def on_evaluate(self, args: Any, state: Any, control: Any, metrics: dict | None = None, **kwargs: Any) -> None:
+        """Report the dev figure at this step; ask the pruner whether to go on."""
+        if not metrics or self.key not in metrics:
+            return
+        self.trial.report(float(metrics[self.key]), state.global_step)
+        if self.trial.should_prune():
+            self.pruned_at = state.global_step
+            control.should_training_stop = True
+
+
+def trial_config(base: dict[str, Any], study: str, number: int, values: dict[str, Any]) -> ExperimentConfig:
+    """Return the configuration of trial ``number``: ``base`` with the sampled ``values``, named ``<study>-t<number>``.
+
+    Raises:
+        ConfigError: for a value the configuration refuses (the space is checked before a study starts).
+    """
+    overrides = [f"{key}={format_value(value)}" for key, value in values.items()]
+    overrides += [f"name={study}-t{number}", f"study={study}", "eval.report_test=false"]
+    return config_from_dict(apply_overrides(base, overrides))
+
+
+def shipped_dev(metrics: RunMetrics) -> float:
+    """Return the dev figure of the model a run ships: the base model's when the selection kept it."""
+    selection = metrics.selection
+    return selection.base_dev if selection.chosen == CHOSEN_BASE else selection.best_dev
+
+
+def trial_run(runs_dir: str | Path, study: str, number: int) -> Path | None:
+    """Return the run folder of trial ``number`` of ``study`` (the newest when several), or ``None``."""
+    name = f"{study}-t{number}"
+    matches = [
+        run.path
+        for run in find_runs(runs_dir)
+        if run.record is not None and run.record.config.get("study") == study and run.name == name
+    ]
+    return max(matches, default=None)
+
+
+def run_trial(trial: optuna.Trial, base: dict[str, Any], space: list[Param], study: str) -> float:
+    """Run one trial and return its dev value.
+
+    A trial queued to resume a dead one (``resume_of``) continues that trial's run folder when it is unfinished, or
+    takes its figures when it finished.
+
+    Raises:
+        optuna.TrialPruned: after the run finished, when the pruner stopped its training.
+        embedtune.training.pipeline.RunFailedError: when the run fails (the study goes on with the next trial).
+    """
+    values = {param.key: param.suggest(trial) for param in space}
+    claim(trial)
+    config = trial_config(base, study, trial.number, values)
+    reporter = DevReporter(trial, config.train.primary_metric)
+    earlier = trial.user_attrs.get(RESUME_OF_ATTR)
+    folder = trial_run(config.runs_dir, study, earlier) if earlier is not None else None
+    if folder is not None and load_run(folder).status == "finished":
+        metrics = load_run(folder).metrics
+        logger.info("Trial %d takes the figures of %s (trial %d finished it)", trial.number, folder, earlier)
+    else:
+        if folder is not None:
+            logger.info("Trial %d resumes %s (trial %d)", trial.number, folder, earlier)
+            config = config_from_dict(load_run(folder).record.config)
+        with extra_callbacks(reporter):
+            result = run_training(config, resume=folder)
+        folder, metrics = result.folder, result.metrics
+    trial.set_user_attr(RUN_ATTR, str(folder))
+    value = shipped_dev(metrics)
+    if reporter.pruned_at is not None:
+        raise optuna.TrialPruned(f"pruned at step {reporter.pruned_at} (dev {config.train.primary_metric})")
+    return value
