@@ -85,6 +85,10 @@ def test_trials_never_see_test_and_the_best_trial_is_tested_once(
     assert stored["trial"] == outcome.best.number and stored["split"] == "test" and stored["split_role"] == "test"
     assert stored["fine_tuned"]["ndcg@10"] > stored["base"]["ndcg@10"]  # the noise set: a head learns to ignore noise
     assert set(stored["seen_unseen"]) >= {"seen", "unseen", "verdict"}
+    per_query = json.loads((study_folder(runs, "s") / best.BEST_PER_QUERY_FILE).read_text())
+    assert per_query["trial"] == outcome.best.number and set(per_query["fine_tuned"]) == test_ids
+    mean = sum(scores["ndcg@10"] for scores in per_query["fine_tuned"].values()) / len(test_ids)
+    assert mean == pytest.approx(stored["fine_tuned"]["ndcg@10"], abs=1e-6)
 
     again = best.test_once(study_folder(runs, "s"), outcome.best)
     assert again == stored and len([ids for ids in evaluated_queries if ids & test_ids]) == 2

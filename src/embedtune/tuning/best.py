@@ -2,7 +2,8 @@
 
 Trials never see test. Once the study stops, the best trial (by dev) is evaluated on test once, beside the base
 model, overall and on seen / unseen queries apart, with the paired test, and the figures are kept in
-``best_test.json``; asking again for the same best trial reads them instead of evaluating again. When a resumed or
+``best_test.json`` (every metric per query in ``best_per_query.json``, for paired comparisons with other runs);
+asking again for the same best trial reads them instead of evaluating again. When a resumed or
 parallel study finds a better trial later, that one is evaluated once too, and the file keeps the trials evaluated
 before it (``earlier``), so nobody can pick among test figures unseen.
 """
@@ -26,7 +27,7 @@ from embedtune.evaluation.seen_unseen import seen_queries, split_comparison, tra
 from embedtune.io import atomic_file, write_json_atomic
 from embedtune.runs import load_run
 from embedtune.runs.layout import MODEL_DIR
-from embedtune.training.final_eval import FinalEvaluation
+from embedtune.training.final_eval import FinalEvaluation, per_query_record
 from embedtune.training.pipeline import fit_data_to_loss, load_base_model, tuned_model_cache
 from embedtune.tuning.objective import RUN_ATTR
 
@@ -34,6 +35,7 @@ logger = logging.getLogger(__name__)
 
 BEST_CONFIG_FILE = "best.yaml"
 BEST_TEST_FILE = "best_test.json"
+BEST_PER_QUERY_FILE = "best_per_query.json"
 
 
 def best_trial(study: optuna.Study) -> optuna.trial.FrozenTrial | None:
@@ -85,13 +87,14 @@ def test_once(folder: Path, trial: optuna.trial.FrozenTrial) -> dict[str, Any]:
         if stored.get("trial") == trial.number:
             return stored
         earlier = [*stored.get("earlier", []), stored["trial"]]
-    record = _evaluate_on_test(Path(trial.user_attrs[RUN_ATTR]), best_config(trial))
+    record, per_query = _evaluate_on_test(Path(trial.user_attrs[RUN_ATTR]), best_config(trial))
+    write_json_atomic(folder / BEST_PER_QUERY_FILE, {"trial": trial.number, **per_query})
     record = {"trial": trial.number, "dev": trial.value, **record, "earlier": earlier}
     write_json_atomic(path, record)
     return record
 
 
-def _evaluate_on_test(run: Path, settings: dict[str, Any]) -> dict[str, Any]:
+def _evaluate_on_test(run: Path, settings: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
     config = config_from_dict(settings)
     data = fit_data_to_loss(config.loss, prepare_data(config.data))
     final = FinalEvaluation(config, data.report, [])
@@ -102,7 +105,7 @@ def _evaluate_on_test(run: Path, settings: dict[str, Any]) -> dict[str, Any]:
         cache = tuned_model_cache(config, final.cache, Path(scratch))
         tuned = final.evaluate(SentenceTransformer(str(run / MODEL_DIR)), "fine-tuned", cache)
     seen = seen_queries(data.report, training_positives(data.train_examples))
-    return {
+    figures = {
         "run": str(run),
         "split": data.report.name,
         "split_role": data.report_role,
@@ -111,3 +114,4 @@ def _evaluate_on_test(run: Path, settings: dict[str, Any]) -> dict[str, Any]:
         "significance": final.significance(base, tuned),
         "seen_unseen": split_comparison(base.per_query, tuned.per_query, seen, primary),
     }
+    return figures, per_query_record(data.report.name, base, tuned, seen)

@@ -20,8 +20,9 @@ from embedtune.config.files import apply_overrides
 from embedtune.runs import CHOSEN_BASE, RunMetrics, find_runs, load_run
 from embedtune.training.pipeline import run_training
 from embedtune.training.trainer_setup import extra_callbacks
+from embedtune.tuning.feature_space import split_values, write_trial_weights
 from embedtune.tuning.space import Param, format_value
-from embedtune.tuning.study import RESUME_OF_ATTR, claim
+from embedtune.tuning.study import RESUME_OF_ATTR, claim, study_folder
 
 logger = logging.getLogger(__name__)
 
@@ -54,10 +55,19 @@ class DevReporter(TrainerCallback):
 def trial_config(base: dict[str, Any], study: str, number: int, values: dict[str, Any]) -> ExperimentConfig:
     """Return the configuration of trial ``number``: ``base`` with the sampled ``values``, named ``<study>-t<number>``.
 
+    Feature weights among ``values`` (``feature_weights.<feature>``) go into the trial's own weight config, written
+    in the study's folder (:func:`embedtune.tuning.feature_space.write_trial_weights`).
+
     Raises:
         ConfigError: for a value the configuration refuses (the space is checked before a study starts).
     """
-    overrides = [f"{key}={format_value(value)}" for key, value in values.items()]
+    settings, weights = split_values(values)
+    overrides = [f"{key}={format_value(value)}" for key, value in settings.items()]
+    if weights:
+        config = config_from_dict(base)
+        folder = study_folder(config.runs_dir, study)
+        path = write_trial_weights(config.data.feature_weights, weights, folder, number)
+        overrides.append(f"data.feature_weights={path}")
     overrides += [f"name={study}-t{number}", f"study={study}", "eval.report_test=false"]
     return config_from_dict(apply_overrides(base, overrides))
 

@@ -23,6 +23,7 @@ from embedtune.training.mode import check_mode_libraries
 from embedtune.training.pipeline import RunFailedError
 from embedtune.tuning import best, objective, study
 from embedtune.tuning.budget import Budget
+from embedtune.tuning.feature_space import check_feature_params, default_feature_params
 from embedtune.tuning.space import Param, check_space, default_space
 
 logger = logging.getLogger(__name__)
@@ -74,8 +75,10 @@ def run_study(request: TuneRequest) -> TuneOutcome:
         embedtune.errors.DataError: for malformed data, before any trial.
     """
     config = config_from_dict(request.base)
-    space = request.space or default_space(config)
-    check_space(space, request.base, request.space_file or f"default search space of train.mode {config.train.mode}")
+    space = request.space or default_space(config) + default_feature_params(config)
+    where = request.space_file or f"default search space of train.mode {config.train.mode}"
+    check_space(space, request.base, where)
+    check_feature_params(space, config, where)
     check_mode_libraries(config)
     prepare_data(config.data)  # bad data or a missing model stops here, before any folder or model loads
     check_model_available(config.model.name_or_path)

@@ -25,6 +25,8 @@ from embedtune.config import ConfigError, ExperimentConfig, config_from_dict
 from embedtune.config.files import apply_overrides
 
 FLOAT, INT, CATEGORICAL = "float", "int", "categorical"
+FEATURE_PREFIX = "feature_weights."
+"""Keys ``feature_weights.<feature>`` set a negative feature's weight (:mod:`embedtune.tuning.feature_space`)."""
 
 
 @dataclass(frozen=True)
@@ -179,7 +181,8 @@ def check_space(space: list[Param], base: dict[str, Any], where: str = "search s
     """Check that every value ``space`` can give makes a valid configuration with ``base``.
 
     Each bound (or choice) is applied alone to ``base`` (the nested settings of the study's configuration) and the
-    result validated like a run's configuration, so a trial can never fail on a bad setting.
+    result validated like a run's configuration, so a trial can never fail on a bad setting. Feature weights
+    (``feature_weights.*``) are checked by :func:`embedtune.tuning.feature_space.check_feature_params`.
 
     Raises:
         ConfigError: ``<where>: <key> = <value>: <why>`` for the first value that is not a valid setting.
@@ -189,6 +192,8 @@ def check_space(space: list[Param], base: dict[str, Any], where: str = "search s
         if param.key in seen:
             raise ConfigError(f"{where}: {param.key} appears twice")
         seen.add(param.key)
+        if param.key.startswith(FEATURE_PREFIX):
+            continue
         for value in param.extremes():
             try:
                 config_from_dict(apply_overrides(base, [f"{param.key}={format_value(value)}"]))
