@@ -29,6 +29,7 @@ LAYERS: list[set[str]] = [
     {"mining"},
     {"evaluation"},
     {"training"},
+    {"tuning"},  # embedtune tune: studies whose trials are training runs
     {"cli"},
     {"__main__", "__init__"},
 ]

@@ -1,8 +1,9 @@
 """Re-resolve the lock files (``make lock``): pylock.toml (CPU torch) and pylock.cuda.toml (CUDA torch from PyPI).
 
-Both are PEP 751 lock files written by ``pip lock``: every package embedtune needs (runtime, the ``dev`` extra and
-the build back-end, so that ``pip install --no-build-isolation -e .`` installs nothing unlocked) at one version, with
-its URL and SHA-256. ``make demo`` / ``make test`` install one with ``pip install -r``, which checks every hash.
+Both are PEP 751 lock files written by ``pip lock``: every package embedtune needs (runtime, every extra: ``dev``,
+``mlflow``; and the build back-end, so that ``pip install --no-build-isolation -e .`` installs nothing unlocked) at
+one version, with its URL and SHA-256. ``make demo`` / ``make test`` install one with ``pip install -r``, which
+checks every hash.
 
 The resolution takes the bounds of pyproject.toml plus ``tools/lock-constraints.txt`` (pins that keep the lock on a
 working set when the newest releases within the bounds do not work together; each says why). pip's own
@@ -42,11 +43,11 @@ HEADER = (
 
 
 def project_requirements(pyproject: Path = ROOT / "pyproject.toml", build: bool = True) -> list[str]:
-    """Return the requirement strings to lock: dependencies, the ``dev`` extra and (``build``) the build back-end."""
+    """Return the requirement strings to lock: dependencies, every extra and (``build``) the build back-end."""
     project = tomllib.loads(pyproject.read_text(encoding="utf-8"))
     return [
         *project["project"]["dependencies"],
-        *project["project"]["optional-dependencies"]["dev"],
+        *(requirement for extra in project["project"]["optional-dependencies"].values() for requirement in extra),
         *(project["build-system"]["requires"] if build else []),
     ]
 

@@ -83,6 +83,7 @@ def run_tune(args: argparse.Namespace) -> int:
 
 def run_tune_show(args: argparse.Namespace) -> int:
     """Print a study; returns the exit code."""
+    # imports Optuna and torch: only when the command runs
     from embedtune.tuning.show import show_study
 
     print(show_study(args.runs_dir, args.name, args.show_storage))

@@ -21,6 +21,8 @@ from embedtune.errors import shorten
 from embedtune.losses import registry as objectives
 
 DEFAULT_MODE = "full"
+REPORT_TARGETS = ("tensorboard", "mlflow")
+"""What ``train.report_to`` may name."""
 MAX_NAME_CHARS, MAX_NAME_BYTES = 100, 200  # the run folder <YYYYmmdd-HHMMSS>-<name> must fit the OS's 255 bytes
 
 
@@ -117,6 +119,16 @@ class TrainConfig:
         None, "The shares train.interpolation=auto tries.", default_factory=lambda: list(DEFAULT_INTERPOLATION_GRID)
     )
     logging_steps: int = _setting(5, "Log loss, learning rate and grad norm every this many steps.")
+    report_to: list[str] = _setting(
+        None,
+        "Where training logs go: 'tensorboard' (the run folder's tensorboard/) and/or 'mlflow' (transformers' "
+        "MLflow callback; experiment: the study, else 'embedtune'; pip install 'embedtune[mlflow]').",
+        default_factory=lambda: ["tensorboard"],
+    )
+    mlflow_tracking_uri: str | None = _setting(
+        None,
+        "MLflow tracking URI with report_to mlflow; none: $MLFLOW_TRACKING_URI, else sqlite:///<runs_dir>/mlflow.db.",
+    )
     log_module_grad_norms: bool = _setting(
         False, "Also log each module's gradient norm to TensorBoard every logging_steps (opt-in)."
     )
@@ -152,6 +164,10 @@ class TrainConfig:
         _require(alpha is None or 0 < alpha < 1, "train.selection_alpha", "must be in (0, 1) or none")
         _require(self.selection_min_delta >= 0, "train.selection_min_delta", "must be >= 0")
         _require(self.logging_steps > 0, "train.logging_steps", "must be > 0")
+        unknown = [name for name in self.report_to if name not in REPORT_TARGETS]
+        choices = ", ".join(REPORT_TARGETS)
+        _require(not unknown, "train.report_to", f"unknown {', '.join(unknown)}; choose from {choices}")
+        _require(len(set(self.report_to)) == len(self.report_to), "train.report_to", "names a target twice")
         self.interpolation = parse_interpolation(self.interpolation, self.interpolation_grid)
 
     @property

@@ -300,7 +300,7 @@ def train_head(
     loss_settings = dataclasses.replace(config.loss, mini_batch_size=None)  # no gradient caching: no encoder pass
     # The guide's similarities come from cached embeddings; passing the encoder spares GuideModel a deep copy.
     loss = build_loss(model, loss_settings, LossContext(rows.false_negatives, guide=model))
-    writer = run_writer(folder)
+    writer = run_writer(folder, config)
     trainer = HeadTrainer(
         rows=rows,
         collator=CachedBatchCollator(rows, queries.matrix, documents.matrix, guide),
@@ -312,7 +312,7 @@ def train_head(
         uses_guide=uses_guide(config.loss),
         model=head,
         args=_arguments(config, folder, resuming=bool(resume_from_checkpoint)),
-        callbacks=[*standard_callbacks(config, writer, loss), EpochTimeCallback()],
+        callbacks=[*standard_callbacks(config, writer, loss, folder), EpochTimeCallback()],
     )
     train_and_close(trainer, writer, resume_from_checkpoint)
     return HeadTrainingResult(trainer.state, with_head(model, trainer.model), trainer)

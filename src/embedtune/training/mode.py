@@ -28,6 +28,7 @@ from embedtune.config import ExperimentConfig
 from embedtune.training import modes
 from embedtune.training.fine_tune import fine_tune
 from embedtune.training.head_training import train_head
+from embedtune.training.mlflow_report import check_mlflow
 from embedtune.versions import check_lora_libraries
 
 if TYPE_CHECKING:
@@ -154,8 +155,12 @@ def training_mode(config: ExperimentConfig) -> TrainingMode:
 
 
 def check_mode_libraries(config: ExperimentConfig) -> None:
-    """Check that the installed libraries can train ``train.mode`` (:meth:`TrainingMode.check_libraries`)."""
+    """Check that the installed libraries can train ``train.mode`` and log where ``train.report_to`` says.
+
+    See :meth:`TrainingMode.check_libraries` and :func:`embedtune.training.mlflow_report.check_mlflow`.
+    """
     training_mode(config).check_libraries(config)
+    check_mlflow(config)
 
 
 def prepare_model_for_mode(model: SentenceTransformer, config: ExperimentConfig) -> modes.ModeSetup:

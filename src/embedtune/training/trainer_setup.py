@@ -31,6 +31,9 @@ from embedtune.training.callbacks import (
     LossComponentsCallback,
     QuietProgressCallback,
 )
+from embedtune.training.mlflow_report import MLFLOW, RunMLflowCallback
+
+TENSORBOARD = "tensorboard"
 
 _EXTRA_CALLBACKS: ContextVar[tuple[TrainerCallback, ...]] = ContextVar("embedtune_extra_callbacks", default=())
 
@@ -56,23 +59,29 @@ class SilentWriter:
         return lambda *args, **kwargs: None
 
 
-def run_writer(folder: Path) -> SummaryWriter | SilentWriter:
-    """Return the run's TensorBoard writer (``tensorboard/`` in the run folder), silent outside rank 0."""
-    return SummaryWriter(str(folder / TENSORBOARD_DIR)) if is_main_process() else SilentWriter()
+def run_writer(folder: Path, config: ExperimentConfig) -> SummaryWriter | SilentWriter:
+    """Return the run's TensorBoard writer (``tensorboard/`` in the run folder), or a silent one.
+
+    Silent outside rank 0 and when ``train.report_to`` leaves TensorBoard out.
+    """
+    if is_main_process() and TENSORBOARD in config.train.report_to:
+        return SummaryWriter(str(folder / TENSORBOARD_DIR))
+    return SilentWriter()
 
 
 def standard_callbacks(
-    config: ExperimentConfig, writer: SummaryWriter | SilentWriter, loss: nn.Module
+    config: ExperimentConfig, writer: SummaryWriter | SilentWriter, loss: nn.Module, folder: Path
 ) -> list[TrainerCallback]:
     """Return the callbacks of every run: TensorBoard, one console line per event, the loss's parts, gradients.
 
-    Those given to :func:`extra_callbacks` around the run come last.
+    MLflow's too when ``train.report_to`` names it. Those given to :func:`extra_callbacks` around the run come last.
 
     Args:
         config: The run settings (``train.primary_metric``, ``train.log_module_grad_norms``,
-            ``train.log_grad_histograms``).
+            ``train.log_grad_histograms``, ``train.report_to``).
         writer: From :func:`run_writer`.
         loss: The training loss; its ``components`` (also inside a MatryoshkaLoss) are logged when it has them.
+        folder: The run folder.
     """
     callbacks: list[TrainerCallback] = [
         TensorBoardCallback(writer),
@@ -86,6 +95,8 @@ def standard_callbacks(
         callbacks.append(
             GradientMonitorCallback(writer, config.train.log_module_grad_norms, config.train.log_grad_histograms)
         )
+    if MLFLOW in config.train.report_to:
+        callbacks.append(RunMLflowCallback(config, folder))
     return callbacks + list(_EXTRA_CALLBACKS.get())
 
 

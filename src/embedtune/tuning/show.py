@@ -6,6 +6,7 @@ parameter importances (Optuna's fANOVA evaluator; needs two finished trials that
 
 from __future__ import annotations
 
+import json
 import logging
 import warnings
 from pathlib import Path
@@ -79,11 +80,11 @@ def write_figures(study: optuna.Study, folder: Path) -> list[Path]:
     Returns:
         The files written.
     """
-    import matplotlib
+    import matplotlib  # heavy: only when figures are drawn
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    from optuna.visualization import matplotlib as optuna_plots
+    import matplotlib.pyplot as plt  # matplotlib, as above
+    from optuna.visualization import matplotlib as optuna_plots  # matplotlib, as above
 
     written = []
     plots = ((HISTORY_FIGURE, optuna_plots.plot_optimization_history), (IMPORTANCE_FIGURE, _importances))
@@ -103,7 +104,7 @@ def write_figures(study: optuna.Study, folder: Path) -> list[Path]:
 
 
 def _importances(study: optuna.Study) -> Any:
-    from optuna.visualization import matplotlib as optuna_plots
+    from optuna.visualization import matplotlib as optuna_plots  # matplotlib: only when figures are drawn
 
     complete = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
     if len(complete) < 2:
@@ -128,8 +129,6 @@ def show_study(runs_dir: str | Path, name: str, storage: str | None = None) -> s
     lines += [f"Best: trial {winner.number}, dev {winner.value:.4f}; configuration: {path}"]
     test_file = folder / best.BEST_TEST_FILE
     if test_file.exists():
-        import json
-
         test = json.loads(test_file.read_text(encoding="utf-8"))
         lines.append(describe_test(test))
     else:
