@@ -5,6 +5,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import optuna
 import pytest
@@ -17,7 +18,7 @@ from embedtune.runs import find_runs, load_run
 from embedtune.training.pipeline import run_training
 from embedtune.training.trainer_setup import extra_callbacks
 from embedtune.tuning import best
-from embedtune.tuning.objective import RUN_ATTR, run_trial
+from embedtune.tuning.objective import RUN_ATTR, DevReporter, run_trial
 from embedtune.tuning.runner import TuneRequest, run_study
 from embedtune.tuning.space import CATEGORICAL, FLOAT, Param
 from embedtune.tuning.study import RESUME_OF_ATTR, claim, open_study, recover_dead_trials, study_folder
@@ -112,7 +113,7 @@ def test_best_yaml_trains_the_best_trial_again(tiny_model_dir, noise_beir, tmp_p
 
 def test_a_pruned_trial_stops_training_and_still_finishes_its_run(tiny_model_dir, noise_beir, tmp_path):
     base = base_settings(tiny_model_dir, noise_beir, tmp_path / "runs")
-    pruner = optuna.pruners.ThresholdPruner(upper=-1.0, n_warmup_steps=1)  # any dev figure after step 0 prunes
+    pruner = optuna.pruners.ThresholdPruner(upper=-1.0, n_warmup_steps=2)  # any second dev evaluation prunes
     study = optuna.create_study(direction="maximize", pruner=pruner)
     trial = study.ask()
 
@@ -121,9 +122,36 @@ def test_a_pruned_trial_stops_training_and_still_finishes_its_run(tiny_model_dir
 
     run = load_run(trial.user_attrs[RUN_ATTR])
     assert run.status == "finished"
-    steps = [entry["step"] for entry in run.metrics.dev_history]
-    assert steps == [0, 15]  # the base model, then the first evaluation: the 90 steps were cut short
-    assert sorted(trial_intermediate(study, trial)) == steps
+    history = {entry["step"]: entry["ndcg@10"] for entry in run.metrics.dev_history}
+    assert list(history) == [0, 15, 30]  # the base model, then two evaluations: the 90 steps were cut short
+    assert trial_intermediate(study, trial) == {1: history[15], 2: history[30]}  # numbered by evaluation
+
+
+def test_the_study_prunes_only_after_five_trials_from_the_second_evaluation_and_not_an_improving_trial(tmp_path):
+    study = open_study("s", f"sqlite:///{tmp_path / 'study.db'}", seed=0)
+
+    def finished_trial():
+        trial = study.ask()
+        for step, value in {1: 0.5, 2: 0.6, 3: 0.7}.items():
+            trial.report(value, step)
+        study.tell(trial, 0.7)
+
+    for _ in range(4):
+        finished_trial()
+    assert not trial_prunes(study, {1: 0.1, 2: 0.05})  # four trials finished: too early to prune
+    finished_trial()
+    assert not trial_prunes(study, {1: 0.1})  # the first evaluation never prunes
+    assert trial_prunes(study, {1: 0.1, 2: 0.05})  # below the median and worse than before
+    assert not trial_prunes(study, {1: 0.1, 2: 0.2})  # below the median but improving
+
+
+def trial_prunes(study: optuna.Study, values: dict[int, float]) -> bool:
+    trial = study.ask()
+    for step, value in values.items():
+        trial.report(value, step)
+    prunes = trial.should_prune()
+    study.tell(trial, state=optuna.trial.TrialState.PRUNED)
+    return prunes
 
 
 def trial_intermediate(study: optuna.Study, trial: optuna.Trial) -> dict:
@@ -245,3 +273,17 @@ def test_tune_show_lists_trials_best_test_and_writes_figures(tiny_model_dir, noi
     assert (folder / "optimization_history.png").stat().st_size > 0
     assert (folder / "param_importances.png").stat().st_size > 0
     assert main(["tune", "show", "missing", "--runs-dir", str(runs)]) == 2
+
+
+def test_dev_reports_are_numbered_by_evaluation_over_a_resumed_runs_whole_history():
+    study = optuna.create_study(direction="maximize")
+    trial = study.ask()
+    reporter = DevReporter(trial, "nDCG@10")
+    key = "eval_dev_ndcg@10"
+    history = [{key: 0.1, "step": 0}, {key: 0.2, "step": 15}, {"loss": 1.0, "step": 20}, {key: 0.3, "step": 30}]
+    control = SimpleNamespace(should_training_stop=False)
+
+    reporter.on_evaluate(None, SimpleNamespace(global_step=0, log_history=history[:1]), control, metrics={key: 0.1})
+    reporter.on_evaluate(None, SimpleNamespace(global_step=45, log_history=history), control, metrics={key: 0.4})
+
+    assert trial_intermediate(study, trial) == {3: 0.4}  # the base model's (step 0) is not reported

@@ -32,6 +32,11 @@ RUN_ATTR = "run"
 class DevReporter(TrainerCallback):
     """Report each dev evaluation of a run to an Optuna trial and stop training when the pruner says so.
 
+    The Optuna step of a report is the evaluation's number (1 for the first after training started, counted over the
+    run's whole history, so a resumed run goes on counting), not the optimiser step: trials with other batch sizes or
+    epochs are then compared after as many evaluations. The evaluation before training (the base model's, the same
+    in every trial) is not reported.
+
     Args:
         trial: The trial the run belongs to.
         primary: The primary metric (``ndcg@10``); the trainer logs it as ``eval_dev_<metric>``.
@@ -43,10 +48,11 @@ class DevReporter(TrainerCallback):
         self.pruned_at: int | None = None
 
     def on_evaluate(self, args: Any, state: Any, control: Any, metrics: dict | None = None, **kwargs: Any) -> None:
-        """Report the dev figure at this step; ask the pruner whether to go on."""
-        if not metrics or self.key not in metrics:
+        """Report the dev figure of this evaluation; ask the pruner whether to go on."""
+        if not metrics or self.key not in metrics or state.global_step == 0:
             return
-        self.trial.report(float(metrics[self.key]), state.global_step)
+        steps = {entry.get("step", 0) for entry in state.log_history if self.key in entry} | {state.global_step}
+        self.trial.report(float(metrics[self.key]), len(steps - {0}))
         if self.trial.should_prune():
             self.pruned_at = state.global_step
             control.should_training_stop = True

@@ -14,6 +14,7 @@ import logging
 import os
 import socket
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +32,8 @@ SPACE_ATTR = "space"
 RESUME_OF_ATTR = "resume_of"
 HOST_ATTR, PID_ATTR = "host", "pid"
 OPEN_ATTEMPTS = 5
+PRUNE_AFTER_TRIALS = 5
+"""Trials that finish before the pruner stops any."""
 
 
 def study_folder(runs_dir: str | Path, name: str) -> Path:
@@ -50,15 +53,21 @@ def storage_url(runs_dir: str | Path, name: str, storage: str | None) -> str:
 def open_study(name: str, url: str, seed: int) -> optuna.Study:
     """Create the study ``name`` in ``url``, or load it when it exists (a resumed or a parallel study).
 
-    The sampler is TPE seeded with ``seed`` (arXiv:2304.11127 describes Optuna's TPE); the pruner is the median
-    pruner over the dev evaluations the trainer reports (the one before training, at step 0, is the base model's and
-    never prunes), once 2 trials have finished.
+    The sampler is TPE seeded with ``seed`` (arXiv:2304.11127 describes Optuna's TPE). The pruner is the median
+    pruner over the dev evaluations the trainer reports (numbered 1, 2, ... by
+    :class:`~embedtune.tuning.objective.DevReporter`), patient: once :data:`PRUNE_AFTER_TRIALS` trials have finished,
+    a trial is stopped at its second evaluation or later when it is below the median of the finished trials after as
+    many evaluations and below its own best evaluation before. (Pruning at the first evaluation, with two
+    finished trials, stopped 33 of 37 head-mode trials on SciFact, most of them at epoch 1 of a warm-up.)
 
     Raises:
         ConfigError: if the storage cannot be opened (naming the URL).
     """
     sampler = optuna.samplers.TPESampler(seed=seed)
-    pruner = optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=1, n_min_trials=2)
+    median = optuna.pruners.MedianPruner(n_startup_trials=PRUNE_AFTER_TRIALS, n_warmup_steps=2, n_min_trials=3)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)  # PatientPruner, stable since 2.8
+        pruner = optuna.pruners.PatientPruner(median, patience=0)  # 0: prune only below its own best
     for attempt in range(OPEN_ATTEMPTS):  # processes starting together race to create the schema and the study
         try:
             storage = optuna.storages.RDBStorage(url, engine_kwargs=_engine_kwargs(url))
