@@ -30,6 +30,7 @@ LAYERS: list[set[str]] = [
     {"evaluation"},
     {"training"},
     {"tuning"},  # embedtune tune: studies whose trials are training runs
+    {"serving"},  # embedtune serve: the HTTP API over a search index
     {"cli"},
     {"__main__", "__init__"},
 ]

@@ -1,6 +1,6 @@
 """The ``embedtune`` command line: one subcommand module per verb, registered below.
 
-Verbs: train, tune, eval, runs, report, demo, index, search, cache, prepare, mine, data, doctor.
+Verbs: train, tune, eval, runs, report, demo, index, search, serve, cache, prepare, mine, data, doctor.
 
 Every user error (bad data, a bad setting, a file that cannot be read or written, a model that cannot be found) is
 printed as one line ``error: ...`` with exit code 2, never as a traceback. A failure after a run folder exists is
@@ -17,6 +17,7 @@ from embedtune.cli import cache, data, evaluate, mine, prepare, report, runs, se
 from embedtune.cli.console import configure_console_logging
 from embedtune.cli.doctor import add_doctor_command
 from embedtune.cli.export import add_export_command
+from embedtune.cli.serve import add_serve_command
 from embedtune.cli.tune import add_tune_command
 from embedtune.errors import describe_os_error
 from embedtune.versions import version_line
@@ -89,6 +90,7 @@ def build_parser() -> argparse.ArgumentParser:
     mine.add_mine_command(commands)
     add_export_command(commands)
     add_tune_command(commands)
+    add_serve_command(commands)
     add_doctor_command(commands)
     return parser
 
