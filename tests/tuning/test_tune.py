@@ -245,6 +245,22 @@ def test_two_processes_share_one_sqlite_study(tiny_model_dir, noise_beir, tmp_pa
     folders = {t.user_attrs[RUN_ATTR] for t in trials}
     assert len(folders) == 4 and {run.status for run in find_runs(runs)} == {"finished"}
     assert len({t.user_attrs["pid"] for t in trials}) == 2
+    assert len({t.params["train.head_learning_rate"] for t in trials}) == 4  # the second process does not repeat
+
+
+def test_the_first_process_draws_are_seeded_and_a_resumed_process_draws_new_ones(tmp_path):
+    def draws(url: str) -> list[float]:
+        study = open_study("s", url, seed=3)
+        values = []
+        for _ in range(3):
+            trial = study.ask()
+            values.append(trial.suggest_float("x", 0.0, 1.0))
+            study.tell(trial, values[-1])
+        return values
+
+    first = draws(f"sqlite:///{tmp_path / 'a.db'}")
+    assert draws(f"sqlite:///{tmp_path / 'b.db'}") == first  # a new study: reproducible from the seed
+    assert not set(draws(f"sqlite:///{tmp_path / 'a.db'}")) & set(first)  # resumed: not the same trials again
 
 
 def test_bad_budget_or_space_stops_before_any_folder(tiny_model_dir, noise_beir, tmp_path, capsys):

@@ -53,7 +53,10 @@ def storage_url(runs_dir: str | Path, name: str, storage: str | None) -> str:
 def open_study(name: str, url: str, seed: int) -> optuna.Study:
     """Create the study ``name`` in ``url``, or load it when it exists (a resumed or a parallel study).
 
-    The sampler is TPE seeded with ``seed`` (arXiv:2304.11127 describes Optuna's TPE). The pruner is the median
+    The sampler is TPE seeded with ``seed`` (arXiv:2304.11127 describes Optuna's TPE) in the process that creates
+    the study, so a study run by one process is reproducible; a process that finds the study existing (a resumed
+    study, or another worker) draws from a fresh random stream, or it would repeat the first process's trials (TPE's
+    first 10 trials are random draws). The pruner is the median
     pruner over the dev evaluations the trainer reports (numbered 1, 2, ... by
     :class:`~embedtune.tuning.objective.DevReporter`), patient: once :data:`PRUNE_AFTER_TRIALS` trials have finished,
     a trial is stopped at its second evaluation or later when it is below the median of the finished trials after as
@@ -71,14 +74,13 @@ def open_study(name: str, url: str, seed: int) -> optuna.Study:
     for attempt in range(OPEN_ATTEMPTS):  # processes starting together race to create the schema and the study
         try:
             storage = optuna.storages.RDBStorage(url, engine_kwargs=_engine_kwargs(url))
-            return optuna.create_study(
-                study_name=name,
-                storage=storage,
-                sampler=sampler,
-                pruner=pruner,
-                direction="maximize",
-                load_if_exists=True,
-            )
+            try:
+                return optuna.create_study(
+                    study_name=name, storage=storage, sampler=sampler, pruner=pruner, direction="maximize"
+                )
+            except optuna.exceptions.DuplicatedStudyError:
+                sampler.reseed_rng()
+                return optuna.load_study(study_name=name, storage=storage, sampler=sampler, pruner=pruner)
         except Exception as error:  # noqa: BLE001 - SQLAlchemy raises many types for a bad URL or a lost race
             if attempt == OPEN_ATTEMPTS - 1:
                 raise ConfigError(f"--storage {url}: cannot open the study database: {error}") from None
