@@ -31,21 +31,15 @@ import tempfile
 import time
 from pathlib import Path
 
+from recipes import RECIPES  # bench/recipes.py: this folder is on sys.path when a bench script runs
+
 ROOT = Path(__file__).resolve().parents[1]
 SCIFACT = ROOT.parent / "shared" / "datasets" / "scifact"
 PYTHON = sys.executable
 PRIMARY = "ndcg@10"
 
-MINE = [
-    "mine",
-    "../shared/datasets/scifact",
-    "recipe-data/scifact-mined.jsonl",
-    "--retriever",
-    "both",
-    "--relative-margin",
-    "0.05",
-    "--features-from-sources",
-]
+MINE = RECIPES["feature-weights"][0]
+"""Recipe 1's mining command (bench/recipes.py), run when its training file is missing."""
 LORA_SPACE = """\
 train.learning_rate: {low: 5.0e-5, high: 2.0e-3, log: true}
 lora.rank: {choices: [4, 8, 16, 32]}

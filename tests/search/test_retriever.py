@@ -1,5 +1,6 @@
 import json
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -110,16 +111,21 @@ def test_another_dimension_is_refused_naming_both_models(model, tiny_model_dir, 
     assert "'tiny-base' (32-dimensional embeddings)" in message and "'narrow-16' gives 16-dimensional" in message
 
 
-def test_another_model_of_the_same_dimension_is_refused(model, tiny_model_dir, tmp_path):
-    build_index(str(tiny_model_dir), {"a": "apple", "b": "bus"}, tmp_path / "idx")
-    other_dir = tmp_path / "other-model"
-    shutil.copytree(tiny_model_dir, other_dir)
+def write_perturbed_copy(model_dir: Path, other_dir: Path) -> Path:
+    """Save ``model_dir``'s model with noise added to every weight: same shape and dimension, other embeddings."""
+    shutil.copytree(model_dir, other_dir)
     other = SentenceTransformer(str(other_dir), device="cpu")
     torch.manual_seed(1)
     with torch.no_grad():
         for parameter in other.parameters():
             parameter.add_(torch.randn_like(parameter) * 0.5)
     other.save(str(other_dir))
+    return other_dir
+
+
+def test_another_model_of_the_same_dimension_is_refused(model, tiny_model_dir, tmp_path):
+    build_index(str(tiny_model_dir), {"a": "apple", "b": "bus"}, tmp_path / "idx")
+    other_dir = write_perturbed_copy(tiny_model_dir, tmp_path / "other-model")
     with pytest.raises(ModelMismatchError, match="embeds text differently") as caught:
         Retriever.load(tmp_path / "idx", model=str(other_dir))
     assert str(tiny_model_dir) in str(caught.value) and str(other_dir) in str(caught.value)

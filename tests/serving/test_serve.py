@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 import socket
 import threading
 import time
@@ -13,9 +12,7 @@ from pathlib import Path
 import httpx
 import numpy as np
 import pytest
-import torch
 import uvicorn
-from sentence_transformers import SentenceTransformer
 
 from embedtune.cli import main
 from embedtune.search.encoding import ModelMismatchError
@@ -24,6 +21,7 @@ from embedtune.search.retriever import Retriever
 from embedtune.serving.app import create_app
 from embedtune.serving.server import ServeSettings, build_server_app, is_loopback
 from tests.search.test_index import CORPUS, QUERIES
+from tests.search.test_retriever import write_perturbed_copy
 
 KEY = "k" * 8 + "-secret-1234"
 
@@ -151,14 +149,7 @@ def test_eight_concurrent_clients_get_the_answers_one_client_gets(index_dir, ser
 
 
 def test_an_index_built_with_another_model_is_refused_at_start(index_dir, tmp_path, tiny_model_dir):
-    other_dir = tmp_path / "other-model"
-    shutil.copytree(tiny_model_dir, other_dir)
-    other = SentenceTransformer(str(other_dir), device="cpu")
-    torch.manual_seed(1)
-    with torch.no_grad():
-        for parameter in other.parameters():
-            parameter.add_(torch.randn_like(parameter) * 0.5)
-    other.save(str(other_dir))
+    other_dir = write_perturbed_copy(tiny_model_dir, tmp_path / "other-model")
 
     with pytest.raises(ModelMismatchError, match="embeds text differently"):
         build_server_app(ServeSettings(index_dir=index_dir, model=str(other_dir)))
