@@ -124,4 +124,5 @@ def serve(settings: ServeSettings) -> None:
     """
     app = build_server_app(settings)
     logger.info("Serving %s on http://%s:%d (docs: /docs)", settings.index_dir, settings.host, settings.port)
-    uvicorn.run(app, host=settings.host, port=settings.port, log_level="info")
+    # log_config=None: uvicorn's loggers go to embedtune's console (its access lines with -v, warnings always)
+    uvicorn.run(app, host=settings.host, port=settings.port, log_config=None)
