@@ -8,12 +8,15 @@ test of the tuned recipe against the shipped one. Needs ``../shared/datasets/sci
 
     .venv/bin/python bench/tune.py head --budget 10m    # recipe 1 (frozen encoder + head) vs a head-mode study
     .venv/bin/python bench/tune.py lora --budget 30m    # LoRA at the default lr vs a LoRA study (one epoch each)
+    .venv/bin/python bench/tune.py full --budget 30m    # the default recipe at one epoch vs a full-mode study
 
 ``--set KEY=VALUE`` gives both sides a setting (e.g. ``--set train.seed=7``).
 
 Parts:
 * ``head``: examples/frozen-head-feature-weights.yaml (mines its training file first when missing) and a study over
   the default head space (with the feature weights, as the data gives ``neg_features``).
+* ``full``: examples/scifact.yaml at one epoch (its learning rate 2e-5) and a study over the default full space
+  with the epochs held at one, no interpolation, the batch size of the config (:data:`FULL_SPACE`).
 * ``lora``: examples/scifact.yaml with ``train.mode=lora`` at the default learning rate (2e-5), one epoch, and a
   study over the default LoRA space with the epochs held at one and no interpolation (:data:`LORA_SPACE`), so a
   trial fits a 2-core CPU's budget.
@@ -48,8 +51,21 @@ lora.dropout: {low: 0.0, high: 0.2}
 """
 """The default LoRA space without ``train.epochs`` and ``train.interpolation`` (held at one epoch, none)."""
 
+FULL_SPACE = """\
+train.learning_rate: {low: 5.0e-6, high: 2.0e-4, log: true}
+train.warmup_ratio: {low: 0.0, high: 0.2}
+loss.scale: {low: 10.0, high: 50.0}
+loss.anchor_weight: {choices: [0.0, 0.5, 2.0]}
+"""
+"""The default full space without epochs, interpolation, batch size and negatives per row (the data has none)."""
+
 PARTS = {
     "head": {"config": "examples/frozen-head-feature-weights.yaml", "settings": [], "space": None},
+    "full": {
+        "config": "examples/scifact.yaml",
+        "settings": ["train.epochs=1", "train.interpolation=none"],
+        "space": FULL_SPACE,
+    },
     "lora": {
         "config": "examples/scifact.yaml",
         "settings": ["train.mode=lora", "train.epochs=1", "train.interpolation=none"],
