@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import uvicorn
+from fastapi import FastAPI
 
 from embedtune.errors import ConfigError
 from embedtune.io import read_text
@@ -94,7 +95,7 @@ def check_settings(settings: ServeSettings) -> str | None:
     return read_api_key(settings.api_key_file)
 
 
-def build_server_app(settings: ServeSettings):
+def build_server_app(settings: ServeSettings) -> FastAPI:
     """Check everything, then open the index with its model and return the FastAPI app.
 
     Raises:

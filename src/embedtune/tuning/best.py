@@ -51,8 +51,11 @@ def best_trial(study: optuna.Study) -> optuna.trial.FrozenTrial | None:
 def best_config(trial: optuna.trial.FrozenTrial) -> dict[str, Any]:
     """Return the settings of ``trial``'s run as an ordinary run: test reported, no study, named ``<study>-best``.
 
+    Returns:
+        Nested settings (``ExperimentConfig.to_dict()``).
+
     Raises:
-        RunRecordError: when the trial's run folder has no readable record.
+        ValueError: naming the folder, when the trial's run folder has no readable record.
     """
     record = load_run(trial.user_attrs[RUN_ATTR]).record
     if record is None:
