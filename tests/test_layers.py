@@ -28,6 +28,7 @@ LAYERS: list[set[str]] = [
     {"search"},
     {"mining"},
     {"evaluation"},
+    {"export"},  # embedtune export: a run's model as a sentence-transformers folder or a checked ONNX graph
     {"training"},
     {"tuning"},  # embedtune tune: studies whose trials are training runs
     {"serving"},  # embedtune serve: the HTTP API over a search index

@@ -1,8 +1,8 @@
 """Re-resolve the lock files (``make lock``): pylock.toml (CPU torch) and pylock.cuda.toml (CUDA torch from PyPI).
 
 Both are PEP 751 lock files written by ``pip lock``: every package embedtune needs (runtime, every extra: ``dev``,
-``mlflow``; and the build back-end, so that ``pip install --no-build-isolation -e .`` installs nothing unlocked) at
-one version, with its URL and SHA-256. ``make demo`` / ``make test`` install one with ``pip install -r``, which
+``mlflow``, ``onnx``; and the build back-end, so that ``pip install --no-build-isolation -e .`` installs nothing
+unlocked) at one version, with its URL and SHA-256. ``make demo`` / ``make test`` install one with ``pip install -r``, which
 checks every hash.
 
 The resolution takes the bounds of pyproject.toml plus ``tools/lock-constraints.txt`` (pins that keep the lock on a

@@ -80,11 +80,11 @@ def build_environment(folder: Path, mode: str, torch_spec: str) -> Path:
     subprocess.run([*pip, torch_spec], check=True, env=env)
     if mode == "newest":
         upgrade = ["--upgrade", "--upgrade-strategy", "eager"]
-        subprocess.run([*pip, *upgrade, torch_spec, "-e", f"{ROOT}[dev,mlflow]"], check=True, env=env)
+        subprocess.run([*pip, *upgrade, torch_spec, "-e", f"{ROOT}[dev,mlflow,onnx]"], check=True, env=env)
     else:
         pins = lower_bound_pins(project_requirements(build=False))
         print("lower bounds installed:", " ".join(pins), flush=True)
-        subprocess.run([*pip, torch_spec, *pins, "-e", f"{ROOT}[dev,mlflow]"], check=True, env=env)
+        subprocess.run([*pip, torch_spec, *pins, "-e", f"{ROOT}[dev,mlflow,onnx]"], check=True, env=env)
     return python
 
 

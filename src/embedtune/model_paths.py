@@ -16,6 +16,10 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 PACKAGED_MODEL_ALIASES = ("all-MiniLM-L6-v2", "sentence-transformers/all-MiniLM-L6-v2")
+ONNX_MANIFEST_FILE = "embedtune_onnx.json"
+"""Marks an ONNX export folder (``embedtune export --format onnx``; read by :mod:`embedtune.models.onnx_backend`)."""
+MODEL_FOLDER_MARKERS = ("modules.json", "config.json", ONNX_MANIFEST_FILE)
+"""A local folder holding one of these files is a model folder."""
 HUB_CHECK_TIMEOUT_S = 10.0
 """Seconds the availability check waits for the hub's answer about a model that is not cached."""
 
@@ -60,11 +64,16 @@ def resolve_model_path(name_or_path: str) -> str:
     return name_or_path
 
 
+def is_onnx_export(name_or_path: str | Path) -> bool:
+    """Whether ``name_or_path`` is a local ONNX export folder (it holds :data:`ONNX_MANIFEST_FILE`)."""
+    return (Path(name_or_path).expanduser() / ONNX_MANIFEST_FILE).is_file()
+
+
 def check_model_available(name_or_path: str) -> str:
     """Check, without loading any weights, that a model can be found; return what ``SentenceTransformer`` will load.
 
-    A name that resolves to a local folder (or the packaged all-MiniLM-L6-v2) must hold a model (``modules.json`` or
-    ``config.json``); a name that looks like a path (it contains a path separator or starts with ``.`` or ``~``)
+    A name that resolves to a local folder (or the packaged all-MiniLM-L6-v2) must hold a model
+    (:data:`MODEL_FOLDER_MARKERS`); a name that looks like a path (it contains a path separator or starts with ``.`` or ``~``)
     must exist. Any other name is a hub name, looked up as sentence-transformers does (``name`` without a ``/``
     means ``sentence-transformers/name``): it must be a valid repository id, and be in the local Hugging Face cache,
     or else the hub must confirm it exists, asked once with a :data:`HUB_CHECK_TIMEOUT_S` timeout (offline, with
@@ -84,8 +93,8 @@ def check_model_available(name_or_path: str) -> str:
     resolved = resolve_model_path(name_or_path)
     folder = Path(resolved)
     if folder.is_dir():
-        if not any((folder / marker).is_file() for marker in ("modules.json", "config.json")):
-            raise ModelNotFoundError(f"{folder}: not a model folder (no modules.json or config.json)")
+        if not any((folder / marker).is_file() for marker in MODEL_FOLDER_MARKERS):
+            raise ModelNotFoundError(f"{folder}: not a model folder (no {', '.join(MODEL_FOLDER_MARKERS)})")
         return resolved
     if _looks_like_path(name_or_path):
         raise ModelNotFoundError(f"{name_or_path}: model folder not found")

@@ -1,4 +1,4 @@
-"""The encoding options ``eval``, ``mine`` and ``index build`` share: how many processes, which embedding cache."""
+"""The encoding options ``eval``, ``mine``, ``index build`` and ``search`` share: processes, backend, precision, cache."""
 
 from __future__ import annotations
 
@@ -12,6 +12,18 @@ def add_processes_argument(parser: argparse.ArgumentParser) -> None:
         type=int,
         help="Encode in N processes, spread over the visible GPUs, or N CPU processes without one (default: one "
         "process per GPU when there are several, else one process). Pays off for large corpora only.",
+    )
+
+
+def add_backend_argument(parser: argparse.ArgumentParser, applies_to: str = "the model") -> None:
+    """Add ``--backend``: run ``applies_to`` with PyTorch or onnxruntime (an ``embedtune export --format onnx`` folder)."""
+    parser.add_argument(
+        "--backend",
+        choices=("auto", "torch", "onnx"),
+        default="auto",
+        help=f"How {applies_to} runs: onnx (an 'embedtune export --format onnx' folder, run with onnxruntime on the "
+        "CPU), torch (a sentence-transformers model), or auto: onnx for an ONNX export folder, else torch "
+        "(default auto).",
     )
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from embedtune.cli.encoding_options import (
+    add_backend_argument,
     add_cache_arguments,
     add_precision_argument,
     add_processes_argument,
@@ -64,6 +65,7 @@ def add_eval_command(commands: argparse._SubParsersAction) -> None:
     evaluate.add_argument("--batch-size", type=int, default=64, help="Texts per forward pass.")
     evaluate.add_argument("--runs-dir", default="runs", help="Where run names are looked up (default runs).")
     add_processes_argument(evaluate)
+    add_backend_argument(evaluate, "each --model (the baseline: auto)")
     add_precision_argument(evaluate)
     add_cache_arguments(evaluate)
     evaluate.set_defaults(handler=run_eval)
@@ -99,7 +101,7 @@ def run_eval(args: argparse.Namespace) -> int:
         datasets,
         models,
         baseline,
-        lambda path: _load(path, args),
+        lambda path: _load(path, args, args.backend if path in {model.path for model in models} else "auto"),
         batch_size=args.batch_size,
         resamples=args.resamples,
         alpha=args.alpha,
@@ -124,13 +126,13 @@ def resolve_model_reference(ref: str, runs_dir: str) -> str:
     return resolve_model_source(ref, runs_dir).path
 
 
-def _load(name_or_path: str, args: argparse.Namespace):
+def _load(name_or_path: str, args: argparse.Namespace, backend: str):
     # imports torch: only when the command runs, so `embedtune --help` starts fast
     from embedtune.models.loading import load_model
 
     # imports torch: only when the command runs, so `embedtune --help` starts fast
     from embedtune.models.prompts import set_prompts
 
-    model = load_model(name_or_path, args.max_seq_length)
+    model = load_model(name_or_path, args.max_seq_length, backend=backend)
     set_prompts(model, args.query_prefix, args.passage_prefix)
     return model

@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 from embedtune.cli.encoding_options import (
+    add_backend_argument,
     add_cache_arguments,
     add_precision_argument,
     add_processes_argument,
@@ -48,6 +49,7 @@ def add_index_command(commands: argparse._SubParsersAction) -> None:
     build.add_argument("--max-seq-length", type=int, help="Truncation length in tokens (default: the model's).")
     build.add_argument("--runs-dir", default="runs", help="Where run names are looked up (default runs).")
     add_processes_argument(build)
+    add_backend_argument(build)
     add_precision_argument(build)
     add_cache_arguments(build)
     build.set_defaults(handler=run_index_build)
@@ -71,6 +73,7 @@ def add_search_command(commands: argparse._SubParsersAction) -> None:
         "It must be the model the index was built with.",
     )
     search.add_argument("--runs-dir", default="runs", help="Where run names are looked up (default runs).")
+    add_backend_argument(search, "the query model")
     search.set_defaults(handler=run_search)
 
 
@@ -91,7 +94,7 @@ def run_index_build(args: argparse.Namespace) -> int:
     model_path = resolve_model_reference(args.model, args.runs_dir)
     if Path(model_path).is_dir():
         model_path = str(Path(model_path).resolve())
-    model = load_model(model_path, args.max_seq_length)
+    model = load_model(model_path, args.max_seq_length, backend=args.backend)
     index = build_index(
         model,
         corpus,
@@ -120,7 +123,8 @@ def run_search(args: argparse.Namespace) -> int:
         raise ValueError("empty query")
     model = resolve_model_reference(args.model, args.runs_dir) if args.model else None
     label = args.model if model in (None, args.model) else f"{args.model} ({model})"
-    retriever = Retriever.load(Path(args.index).expanduser(), model=model, progress=False, model_label=label)
+    index = Path(args.index).expanduser()
+    retriever = Retriever.load(index, model=model, progress=False, model_label=label, backend=args.backend)
     hits = retriever.search(args.query, top_k=args.top_k)
     if args.json:
         rows = [{"rank": rank, "id": hit.id, "score": hit.score, "text": hit.text} for rank, hit in enumerate(hits, 1)]

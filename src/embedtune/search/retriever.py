@@ -45,13 +45,22 @@ class Retriever:
         model: A loaded model, or a model folder/name loaded with :func:`~embedtune.models.loading.load_model`.
         batch_size: Texts per forward pass.
         progress: Show progress bars while encoding; ``None`` shows them when stderr is a terminal.
+        backend: How a model given by name or folder runs (:data:`~embedtune.models.loading.BACKENDS`): ``auto``
+            runs an ONNX export folder with onnxruntime and anything else with PyTorch.
 
     Raises:
         ModelNotFoundError: if ``model`` is a name that resolves to no available model.
-        ValueError: if ``batch_size < 1``.
+        ValueError: if ``batch_size < 1``, or ``backend`` does not fit the model.
     """
 
-    def __init__(self, model: SentenceTransformer | str, batch_size: int = 64, *, progress: bool | None = None):
+    def __init__(
+        self,
+        model: SentenceTransformer | str,
+        batch_size: int = 64,
+        *,
+        progress: bool | None = None,
+        backend: str = "auto",
+    ):
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}")
         self.model_reference: str | None = None
@@ -60,7 +69,7 @@ class Retriever:
             resolved = resolve_model_path(model)
             self.model_reference = model
             self.model_path = str(Path(resolved).resolve()) if Path(resolved).is_dir() else resolved
-            model = load_model(model)
+            model = load_model(model, backend=backend)
         self.model = model
         self.batch_size = batch_size
         self.progress = progress
@@ -194,6 +203,7 @@ class Retriever:
         *,
         progress: bool | None = None,
         model_label: str | None = None,
+        backend: str = "auto",
     ) -> Retriever:
         """Open a saved index folder for searching.
 
@@ -206,6 +216,7 @@ class Retriever:
             progress: Show progress bars while encoding; ``None`` shows them when stderr is a terminal.
             model_label: How ``model`` is named in a mismatch error (e.g. the run name it came from); default: the
                 string given, or the folder the loaded model came from.
+            backend: How the model (given by name, or recorded) runs (see :class:`Retriever`).
 
         Returns:
             A retriever whose :meth:`search` searches the saved index.
@@ -219,14 +230,15 @@ class Retriever:
         search_index = load_index(index_dir)
         info = search_index.info
         if model is None:
-            retriever = cls(_load_recorded_model(index_dir, info.model_path, info.model_reference), batch_size)
+            recorded = _load_recorded_model(index_dir, info.model_path, info.model_reference, backend)
+            retriever = cls(recorded, batch_size)
             apply_prompts(retriever.model, info.prompts)
             if info.max_seq_length is not None:
                 retriever.model.max_seq_length = info.max_seq_length
             retriever.model_reference, retriever.model_path = info.model_reference, info.model_path
             label = info.model_path or info.model_reference or ""
         else:
-            retriever = cls(model, batch_size)
+            retriever = cls(model, batch_size, backend=backend)
             label = model if isinstance(model, str) else model_source(model) or "the given model"
             label = model_label or label
         retriever.progress = progress
@@ -240,14 +252,16 @@ class Retriever:
         return self._index
 
 
-def _load_recorded_model(index_dir: str | Path, path: str | None, reference: str | None) -> SentenceTransformer:
+def _load_recorded_model(
+    index_dir: str | Path, path: str | None, reference: str | None, backend: str = "auto"
+) -> SentenceTransformer:
     """Load the model an index records: its resolved path when that folder exists, else the name as given."""
     candidates = [name for name in (path, reference) if name]
     if not candidates:
         raise ModelNotFoundError(f"{index_dir}: index.json records no model; pass the model to search with")
     source = path if path and Path(path).is_dir() else candidates[-1]
     try:
-        return load_model(source)
+        return load_model(source, backend=backend)
     except ModelNotFoundError as error:
         raise ModelNotFoundError(
             f"{index_dir}: the index's model {source!r} is not available ({error}); pass the model to search with"

@@ -1,4 +1,4 @@
-"""``embedtune export``: write a run's model as a standalone sentence-transformers folder.
+"""``embedtune export`` (``--format st``): write a run's model as a standalone sentence-transformers folder.
 
 What is exported, by the run's ``train.mode``:
 
@@ -15,9 +15,13 @@ It is written to a staging folder beside ``OUT`` and renamed into place, and nev
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import shutil
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from sentence_transformers import SentenceTransformer
 
@@ -29,6 +33,70 @@ from embedtune.runs.layout import ADAPTER_DIR, MODEL_DIR, MODEL_NOTES_FILE
 logger = logging.getLogger(__name__)
 
 ADAPTER_CONFIG_FILE = "adapter_config.json"
+
+
+@dataclass(frozen=True)
+class ExportSource:
+    """The model an export is made from.
+
+    Attributes:
+        run: The run folder.
+        model_dir: Its ``model/`` folder.
+        mode: The run's ``train.mode``.
+        holds_adapter: Whether ``model_dir`` still holds a PEFT adapter (it is merged on export).
+    """
+
+    run: Path
+    model_dir: Path
+    mode: str
+    holds_adapter: bool
+
+    def load(self, **model_kwargs: Any) -> SentenceTransformer:
+        """Load the model on CPU, with any adapter merged; ``model_kwargs`` go to transformers' ``from_pretrained``."""
+        model = SentenceTransformer(str(self.model_dir), device="cpu", model_kwargs=model_kwargs or None)
+        if self.holds_adapter:
+            merge_lora(model)
+        return model.eval()
+
+
+def export_source(run: str | Path, out: str | Path, merge: bool, runs_dir: str | Path = "runs") -> ExportSource:
+    """Check that ``run`` can be exported to ``out``, before anything is loaded or written.
+
+    Raises:
+        ValueError: if ``out`` exists, the run cannot be resolved or has no ``model/``, or a LoRA run is exported
+            without ``merge``.
+    """
+    target = Path(out)
+    if target.exists() or target.is_symlink():
+        raise ValueError(f"{target} already exists; export writes a new folder and never overwrites one")
+    folder = resolve_run(str(run), runs_dir)
+    source = folder / MODEL_DIR
+    if not (source / "modules.json").is_file():
+        raise ValueError(f"run {folder} has no model to export ({source} is missing or holds no modules.json)")
+    mode = run_mode(folder)
+    holds_adapter = has_adapter_files(source)
+    if (_leaves_adapter(mode) or holds_adapter) and not merge:
+        raise ValueError(
+            f"run {folder.name} trained a LoRA adapter: pass --merge to export the model with the adapter merged into "
+            f"its weights (the adapter alone is in {folder / ADAPTER_DIR})"
+        )
+    return ExportSource(folder, source, mode, holds_adapter)
+
+
+@contextlib.contextmanager
+def staging_folder(target: Path) -> Iterator[Path]:
+    """Yield a fresh staging folder beside ``target``; renamed to ``target`` when the block ends without error.
+
+    The staging folder is removed in every case, so a failed or interrupted export leaves nothing at ``target``.
+    """
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = target.with_name(f".{target.name}.partial")
+    shutil.rmtree(staging, ignore_errors=True)
+    try:
+        yield staging
+        staging.rename(target)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
 
 
 def export_model(run: str | Path, out: str | Path, merge: bool = False, runs_dir: str | Path = "runs") -> Path:
@@ -49,33 +117,16 @@ def export_model(run: str | Path, out: str | Path, merge: bool = False, runs_dir
         RuntimeError: if the written folder still holds an adapter (never expected).
     """
     target = Path(out)
-    if target.exists() or target.is_symlink():
-        raise ValueError(f"{target} already exists; export writes a new folder and never overwrites one")
-    folder = resolve_run(str(run), runs_dir)
-    source = folder / MODEL_DIR
-    if not (source / "modules.json").is_file():
-        raise ValueError(f"run {folder} has no model to export ({source} is missing or holds no modules.json)")
-    mode = run_mode(folder)
-    holds_adapter = has_adapter_files(source)
-    if (_leaves_adapter(mode) or holds_adapter) and not merge:
-        raise ValueError(
-            f"run {folder.name} trained a LoRA adapter: pass --merge to export the model with the adapter merged into "
-            f"its weights (the adapter alone is in {folder / ADAPTER_DIR})"
-        )
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staging = target.with_name(f".{target.name}.partial")
-    shutil.rmtree(staging, ignore_errors=True)
-    try:
-        if holds_adapter:
+    source = export_source(run, target, merge, runs_dir)
+    with staging_folder(target) as staging:
+        if source.holds_adapter:
             _write_merged(source, staging)
         else:
-            shutil.copytree(source, staging)
+            shutil.copytree(source.model_dir, staging)
         if has_adapter_files(staging):
-            raise RuntimeError(f"the export of {source} still holds a PEFT adapter; nothing written to {target}")
-        staging.rename(target)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-    logger.info("Exported %s (mode %s%s) to %s", source, mode, ", adapter merged" if holds_adapter else "", target)
+            raise RuntimeError(f"the export of {source.model_dir} still holds a PEFT adapter; nothing written")
+    merged = ", adapter merged" if source.holds_adapter else ""
+    logger.info("Exported %s (mode %s%s) to %s", source.model_dir, source.mode, merged, target)
     return target
 
 
@@ -97,10 +148,9 @@ def has_adapter_files(folder: Path) -> bool:
     return any(folder.rglob(ADAPTER_CONFIG_FILE))
 
 
-def _write_merged(source: Path, staging: Path) -> None:
-    """Load the adapter model at ``source``, merge its adapter, save the plain model (and embedtune's notes)."""
-    model = SentenceTransformer(str(source), device="cpu")
-    merge_lora(model)
-    model.save(str(staging))
-    if (source / MODEL_NOTES_FILE).is_file():
-        shutil.copy2(source / MODEL_NOTES_FILE, staging / MODEL_NOTES_FILE)
+def _write_merged(source: ExportSource, staging: Path) -> None:
+    """Load the adapter model, merge its adapter, save the plain model (and embedtune's notes)."""
+    source.load().save(str(staging))
+    notes = source.model_dir / MODEL_NOTES_FILE
+    if notes.is_file():
+        shutil.copy2(notes, staging / MODEL_NOTES_FILE)

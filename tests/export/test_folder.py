@@ -14,7 +14,7 @@ from sentence_transformers import SentenceTransformer
 
 from embedtune.cli import main
 from embedtune.config import LoraConfig
-from embedtune.models.export import export_model, has_adapter_files
+from embedtune.export.folder import export_model, has_adapter_files
 from embedtune.models.lora import add_lora, merge_lora, save_adapter
 from embedtune.runs import start_run
 from tests.models.test_lora import TEXTS, encode, perturb_adapter

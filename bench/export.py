@@ -1,0 +1,138 @@
+"""ONNX export benchmark: SciFact corpus encoding with PyTorch fp32, PyTorch bf16, ONNX fp32 and ONNX int8.
+
+all-MiniLM-L6-v2 is exported twice with ``embedtune.export.onnx_export`` (fp32 and int8, each checked against
+PyTorch as ``embedtune export --format onnx`` checks a run's export; the check split here is 100 SciFact *train*
+claims over 1,000 documents, never test). Then, side by side in this process, each of the four set-ups encodes the
+corpus (after a 64-document warm-up) and the 300 test claims: documents/s, and test nDCG@10 with the paired
+randomisation test against PyTorch fp32. The same process encodes everything, one set-up after another, on the same
+CPU threads. Needs ``../shared/datasets/scifact``::
+
+    .venv/bin/python bench/export.py                    # the whole corpus (5,183 abstracts), ~15 min on 2 cores
+    .venv/bin/python bench/export.py --docs 1000        # the judged test documents plus a seeded sample
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import time
+from datetime import datetime
+from pathlib import Path
+
+import torch
+
+from embedtune.data.beir import load_beir
+from embedtune.data.types import EvalSplit
+from embedtune.evaluation.metrics import evaluate_run_per_query
+from embedtune.evaluation.retrieval_evaluator import subsample_corpus
+from embedtune.evaluation.significance import compare_per_query
+from embedtune.export.folder import ExportSource
+from embedtune.export.onnx_export import write_onnx_export
+from embedtune.model_paths import resolve_model_path
+from embedtune.models.loading import load_model
+from embedtune.models.precision import inference_autocast
+from embedtune.search.retrieve import encode_documents, encode_queries, rank
+
+ROOT = Path(__file__).resolve().parents[1]
+SCIFACT = ROOT.parent / "shared" / "datasets" / "scifact"
+MODEL = "all-MiniLM-L6-v2"
+METRIC = "ndcg@10"
+
+
+def split_of(data, name: str, max_docs: int | None, max_queries: int | None = None) -> EvalSplit:
+    qrels = data.qrels[name]
+    if max_queries is not None:
+        qrels = {query: qrels[query] for query in sorted(qrels)[:max_queries]}
+    corpus = subsample_corpus(data.corpus, qrels, max_docs)
+    queries = {query: data.queries[query] for query in qrels}
+    return EvalSplit(name, corpus, queries, qrels, f"SciFact {name}")
+
+
+def measure(label: str, model, precision: str, split: EvalSplit, batch_size: int) -> dict:
+    doc_ids, query_ids = list(split.corpus), list(split.queries)
+    texts = [split.corpus[d] for d in doc_ids]
+    with inference_autocast(precision, "cpu"):
+        encode_documents(model, texts[:64], batch_size)  # warm-up: first-call allocations, onnxruntime's arena
+        start = time.perf_counter()
+        documents = encode_documents(model, texts, batch_size)  # (docs, dim)
+        seconds = time.perf_counter() - start
+        queries = encode_queries(model, [split.queries[q] for q in query_ids], batch_size)  # (queries, dim)
+    run = rank(queries.float(), documents.float(), query_ids, doc_ids, 10, model.similarity)
+    per_query = {query: scores[METRIC] for query, scores in evaluate_run_per_query(split.qrels, run, [METRIC]).items()}
+    row = {
+        "setup": label,
+        "docs_per_s": len(texts) / seconds,
+        "seconds": seconds,
+        METRIC: sum(per_query.values()) / len(per_query),
+    }
+    print(f"{label:<14} {row['docs_per_s']:7.1f} docs/s ({seconds:6.1f} s)  nDCG@10 {row[METRIC]:.4f}", flush=True)
+    return {**row, "per_query": per_query, "embeddings": documents.float()}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--docs", type=int, help="Encode the judged test documents plus a sample, N in all.")
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--out", type=Path, help="Write the figures as JSON here.")
+    args = parser.parse_args()
+    if not SCIFACT.is_dir():
+        raise SystemExit(f"{SCIFACT} is missing: this benchmark needs the shared SciFact folder")
+    torch.manual_seed(0)
+    data = load_beir(SCIFACT, ["train", "test"])
+    test = split_of(data, "test", args.docs)
+    check = split_of(data, "train", 1000, max_queries=100)
+    folder = Path(resolve_model_path(MODEL))
+    source = ExportSource(folder, folder, "base", False)
+    exports, rows = {}, []
+    with tempfile.TemporaryDirectory(prefix="embedtune-export-bench-") as scratch:
+        for quantize in ("none", "int8"):
+            started = time.perf_counter()
+            export = write_onnx_export(source, Path(scratch) / quantize, check, quantize, args.batch_size)
+            exports[quantize] = export
+            print(f"export {quantize}: {time.perf_counter() - started:.1f} s, check {export.check.summary()}")
+        pytorch = load_model(MODEL)
+        setups = [
+            ("PyTorch fp32", pytorch, "fp32"),
+            ("PyTorch bf16", pytorch, "bf16"),
+            ("ONNX fp32", load_model(str(exports["none"].path)), "fp32"),
+            ("ONNX int8", load_model(str(exports["int8"].path)), "fp32"),
+        ]
+        threads = torch.get_num_threads()
+        print(f"SciFact test: {len(test.queries)} queries, {len(test.corpus)} documents, {threads} threads")
+        for label, model, precision in setups:
+            rows.append(measure(label, model, precision, test, args.batch_size))
+        sizes = {q: (Path(e.path) / "model.onnx").stat().st_size for q, e in exports.items()}
+    reference = rows[0]
+    results = []
+    for row in rows:
+        comparison = compare_per_query(reference["per_query"], row["per_query"], metric=METRIC, resamples=10_000)
+        cosine = torch.nn.functional.cosine_similarity(row["embeddings"], reference["embeddings"], dim=1)
+        result = {
+            "setup": row["setup"],
+            "docs_per_s": round(row["docs_per_s"], 2),
+            "speed_vs_pytorch_fp32": round(row["docs_per_s"] / reference["docs_per_s"], 2),
+            METRIC: round(row[METRIC], 4),
+            "delta_vs_pytorch_fp32": round(row[METRIC] - reference[METRIC], 4),
+            "p_randomisation": None if row is reference else round(comparison.p_permutation, 4),
+            "cosine_mean": round(float(cosine.mean()), 5),
+            "cosine_min": round(float(cosine.min()), 5),
+        }
+        results.append(result)
+        print(json.dumps(result))
+    record = {
+        "date": datetime.now().isoformat(timespec="seconds"),
+        "model": MODEL,
+        "documents": len(test.corpus),
+        "queries": len(test.queries),
+        "threads": torch.get_num_threads(),
+        "onnx_bytes": sizes,
+        "checks": {q: e.check.record() for q, e in exports.items()},
+        "results": results,
+    }
+    if args.out:
+        args.out.write_text(json.dumps(record, indent=2))
+
+
+if __name__ == "__main__":
+    main()
