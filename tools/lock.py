@@ -2,8 +2,8 @@
 
 Both are PEP 751 lock files written by ``pip lock``: every package embedtune needs (runtime, every extra: ``dev``,
 ``mlflow``, ``onnx``; and the build back-end, so that ``pip install --no-build-isolation -e .`` installs nothing
-unlocked) at one version, with its URL and SHA-256. ``make demo`` / ``make test`` install one with ``pip install -r``, which
-checks every hash.
+unlocked) at one version, with its URL and SHA-256. ``make demo`` / ``make test`` install one with
+``pip install -r``, which checks every hash.
 
 The resolution takes the bounds of pyproject.toml plus ``tools/lock-constraints.txt`` (pins that keep the lock on a
 working set when the newest releases within the bounds do not work together; each says why). pip's own

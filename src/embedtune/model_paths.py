@@ -73,10 +73,10 @@ def check_model_available(name_or_path: str) -> str:
     """Check, without loading any weights, that a model can be found; return what ``SentenceTransformer`` will load.
 
     A name that resolves to a local folder (or the packaged all-MiniLM-L6-v2) must hold a model
-    (:data:`MODEL_FOLDER_MARKERS`); a name that looks like a path (it contains a path separator or starts with ``.`` or ``~``)
-    must exist. Any other name is a hub name, looked up as sentence-transformers does (``name`` without a ``/``
-    means ``sentence-transformers/name``): it must be a valid repository id, and be in the local Hugging Face cache,
-    or else the hub must confirm it exists, asked once with a :data:`HUB_CHECK_TIMEOUT_S` timeout (offline, with
+    (:data:`MODEL_FOLDER_MARKERS`); a name that looks like a path (it contains a path separator or starts with ``.``
+    or ``~``) must exist. Any other name is a hub name, looked up as sentence-transformers does (``name`` without a
+    ``/`` means ``sentence-transformers/name``): it must be a valid repository id, and be in the local Hugging Face
+    cache, or else the hub must confirm it exists, asked once with a :data:`HUB_CHECK_TIMEOUT_S` timeout (offline, with
     ``HF_HUB_OFFLINE=1``, the hub is not asked). So a name that cannot load fails here at once, in one line, not
     after the hub client's retries.
 

@@ -1,4 +1,4 @@
-"""The encoding options ``eval``, ``mine``, ``index build`` and ``search`` share: processes, backend, precision, cache."""
+"""The encoding options of ``eval``, ``mine``, ``index build`` and ``search``: processes, backend, precision, cache."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ def add_processes_argument(parser: argparse.ArgumentParser) -> None:
 
 
 def add_backend_argument(parser: argparse.ArgumentParser, applies_to: str = "the model") -> None:
-    """Add ``--backend``: run ``applies_to`` with PyTorch or onnxruntime (an ``embedtune export --format onnx`` folder)."""
+    """Add ``--backend``: run ``applies_to`` with PyTorch, or onnxruntime (an ``export --format onnx`` folder)."""
     parser.add_argument(
         "--backend",
         choices=("auto", "torch", "onnx"),

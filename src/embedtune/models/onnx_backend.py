@@ -1,9 +1,9 @@
 """Run an ONNX export (``embedtune export --format onnx``) as a ``SentenceTransformer``, with onnxruntime.
 
 An export folder holds :data:`ONNX_MODEL_FILE` (the whole model: transformer, pooling, any head and normalisation, one
-graph from token ids to the sentence embedding), the tokenizer's files and :data:`~embedtune.model_paths.ONNX_MANIFEST_FILE`
-(what the graph expects and what the model was: prompts, similarity, truncation length, dimension, quantisation,
-the source and the export's own check figures).
+graph from token ids to the sentence embedding), the tokenizer's files and
+:data:`~embedtune.model_paths.ONNX_MANIFEST_FILE` (what the graph expects and what the model was: prompts,
+similarity, truncation length, dimension, quantisation, the source and the export's own check figures).
 
 :func:`load_onnx_model` wraps the graph in :class:`OnnxEncoder`, the only module of a ``SentenceTransformer`` built in
 memory. Everything written for sentence-transformers models then works unchanged: ``encode_query`` and
@@ -69,6 +69,7 @@ class OnnxEncoder(InputModule):
         manifest = read_manifest(self.folder)
         self.quantization = manifest.get("quantization", "none")
         self.do_lower_case = bool(manifest.get("do_lower_case", False))
+        self.dimension = int(manifest["dimension"])
         self.tokenizer = AutoTokenizer.from_pretrained(str(self.folder))
         graph = self.folder / ONNX_MODEL_FILE
         options = onnxruntime.SessionOptions()
@@ -98,8 +99,8 @@ class OnnxEncoder(InputModule):
         return {**features, OUTPUT_NAME: torch.from_numpy(np.ascontiguousarray(embeddings, dtype=np.float32))}
 
     def get_embedding_dimension(self) -> int:
-        """The graph's output dimension (the manifest's ``dimension``)."""
-        return int(read_manifest(self.folder)["dimension"])
+        """Return the graph's output dimension (the manifest's ``dimension``)."""
+        return self.dimension
 
     def save(self, output_path: str, *args: Any, **kwargs: Any) -> None:
         """Refuse: an ONNX model is saved by ``embedtune export``, not as a sentence-transformers folder.
