@@ -1,13 +1,15 @@
-"""ONNX export benchmark: SciFact corpus encoding with PyTorch fp32, PyTorch bf16, ONNX fp32 and ONNX int8.
+"""ONNX export benchmark: SciFact corpus encoding with PyTorch fp32 and bf16, and ONNX fp32 and int8.
 
-all-MiniLM-L6-v2 is exported twice with ``embedtune.export.onnx_export`` (fp32 and int8, each checked against
-PyTorch as ``embedtune export --format onnx`` checks a run's export; the check split here is 100 SciFact *train*
-claims over 1,000 documents, never test). Then, side by side in this process, each of the four set-ups encodes the
-corpus (after a 64-document warm-up) and the 300 test claims: documents/s, and test nDCG@10 with the paired
-randomisation test against PyTorch fp32. The same process encodes everything, one set-up after another, on the same
-CPU threads. Needs ``../shared/datasets/scifact``::
+all-MiniLM-L6-v2 is exported three times with ``embedtune.export.onnx_export``: fp32 and int8 with the fused
+attention (the default), and int8 with the traced eager attention (``--attention traced``), each checked against
+PyTorch as ``embedtune export --format onnx`` checks a run's export (the check split here is 100 SciFact *train*
+claims over 1,000 documents, never test). Then, side by side in this process, each set-up encodes the corpus (after
+a 64-document warm-up) and the 300 test claims: documents/s, and test nDCG@10 with the paired randomisation test
+against PyTorch fp32. With ``--rounds N`` the set-ups take turns N times and each reports its median speed (this
+machine's speed drifts by 10-20 % over minutes). Needs ``../shared/datasets/scifact``::
 
     .venv/bin/python bench/export.py                    # the whole corpus (5,183 abstracts), ~15 min on 2 cores
+    .venv/bin/python bench/export.py --rounds 2 --out export.json
     .venv/bin/python bench/export.py --docs 1000        # the judged test documents plus a seeded sample
 """
 
@@ -15,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import tempfile
 import time
 from datetime import datetime
@@ -38,6 +41,8 @@ ROOT = Path(__file__).resolve().parents[1]
 SCIFACT = ROOT.parent / "shared" / "datasets" / "scifact"
 MODEL = "all-MiniLM-L6-v2"
 METRIC = "ndcg@10"
+EXPORTS = [("fp32", "none", "fused"), ("int8-traced", "int8", "traced"), ("int8", "int8", "fused")]
+"""Exports measured: folder name, quantisation, attention."""
 
 
 def split_of(data, name: str, max_docs: int | None, max_queries: int | None = None) -> EvalSplit:
@@ -66,14 +71,31 @@ def measure(label: str, model, precision: str, split: EvalSplit, batch_size: int
         "seconds": seconds,
         METRIC: sum(per_query.values()) / len(per_query),
     }
-    print(f"{label:<14} {row['docs_per_s']:7.1f} docs/s ({seconds:6.1f} s)  nDCG@10 {row[METRIC]:.4f}", flush=True)
+    print(f"{label:<24} {row['docs_per_s']:7.1f} docs/s ({seconds:6.1f} s)  nDCG@10 {row[METRIC]:.4f}", flush=True)
     return {**row, "per_query": per_query, "embeddings": documents.float()}
+
+
+def measure_rounds(setups: list, split: EvalSplit, batch_size: int, rounds: int) -> list[dict]:
+    """Each set-up encodes ``split`` ``rounds`` times, taking turns; its row keeps the median documents/s."""
+    rows: list[dict] = []
+    for round_index in range(rounds):
+        print(f"round {round_index + 1} of {rounds}", flush=True)
+        for index, (label, model, precision) in enumerate(setups):
+            row = measure(label, model, precision, split, batch_size)
+            if round_index == 0:
+                rows.append({**row, "rounds_docs_per_s": [row["docs_per_s"]]})
+            else:
+                rows[index]["rounds_docs_per_s"].append(row["docs_per_s"])
+    for row in rows:
+        row["docs_per_s"] = statistics.median(row["rounds_docs_per_s"])
+    return rows
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--docs", type=int, help="Encode the judged test documents plus a sample, N in all.")
     parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--rounds", type=int, default=1, help="Times the set-ups take turns (median speed).")
     parser.add_argument("--out", type=Path, help="Write the figures as JSON here.")
     args = parser.parse_args()
     if not SCIFACT.is_dir():
@@ -84,24 +106,24 @@ def main() -> None:
     check = split_of(data, "train", 1000, max_queries=100)
     folder = Path(resolve_model_path(MODEL))
     source = ExportSource(folder, folder, "base", False)
-    exports, rows = {}, []
+    exports = {}
     with tempfile.TemporaryDirectory(prefix="embedtune-export-bench-") as scratch:
-        for quantize in ("none", "int8"):
+        for name, quantize, attention in EXPORTS:
             started = time.perf_counter()
-            export = write_onnx_export(source, Path(scratch) / quantize, check, quantize, args.batch_size)
-            exports[quantize] = export
-            print(f"export {quantize}: {time.perf_counter() - started:.1f} s, check {export.check.summary()}")
+            export = write_onnx_export(source, Path(scratch) / name, check, quantize, args.batch_size, None, attention)
+            exports[name] = export
+            print(f"export {name}: {time.perf_counter() - started:.1f} s, check {export.check.summary()}")
         pytorch = load_model(MODEL)
         setups = [
             ("PyTorch fp32", pytorch, "fp32"),
             ("PyTorch bf16", pytorch, "bf16"),
-            ("ONNX fp32", load_model(str(exports["none"].path)), "fp32"),
+            ("ONNX fp32", load_model(str(exports["fp32"].path)), "fp32"),
+            ("ONNX int8, traced attention", load_model(str(exports["int8-traced"].path)), "fp32"),
             ("ONNX int8", load_model(str(exports["int8"].path)), "fp32"),
         ]
         threads = torch.get_num_threads()
         print(f"SciFact test: {len(test.queries)} queries, {len(test.corpus)} documents, {threads} threads")
-        for label, model, precision in setups:
-            rows.append(measure(label, model, precision, test, args.batch_size))
+        rows = measure_rounds(setups, test, args.batch_size, args.rounds)
         sizes = {q: (Path(e.path) / "model.onnx").stat().st_size for q, e in exports.items()}
     reference = rows[0]
     results = []
@@ -111,6 +133,7 @@ def main() -> None:
         result = {
             "setup": row["setup"],
             "docs_per_s": round(row["docs_per_s"], 2),
+            "rounds_docs_per_s": [round(value, 2) for value in row["rounds_docs_per_s"]],
             "speed_vs_pytorch_fp32": round(row["docs_per_s"] / reference["docs_per_s"], 2),
             METRIC: round(row[METRIC], 4),
             "delta_vs_pytorch_fp32": round(row[METRIC] - reference[METRIC], 4),
@@ -126,6 +149,7 @@ def main() -> None:
         "documents": len(test.corpus),
         "queries": len(test.queries),
         "threads": torch.get_num_threads(),
+        "rounds": args.rounds,
         "onnx_bytes": sizes,
         "checks": {q: e.check.record() for q, e in exports.items()},
         "results": results,

@@ -61,6 +61,7 @@ def test_fp32_export_matches_pytorch_with_prompts(exported):
     )
     manifest = json.loads((out / ONNX_MANIFEST_FILE).read_text())
     assert manifest["quantization"] == "none" and manifest["check"]["passed"]
+    assert manifest["attention"] == "onnxruntime MultiHeadAttention"
     assert manifest["prompts"] == PROMPTS and manifest["dimension"] == 32 and manifest["similarity"] == "cosine"
     assert manifest["inputs"] == ["input_ids", "token_type_ids", "attention_mask"]
 
@@ -174,6 +175,15 @@ def test_cli_export_onnx_int8_and_options(exported, tmp_path, capsys):
     assert load_model(str(out)).encode(TEXTS).shape == (len(TEXTS), 32)
     assert main(["export", run.name, str(tmp_path / "st"), "--quantize", "int8", *runs]) == 2
     assert "--format onnx only" in capsys.readouterr().err and not (tmp_path / "st").exists()
+
+    traced = tmp_path / "cli-traced"
+    assert main(["export", run.name, str(traced), "--format", "onnx", "--attention", "traced", *runs]) == 0
+    assert json.loads((traced / ONNX_MANIFEST_FILE).read_text())["attention"] == "traced eager"
+    expected = load_model(str(exported["fp32"])).encode(TEXTS, convert_to_tensor=True)
+    assert torch.allclose(load_model(str(traced)).encode(TEXTS, convert_to_tensor=True), expected, atol=1e-5)
+    with pytest.raises(ValueError, match="attention must be one of fused, traced"):
+        export_onnx(run, tmp_path / "bad", attention="sdpa")
+    assert not (tmp_path / "bad").exists()
 
 
 def test_lora_run_needs_merge_for_onnx_too(tiny_model_dir, tmp_path):

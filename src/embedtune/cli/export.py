@@ -36,6 +36,12 @@ def add_export_command(commands: argparse._SubParsersAction) -> None:
         "--quantize", choices=("int8",), help="With --format onnx: dynamic int8 quantisation of the weights."
     )
     export.add_argument(
+        "--attention",
+        choices=("fused", "traced"),
+        help="With --format onnx: fused (default) runs each layer's attention as onnxruntime's MultiHeadAttention "
+        "where the model allows; traced keeps standard ONNX operators, for runtimes other than onnxruntime.",
+    )
+    export.add_argument(
         "--check-max-docs",
         type=int,
         help="With --format onnx: check on the judged documents plus a seeded sample, N in all, instead of the dev "
@@ -55,8 +61,8 @@ def run_export(args: argparse.Namespace) -> int:
     Raises:
         ValueError: for ONNX-only options without --format onnx, or a bad --check-max-docs / --batch-size.
     """
-    if args.format != "onnx" and (args.quantize or args.check_max_docs is not None):
-        raise ValueError("--quantize and --check-max-docs apply to --format onnx only")
+    if args.format != "onnx" and (args.quantize or args.attention or args.check_max_docs is not None):
+        raise ValueError("--quantize, --attention and --check-max-docs apply to --format onnx only")
     if args.batch_size < 1:
         raise ValueError("--batch-size must be at least 1")
     if args.format == "st":
@@ -77,6 +83,7 @@ def run_export(args: argparse.Namespace) -> int:
         check_max_docs=args.check_max_docs,
         batch_size=args.batch_size,
         cache=embedding_cache_of(args),
+        attention=args.attention or "fused",
     )
     print(export.path)
     print(f"check passed {export.check.summary()}")

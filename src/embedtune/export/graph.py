@@ -4,9 +4,11 @@ The graph is the model's whole ``forward``: the transformer, pooling, any head (
 the tokenizer's outputs (``input_ids``, ``attention_mask`` and, where the tokenizer makes them, ``token_type_ids``;
 dynamic batch and sequence axes) to ``sentence_embedding`` ``(batch, dim)``. It is traced with torch's TorchScript
 exporter (``torch.onnx.export(dynamo=False)``, opset :data:`OPSET`), which needs no package beyond torch and onnx.
-The model is traced with transformers' ``eager`` attention: the traced SDPA path runs about 1.7x slower in
-onnxruntime on a CPU (int8: 23 vs 40 documents/s measured for all-MiniLM-L6-v2 on 2 cores); the two attention
-implementations compute the same function, and the export's checks compare against the model as loaded normally.
+Where the model allows, each layer's attention becomes one onnxruntime ``MultiHeadAttention`` node with a
+flash-attention path for unpadded batches (:mod:`embedtune.export.attention`); otherwise the model is traced with
+transformers' ``eager`` attention, because the traced SDPA path runs about 1.7x slower in onnxruntime on a CPU
+(int8: 23 vs 40 documents/s for all-MiniLM-L6-v2 on 2 cores). Every attention implementation computes the same
+function; the export's checks compare the result with the model as loaded normally.
 
 Quantisation is onnxruntime's dynamic int8 quantisation (``onnxruntime.quantization.quantize_dynamic``): MatMul
 weights as signed int8 per output channel, activations quantised per batch at run time. Per-channel weights keep
@@ -17,19 +19,33 @@ from __future__ import annotations
 
 import logging
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from sentence_transformers import SentenceTransformer
 
+from embedtune.export.attention import CONTRIB_DOMAIN, CONTRIB_OPSET, MHA_OP, attention_for_export, flash_when_unpadded
 from embedtune.models.onnx_backend import INSTALL_HINT, OUTPUT_NAME
 
 OPSET = 17
 """ONNX opset of the exported graph (LayerNormalization is a single op from opset 17)."""
 PROBE_TEXTS = ["embedtune export probe", "a second, longer probe sentence so that the batch needs padding"]
 """Texts whose tokens trace the graph (two lengths, so padding and the attention mask are part of the trace)."""
+ATTENTIONS = ("fused", "traced")
+"""``fused``: onnxruntime's ``MultiHeadAttention`` where the model allows (fast; onnxruntime only); ``traced``: the
+model's eager attention as standard ONNX operators (any ONNX runtime)."""
 QUANTIZED_OPS = ["MatMul"]
 """Operators whose weights are quantised (the transformer's and head's linear layers)."""
+
+
+@dataclass(frozen=True)
+class WrittenGraph:
+    """What :func:`write_graph` wrote: the graph's input names, in order, and how its attention runs."""
+
+    inputs: list[str]
+    attention: str
+    """``"onnxruntime MultiHeadAttention"`` (fused, flash when unpadded) or ``"traced eager"``."""
 
 
 class _SentenceEmbedding(torch.nn.Module):
@@ -51,29 +67,39 @@ def graph_inputs(model: SentenceTransformer) -> dict[str, torch.Tensor]:
     return {name: value for name, value in features.items() if isinstance(value, torch.Tensor)}
 
 
-def write_graph(model: SentenceTransformer, path: Path) -> list[str]:
+def write_graph(model: SentenceTransformer, path: Path, attention: str = "fused") -> WrittenGraph:
     """Trace ``model``'s forward into an ONNX file at ``path`` (see the module docstring).
 
     Args:
-        model: The model, on CPU, in eval mode (loaded with ``attn_implementation="eager"`` for a fast graph).
+        model: The model, on CPU, in eval mode; its attention implementation is switched for the trace and
+            restored afterwards.
         path: The ``.onnx`` file to write.
+        attention: One of :data:`ATTENTIONS`.
 
     Returns:
-        The graph's input names, in order.
+        The graph's inputs and its attention.
 
     Raises:
         ImportError: if the onnx package is missing.
+        ValueError: for an unknown ``attention``.
     """
+    if attention not in ATTENTIONS:
+        raise ValueError(f"attention must be one of {', '.join(ATTENTIONS)}, got {attention!r}")
     try:
         # optional dependency (the onnx extra): torch's exporter writes the graph with it
-        import onnx  # noqa: F401
+        import onnx
     except ImportError as error:
         raise ImportError(f"exporting to ONNX needs the onnx package: {INSTALL_HINT}") from error
     inputs = graph_inputs(model)
     names = list(inputs)
     dynamic = {name: {0: "batch", 1: "sequence"} for name in names}
-    with warnings.catch_warnings(), torch.inference_mode(False), torch.no_grad():
-        # the tracer warns about Python conditions on shapes; the export's checks compare the result
+    with (
+        attention_for_export(model, attention == "fused") as fused,
+        warnings.catch_warnings(),
+        torch.inference_mode(False),
+        torch.no_grad(),
+    ):
+        # the tracer warns about Python conditions on shapes and the contrib op's unknown shape; the checks compare
         warnings.simplefilter("ignore")
         torch.onnx.export(
             _SentenceEmbedding(model, names).eval(),
@@ -84,8 +110,14 @@ def write_graph(model: SentenceTransformer, path: Path) -> list[str]:
             input_names=names,
             output_names=[OUTPUT_NAME],
             dynamic_axes={**dynamic, OUTPUT_NAME: {0: "batch"}},
+            custom_opsets={CONTRIB_DOMAIN: CONTRIB_OPSET} if fused else None,
         )
-    return names
+    if not fused:
+        return WrittenGraph(names, "traced eager")
+    graph = onnx.load(str(path), load_external_data=False)  # weights over 2 GB stay in their external file
+    flash_when_unpadded(graph)
+    onnx.save(graph, str(path))
+    return WrittenGraph(names, f"onnxruntime {MHA_OP}")
 
 
 def quantize_graph(source: Path, target: Path) -> None:

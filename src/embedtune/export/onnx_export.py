@@ -1,12 +1,11 @@
 """``embedtune export --format onnx [--quantize int8]``: a run's model as an ONNX folder, checked before it is written.
 
 Steps, in order: the run, the output folder and the check split are validated (nothing loaded yet); the model is
-loaded twice, as PyTorch runs it (the reference) and with eager attention for tracing
-(:mod:`embedtune.export.graph`); the graph, the tokenizer and the manifest are written to a staging folder beside
-``OUT``; the staged export is loaded with onnxruntime and checked against the reference on the run's dev split
-(:mod:`embedtune.export.checks`). Only an export that passes is renamed to ``OUT``; one that fails is removed and
-the error gives the figures. ``OUT`` then loads with :func:`embedtune.models.loading.load_model` (and every
-``--model`` option of the command line).
+loaded once and traced with its attention switched for the trace only (:mod:`embedtune.export.graph`); the graph,
+the tokenizer and the manifest are written to a staging folder beside ``OUT``; the staged export is loaded with
+onnxruntime and checked against the PyTorch model on the run's dev split (:mod:`embedtune.export.checks`). Only an
+export that passes is renamed to ``OUT``; one that fails is removed and the error gives the figures. ``OUT`` then
+loads with :func:`embedtune.models.loading.load_model` (and every ``--model`` option of the command line).
 
 sentence-transformers' own ONNX backend (``backend="onnx"``) needs optimum's ONNX exporter (optimum-onnx), whose
 newest release (0.1.0) requires transformers < 4.58, which sentence-transformers 6 cannot use; hence this exporter,
@@ -31,7 +30,7 @@ from embedtune.data.prepare import prepare_data
 from embedtune.evaluation.retrieval_evaluator import subsample_corpus
 from embedtune.export.checks import ExportCheck, check_export
 from embedtune.export.folder import ExportSource, export_source, staging_folder
-from embedtune.export.graph import OPSET, graph_inputs, quantize_graph, write_graph
+from embedtune.export.graph import ATTENTIONS, OPSET, WrittenGraph, graph_inputs, quantize_graph, write_graph
 from embedtune.io import file_sha256, write_json_atomic
 from embedtune.model_paths import ONNX_MANIFEST_FILE
 from embedtune.models.onnx_backend import ONNX_FORMAT, ONNX_MODEL_FILE, load_onnx_model
@@ -74,6 +73,7 @@ def export_onnx(
     check_max_docs: int | None = None,
     batch_size: int = 64,
     cache: EmbeddingCache | None = None,
+    attention: str = "fused",
 ) -> OnnxExport:
     """Export the model of ``run`` to the new folder ``out`` as ONNX, checked first (see the module docstring).
 
@@ -89,19 +89,20 @@ def export_onnx(
         batch_size: Texts per forward pass while checking.
         cache: Embedding cache for the PyTorch model's check embeddings (an fp32 and an int8 export of one run
             encode them once); ``None`` encodes them.
+        attention: ``"fused"`` (onnxruntime's ``MultiHeadAttention`` where the model allows) or ``"traced"``
+            (standard ONNX operators only, for other runtimes); see :mod:`embedtune.export.attention`.
 
     Returns:
         The written folder and its check.
 
     Raises:
-        ValueError: for an unknown quantisation, an existing ``out``, an unresolvable run, a LoRA run without
-            ``merge`` or a ``check_max_docs`` below 1.
+        ValueError: for an unknown quantisation or attention, an existing ``out``, an unresolvable run, a LoRA run
+            without ``merge`` or a ``check_max_docs`` below 1.
         embedtune.errors.DataError: if the run's data can no longer be read (give ``check_split``).
         ExportCheckError: with the figures, if the export fails its check (``out`` is not created).
         ImportError: if onnx or onnxruntime is missing.
     """
-    if quantize not in QUANTIZATIONS:
-        raise ValueError(f"quantize must be one of {', '.join(QUANTIZATIONS)}, got {quantize!r}")
+    _check_options(quantize, attention)
     if check_max_docs is not None and check_max_docs < 1:
         raise ValueError(f"check_max_docs must be at least 1, got {check_max_docs}")
     target = Path(out)
@@ -109,7 +110,7 @@ def export_onnx(
     split = check_split if check_split is not None else run_dev_split(source.run)
     if check_max_docs is not None:
         split = _subsampled(split, check_max_docs)
-    return write_onnx_export(source, target, split, quantize, batch_size, cache)
+    return write_onnx_export(source, target, split, quantize, batch_size, cache, attention)
 
 
 def write_onnx_export(
@@ -119,6 +120,7 @@ def write_onnx_export(
     quantize: str = "none",
     batch_size: int = 64,
     cache: EmbeddingCache | None = None,
+    attention: str = "fused",
 ) -> OnnxExport:
     """Trace, stage, check and write the export of ``source`` (the steps after :func:`export_onnx`'s validation).
 
@@ -126,17 +128,16 @@ def write_onnx_export(
     base model for a benchmark.
 
     Raises:
-        ValueError: for an unknown quantisation or an existing ``out``.
+        ValueError: for an unknown quantisation or attention, or an existing ``out``.
         ExportCheckError: with the figures, if the export fails its check (``out`` is not created).
     """
-    if quantize not in QUANTIZATIONS:
-        raise ValueError(f"quantize must be one of {', '.join(QUANTIZATIONS)}, got {quantize!r}")
+    _check_options(quantize, attention)
     if out.exists() or out.is_symlink():
         raise ValueError(f"{out} already exists; export writes a new folder and never overwrites one")
     reference = source.load()
     start = time.perf_counter()
     with staging_folder(out) as staging:
-        manifest = _write_export(source, reference, staging, quantize)
+        manifest = _write_export(source, reference, staging, quantize, attention)
         check = check_export(reference, load_onnx_model(staging), split, quantize, batch_size, cache)
         logger.info("Export check %s", check.summary())
         if not check.passed:
@@ -146,6 +147,13 @@ def write_onnx_export(
         write_json_atomic(staging / ONNX_MANIFEST_FILE, manifest)
     logger.info("Exported %s as %s ONNX to %s", source.model_dir, _label(quantize), out)
     return OnnxExport(out, check)
+
+
+def _check_options(quantize: str, attention: str) -> None:
+    if quantize not in QUANTIZATIONS:
+        raise ValueError(f"quantize must be one of {', '.join(QUANTIZATIONS)}, got {quantize!r}")
+    if attention not in ATTENTIONS:
+        raise ValueError(f"attention must be one of {', '.join(ATTENTIONS)}, got {attention!r}")
 
 
 def run_dev_split(run: Path) -> EvalSplit:
@@ -165,25 +173,24 @@ def _subsampled(split: EvalSplit, max_docs: int) -> EvalSplit:
 
 
 def _write_export(
-    source: ExportSource, reference: SentenceTransformer, staging: Path, quantize: str
+    source: ExportSource, reference: SentenceTransformer, staging: Path, quantize: str, attention: str
 ) -> dict[str, Any]:
     """Write the graph, the tokenizer and a manifest (no check yet) into ``staging``; return the manifest."""
     staging.mkdir()
-    traced = source.load(attn_implementation="eager")
     graph = staging / ONNX_MODEL_FILE
     fp32_graph = staging / FP32_GRAPH if quantize == "int8" else graph
-    input_names = write_graph(traced, fp32_graph)
+    written = write_graph(reference, fp32_graph, attention)
     if quantize == "int8":
         quantize_graph(fp32_graph, graph)
         fp32_graph.unlink()
     reference.tokenizer.save_pretrained(str(staging))
-    manifest = _manifest(source, reference, input_names, quantize, file_sha256(graph))
+    manifest = _manifest(source, reference, written, quantize, file_sha256(graph))
     write_json_atomic(staging / ONNX_MANIFEST_FILE, manifest)
     return manifest
 
 
 def _manifest(
-    source: ExportSource, reference: SentenceTransformer, inputs: list[str], quantize: str, graph_sha256: str
+    source: ExportSource, reference: SentenceTransformer, written: WrittenGraph, quantize: str, graph_sha256: str
 ) -> dict[str, Any]:
     with torch.no_grad():
         dimension = int(reference(graph_inputs(reference))["sentence_embedding"].shape[1])
@@ -195,7 +202,8 @@ def _manifest(
         "graph_sha256": graph_sha256,
         "opset": OPSET,
         "quantization": quantize,
-        "inputs": inputs,
+        "attention": written.attention,
+        "inputs": written.inputs,
         "dimension": dimension,
         "max_seq_length": reference.max_seq_length,
         "do_lower_case": bool(getattr(reference[0], "do_lower_case", False)),
