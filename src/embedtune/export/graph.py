@@ -11,8 +11,10 @@ transformers' ``eager`` attention, because the traced SDPA path runs about 1.7x 
 function; the export's checks compare the result with the model as loaded normally.
 
 Quantisation is onnxruntime's dynamic int8 quantisation (``onnxruntime.quantization.quantize_dynamic``): MatMul
-weights as signed int8 per output channel, activations quantised per batch at run time. Per-channel weights keep
-all-MiniLM-L6-v2 at mean cosine 0.994 to fp32; per-tensor weights fell to 0.936.
+weights as signed int8 per output channel, activations quantised per batch at run time, and the embedding tables
+(``Gather``) stored as int8. Per-channel weights keep all-MiniLM-L6-v2 at mean cosine 0.994 to fp32; per-tensor
+weights fell to 0.936. The int8 embedding tables cut its file from 59 to 23 MB (fp32: 90 MB) for a mean cosine of
+0.9946 instead of 0.9949 on 512 SciFact abstracts, at the same speed.
 """
 
 from __future__ import annotations
@@ -35,8 +37,8 @@ PROBE_TEXTS = ["embedtune export probe", "a second, longer probe sentence so tha
 ATTENTIONS = ("fused", "traced")
 """``fused``: onnxruntime's ``MultiHeadAttention`` where the model allows (fast; onnxruntime only); ``traced``: the
 model's eager attention as standard ONNX operators (any ONNX runtime)."""
-QUANTIZED_OPS = ["MatMul"]
-"""Operators whose weights are quantised (the transformer's and head's linear layers)."""
+QUANTIZED_OPS = ["MatMul", "Gather"]
+"""Operators whose weights are quantised: the transformer's and head's linear layers, the embedding tables."""
 
 
 @dataclass(frozen=True)
@@ -121,7 +123,7 @@ def write_graph(model: SentenceTransformer, path: Path, attention: str = "fused"
 
 
 def quantize_graph(source: Path, target: Path) -> None:
-    """Write ``target``: ``source`` with its MatMul weights in int8 per channel (dynamic quantisation).
+    """Write ``target``: ``source`` with its MatMul weights in int8 per channel and its embedding tables in int8.
 
     Raises:
         ImportError: if onnxruntime is missing.
