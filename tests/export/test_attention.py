@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 from sentence_transformers import SentenceTransformer
-from transformers import MPNetConfig, MPNetModel
+from transformers import MPNetConfig, MPNetModel, XLMRobertaConfig, XLMRobertaModel
 
 from embedtune.export.attention import MHA_OP, ONNX_ATTENTION, attention_for_export
 from embedtune.export.graph import write_graph
@@ -87,3 +87,23 @@ def test_models_outside_the_attention_interface_keep_eager_attention(tiny_model_
     np.testing.assert_allclose(
         run_graph(tmp_path / "model.onnx", model, features), pytorch(model, features), atol=1e-5
     )
+
+
+def test_xlm_roberta_encoder_is_fused_too(tiny_model_dir, tmp_path):
+    """The e5 / bge-m3 family: an XLM-RoBERTa encoder exports with the fused attention and matches PyTorch."""
+    model = SentenceTransformer(str(tiny_model_dir), device="cpu").eval()
+    bert = model[0].auto_model.config
+    torch.manual_seed(0)
+    config = XLMRobertaConfig(
+        vocab_size=bert.vocab_size,
+        hidden_size=bert.hidden_size,
+        num_hidden_layers=2,
+        num_attention_heads=bert.num_attention_heads,
+        intermediate_size=bert.intermediate_size,
+    )
+    model[0].model = XLMRobertaModel(config).eval()
+    assert write_graph(model, tmp_path / "model.onnx").attention == f"onnxruntime {MHA_OP}"
+    for texts in (UNEQUAL, EQUAL):
+        features = model.preprocess(texts)
+        got, expected = run_graph(tmp_path / "model.onnx", model, features), pytorch(model, features)
+        np.testing.assert_allclose(got, expected, atol=1e-5)
