@@ -6,6 +6,7 @@ import json
 import pickle
 import shutil
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -191,3 +192,27 @@ def test_lora_run_needs_merge_for_onnx_too(tiny_model_dir, tmp_path):
     shutil.copytree(tiny_model_dir, folder / "model")
     with pytest.raises(ValueError, match="pass --merge"):
         export_onnx(folder, tmp_path / "out")
+
+
+def test_batches_run_in_slices_cut_to_their_longest_text(exported, monkeypatch):
+    whole = load_model(str(exported["fp32"]))
+    whole[0].tokens_per_run = None
+    sliced = load_model(str(exported["fp32"]))
+    texts = [*TEXTS, "a much longer text about the apple and the mango on the tree by the road", "fig"]
+    features = sliced[0].preprocess(texts)
+    width = features["input_ids"].shape[1]
+    sliced[0].tokens_per_run = 2 * width  # two rows per run
+    shapes = []
+    session_run = sliced[0].session.run
+
+    def run(names, feeds):
+        shapes.append(feeds["input_ids"].shape)
+        return session_run(names, feeds)
+
+    monkeypatch.setattr(sliced[0], "session", SimpleNamespace(run=run))
+    expected = whole(dict(features))["sentence_embedding"]
+    actual = sliced(dict(features))["sentence_embedding"]
+    torch.testing.assert_close(actual, expected, atol=1e-5, rtol=1e-5)
+    lengths = features["attention_mask"].sum(1).tolist()
+    assert shapes == [(len(part), max(part)) for part in (lengths[0:2], lengths[2:4], lengths[4:6])]
+    assert max(lengths) == width > min(max(part) for part in (lengths[0:2], lengths[2:4]))

@@ -11,7 +11,10 @@ memory. Everything written for sentence-transformers models then works unchanged
 evaluator, ``Retriever`` and ``embedtune serve``. The model is never saved back as a sentence-transformers folder (its
 module is not one of sentence-transformers' own); the export folder is the saved form.
 
-onnxruntime runs on the CPU here (``CPUExecutionProvider``); an enclosing torch autocast has no effect on it.
+onnxruntime runs on the CPU here (``CPUExecutionProvider``); an enclosing torch autocast has no effect on it. It runs
+each batch in slices of about :data:`TOKENS_PER_RUN` tokens, each cut to its own longest text: on a 2-core CPU the
+int8 export of all-MiniLM-L6-v2 encodes SciFact's abstracts about 1.4x faster in slices of 4 than in whole batches of
+64 (more slices without padding take onnxruntime's flash attention, and each slice's activations stay in cache).
 """
 
 from __future__ import annotations
@@ -33,6 +36,8 @@ ONNX_MODEL_FILE = "model.onnx"
 ONNX_FORMAT = 1
 """Version of the export folder's layout and manifest; a reader refuses a newer one."""
 OUTPUT_NAME = "sentence_embedding"
+TOKENS_PER_RUN = 1024
+"""Default slice of a batch for one onnxruntime run, in rows x padded tokens (4 texts of 256 tokens, 51 of 20)."""
 INSTALL_HINT = "install the onnx extra: pip install 'embedtune[onnx]' (make test installs it)"
 
 
@@ -46,6 +51,9 @@ class OnnxEncoder(InputModule):
         folder: The export folder (holds :data:`ONNX_MODEL_FILE` and the tokenizer).
         max_seq_length: Truncation length in tokens.
         threads: onnxruntime's intra-op threads; ``None`` or 0 lets onnxruntime choose (one per physical core).
+        tokens_per_run: Each batch runs in slices of ``max(1, tokens_per_run // padded_length)`` rows, each cut to
+            its longest text; ``None`` runs whole batches. Embeddings do not depend on it for an fp32 graph (an
+            int8 graph quantises activations per run, so they move by about 1e-3 in cosine).
 
     Raises:
         ImportError: if onnxruntime is not installed (the message says how to install it).
@@ -53,7 +61,13 @@ class OnnxEncoder(InputModule):
 
     config_keys = ["max_seq_length", "quantization", "do_lower_case"]
 
-    def __init__(self, folder: str | Path, max_seq_length: int, threads: int | None = None) -> None:
+    def __init__(
+        self,
+        folder: str | Path,
+        max_seq_length: int,
+        threads: int | None = None,
+        tokens_per_run: int | None = TOKENS_PER_RUN,
+    ) -> None:
         super().__init__()
         try:
             # optional dependency (the onnx extra)
@@ -66,6 +80,7 @@ class OnnxEncoder(InputModule):
         self.folder = Path(folder)
         self.max_seq_length = max_seq_length
         self.threads = threads
+        self.tokens_per_run = tokens_per_run
         manifest = read_manifest(self.folder)
         self.quantization = manifest.get("quantization", "none")
         self.do_lower_case = bool(manifest.get("do_lower_case", False))
@@ -93,10 +108,25 @@ class OnnxEncoder(InputModule):
         return {name: encoded[name].to(torch.int64) for name in self.input_names}
 
     def forward(self, features: dict[str, torch.Tensor], **kwargs: Any) -> dict[str, torch.Tensor]:
-        """Run the graph on the token tensors of :meth:`preprocess`; adds ``sentence_embedding``, ``(n, dim)``."""
-        feeds = {name: features[name].cpu().numpy() for name in self.input_names}
-        (embeddings,) = self.session.run([OUTPUT_NAME], feeds)
+        """Run the graph on :meth:`preprocess`'s tensors, slice by slice; adds ``sentence_embedding``, ``(n, dim)``."""
+        feeds = {name: features[name].cpu().numpy() for name in self.input_names}  # each (n, tokens)
+        rows, width = feeds[self.input_names[0]].shape
+        step = rows if self.tokens_per_run is None else max(1, self.tokens_per_run // max(width, 1))
+        parts = [
+            self._run({name: value[start : start + step] for name, value in feeds.items()})
+            for start in range(0, rows, step)
+        ]
+        embeddings = np.concatenate(parts) if len(parts) != 1 else parts[0]  # (n, dim)
         return {**features, OUTPUT_NAME: torch.from_numpy(np.ascontiguousarray(embeddings, dtype=np.float32))}
+
+    def _run(self, feeds: dict[str, np.ndarray]) -> np.ndarray:
+        """Run the graph on one slice, without the token columns that are padding in every row; ``(rows, dim)``."""
+        mask = feeds.get("attention_mask")
+        if mask is not None and not mask.all():
+            used = mask.any(axis=0)  # (tokens,): a prefix with right padding, a suffix with left padding
+            feeds = {name: np.ascontiguousarray(value[:, used]) for name, value in feeds.items()}
+        (embeddings,) = self.session.run([OUTPUT_NAME], feeds)
+        return embeddings
 
     def get_embedding_dimension(self) -> int:
         """Return the graph's output dimension (the manifest's ``dimension``)."""
@@ -114,7 +144,7 @@ class OnnxEncoder(InputModule):
 
     def __reduce__(self) -> tuple[Any, ...]:
         """Pickle as the folder and settings (an onnxruntime session cannot be pickled), e.g. for worker processes."""
-        return (OnnxEncoder, (str(self.folder), self.max_seq_length, self.threads))
+        return (OnnxEncoder, (str(self.folder), self.max_seq_length, self.threads, self.tokens_per_run))
 
 
 def read_manifest(folder: str | Path) -> dict[str, Any]:
