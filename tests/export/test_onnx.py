@@ -184,6 +184,8 @@ def test_cli_export_onnx_int8_and_options(exported, tmp_path, capsys):
     assert torch.allclose(load_model(str(traced)).encode(TEXTS, convert_to_tensor=True), expected, atol=1e-5)
     with pytest.raises(ValueError, match="attention must be one of fused, traced"):
         export_onnx(run, tmp_path / "bad", attention="sdpa")
+    with pytest.raises(ValueError, match="quantize must be one of none, int8, got 'int4'"):
+        export_onnx(run, tmp_path / "bad", quantize="int4")
     assert not (tmp_path / "bad").exists()
 
 

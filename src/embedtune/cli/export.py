@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from embedtune.cli.encoding_options import add_cache_arguments, embedding_cache_of
+from embedtune.export.options import ATTENTIONS, QUANTIZATIONS
 
 FORMATS = ("st", "onnx")
 
@@ -33,11 +34,13 @@ def add_export_command(commands: argparse._SubParsersAction) -> None:
         "--format", choices=FORMATS, default="st", help="st: sentence-transformers folder; onnx (default st)."
     )
     export.add_argument(
-        "--quantize", choices=("int8",), help="With --format onnx: dynamic int8 quantisation of the weights."
+        "--quantize",
+        choices=QUANTIZATIONS,
+        help="With --format onnx: int8 stores the weights as int8 (dynamic quantisation); none (default) keeps fp32.",
     )
     export.add_argument(
         "--attention",
-        choices=("fused", "traced"),
+        choices=ATTENTIONS,
         help="With --format onnx: fused (default) runs each layer's attention as onnxruntime's MultiHeadAttention "
         "where the model allows; traced keeps standard ONNX operators, for runtimes other than onnxruntime.",
     )
@@ -61,7 +64,9 @@ def run_export(args: argparse.Namespace) -> int:
     Raises:
         ValueError: for ONNX-only options without --format onnx, or a bad --check-max-docs / --batch-size.
     """
-    if args.format != "onnx" and (args.quantize or args.attention or args.check_max_docs is not None):
+    if args.format != "onnx" and (
+        args.quantize not in (None, "none") or args.attention or args.check_max_docs is not None
+    ):
         raise ValueError("--quantize, --attention and --check-max-docs apply to --format onnx only")
     if args.batch_size < 1:
         raise ValueError("--batch-size must be at least 1")

@@ -94,9 +94,8 @@ def _padding_mask(batch_size, q_length, kv_length, attention_mask=None, **kwargs
 
 
 def _register() -> None:
-    if ONNX_ATTENTION not in AttentionInterface._global_mapping:
-        AttentionInterface.register(ONNX_ATTENTION, _attention)
-        AttentionMaskInterface.register(ONNX_ATTENTION, _padding_mask)
+    AttentionInterface.register(ONNX_ATTENTION, _attention)  # a dict update: registering again is harmless
+    AttentionMaskInterface.register(ONNX_ATTENTION, _padding_mask)
 
 
 def _supports_fused_attention(transformer: Any) -> bool:

@@ -28,15 +28,13 @@ import torch
 from sentence_transformers import SentenceTransformer
 
 from embedtune.export.attention import CONTRIB_DOMAIN, CONTRIB_OPSET, MHA_OP, attention_for_export, flash_when_unpadded
+from embedtune.export.options import check_onnx_options
 from embedtune.models.onnx_backend import INSTALL_HINT, OUTPUT_NAME
 
 OPSET = 17
 """ONNX opset of the exported graph (LayerNormalization is a single op from opset 17)."""
 PROBE_TEXTS = ["embedtune export probe", "a second, longer probe sentence so that the batch needs padding"]
 """Texts whose tokens trace the graph (two lengths, so padding and the attention mask are part of the trace)."""
-ATTENTIONS = ("fused", "traced")
-"""``fused``: onnxruntime's ``MultiHeadAttention`` where the model allows (fast; onnxruntime only); ``traced``: the
-model's eager attention as standard ONNX operators (any ONNX runtime)."""
 QUANTIZED_OPS = ["MatMul", "Gather"]
 """Operators whose weights are quantised: the transformer's and head's linear layers, the embedding tables."""
 
@@ -76,7 +74,7 @@ def write_graph(model: SentenceTransformer, path: Path, attention: str = "fused"
         model: The model, on CPU, in eval mode; its attention implementation is switched for the trace and
             restored afterwards.
         path: The ``.onnx`` file to write.
-        attention: One of :data:`ATTENTIONS`.
+        attention: One of :data:`~embedtune.export.options.ATTENTIONS`.
 
     Returns:
         The graph's inputs and its attention.
@@ -85,8 +83,7 @@ def write_graph(model: SentenceTransformer, path: Path, attention: str = "fused"
         ImportError: if the onnx package is missing.
         ValueError: for an unknown ``attention``.
     """
-    if attention not in ATTENTIONS:
-        raise ValueError(f"attention must be one of {', '.join(ATTENTIONS)}, got {attention!r}")
+    check_onnx_options(attention=attention)
     try:
         # optional dependency (the onnx extra): torch's exporter writes the graph with it
         import onnx

@@ -30,7 +30,8 @@ from embedtune.data.prepare import prepare_data
 from embedtune.evaluation.retrieval_evaluator import subsample_corpus
 from embedtune.export.checks import ExportCheck, check_export
 from embedtune.export.folder import ExportSource, export_source, staging_folder
-from embedtune.export.graph import ATTENTIONS, OPSET, WrittenGraph, graph_inputs, quantize_graph, write_graph
+from embedtune.export.graph import OPSET, WrittenGraph, graph_inputs, quantize_graph, write_graph
+from embedtune.export.options import check_onnx_options
 from embedtune.io import file_sha256, write_json_atomic
 from embedtune.model_paths import ONNX_MANIFEST_FILE
 from embedtune.models.onnx_backend import ONNX_FORMAT, ONNX_MODEL_FILE, load_onnx_model
@@ -44,7 +45,6 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-QUANTIZATIONS = ("none", "int8")
 VERSIONED = ("embedtune", "torch", "transformers", "sentence-transformers", "onnx", "onnxruntime")
 """Libraries whose versions the manifest records."""
 FP32_GRAPH = "model.fp32.onnx"
@@ -102,7 +102,7 @@ def export_onnx(
         ExportCheckError: with the figures, if the export fails its check (``out`` is not created).
         ImportError: if onnx or onnxruntime is missing.
     """
-    _check_options(quantize, attention)
+    check_onnx_options(quantize, attention)
     if check_max_docs is not None and check_max_docs < 1:
         raise ValueError(f"check_max_docs must be at least 1, got {check_max_docs}")
     target = Path(out)
@@ -131,7 +131,7 @@ def write_onnx_export(
         ValueError: for an unknown quantisation or attention, or an existing ``out``.
         ExportCheckError: with the figures, if the export fails its check (``out`` is not created).
     """
-    _check_options(quantize, attention)
+    check_onnx_options(quantize, attention)
     if out.exists() or out.is_symlink():
         raise ValueError(f"{out} already exists; export writes a new folder and never overwrites one")
     reference = source.load()
@@ -147,13 +147,6 @@ def write_onnx_export(
         write_json_atomic(staging / ONNX_MANIFEST_FILE, manifest)
     logger.info("Exported %s as %s ONNX to %s", source.model_dir, _label(quantize), out)
     return OnnxExport(out, check)
-
-
-def _check_options(quantize: str, attention: str) -> None:
-    if quantize not in QUANTIZATIONS:
-        raise ValueError(f"quantize must be one of {', '.join(QUANTIZATIONS)}, got {quantize!r}")
-    if attention not in ATTENTIONS:
-        raise ValueError(f"attention must be one of {', '.join(ATTENTIONS)}, got {attention!r}")
 
 
 def run_dev_split(run: Path) -> EvalSplit:
