@@ -12,9 +12,10 @@ evaluator, ``Retriever`` and ``embedtune serve``. The model is never saved back 
 module is not one of sentence-transformers' own); the export folder is the saved form.
 
 onnxruntime runs on the CPU here (``CPUExecutionProvider``); an enclosing torch autocast has no effect on it. It runs
-each batch in slices of about :data:`TOKENS_PER_RUN` tokens, each cut to its own longest text: on a 2-core CPU the
-int8 export of all-MiniLM-L6-v2 encodes SciFact's abstracts about 1.4x faster in slices of 4 than in whole batches of
-64 (more slices without padding take onnxruntime's flash attention, and each slice's activations stay in cache).
+each batch in slices of about :data:`TOKENS_PER_RUN` tokens, each cut to its own longest text: more slices are free
+of padding and take onnxruntime's flash attention, and a slice's activations stay in cache. On a 2-core CPU the int8
+export of all-MiniLM-L6-v2 encodes SciFact's abstracts 7-37 % faster in slices of 4 than in whole batches of 64,
+depending on the VM (``bench/export.py``, docs/benchmarks.md).
 """
 
 from __future__ import annotations
