@@ -65,9 +65,11 @@ class _MultiHeadAttention(torch.autograd.Function):
     def symbolic(g, query, key, value, key_padding_mask, num_heads: int, scale: float):  # noqa: D102
         mask = g.op("Cast", key_padding_mask, to_i=_INT32)
         no_bias = symbolic_helper._optional_input_placeholder_tensor(g)
-        return g.op(
+        output = g.op(
             f"{CONTRIB_DOMAIN}::{MHA_OP}", query, key, value, no_bias, mask, num_heads_i=num_heads, scale_f=scale
         )
+        output.setType(query.type())  # the output is shaped as the query; torch's shape inference cannot know it
+        return output
 
 
 def _attention(module, query, key, value, attention_mask, scaling=None, dropout=0.0, **kwargs):

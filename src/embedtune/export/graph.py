@@ -98,7 +98,7 @@ def write_graph(model: SentenceTransformer, path: Path, attention: str = "fused"
         torch.inference_mode(False),
         torch.no_grad(),
     ):
-        # the tracer warns about Python conditions on shapes and the contrib op's unknown shape; the checks compare
+        # the tracer warns about Python conditions on shapes; the export's checks compare the results
         warnings.simplefilter("ignore")
         torch.onnx.export(
             _SentenceEmbedding(model, names).eval(),
