@@ -68,7 +68,8 @@ class _MultiHeadAttention(torch.autograd.Function):
         output = g.op(
             f"{CONTRIB_DOMAIN}::{MHA_OP}", query, key, value, no_bias, mask, num_heads_i=num_heads, scale_f=scale
         )
-        output.setType(query.type())  # the output is shaped as the query; torch's shape inference cannot know it
+        # typed as the query (batch, seq, hidden): the fused encoders' value heads are as wide as their query heads
+        output.setType(query.type())
         return output
 
 

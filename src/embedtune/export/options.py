@@ -12,6 +12,10 @@ model's eager attention as standard ONNX operators (any ONNX runtime)."""
 def check_onnx_options(quantize: str = "none", attention: str = "fused") -> None:
     """Refuse an unknown quantisation or attention, before any model loads.
 
+    Args:
+        quantize: One of :data:`QUANTIZATIONS`.
+        attention: One of :data:`ATTENTIONS`.
+
     Raises:
         ValueError: naming the option, the allowed values and the value given.
     """
