@@ -42,8 +42,9 @@ class Objective:
             through its weights (otherwise they are topped up with negatives of other rows).
         head_mode: Whether ``train.mode: head`` can train with it (from cached embeddings, without the encoder).
         teacher_scores: Whether it trains on teacher scores: each row's label is ``[s⁺, s⁻_1 … s⁻_n]`` from the
-            records' ``pos_scores`` / ``neg_scores`` (every record needs them), and ``n`` is the fewest hard
-            negatives any record has (no padding, no borrowed negatives: those would have no teacher score).
+            records' ``pos_scores`` / ``neg_scores`` (every record needs them), and ``n`` is the most hard
+            negatives any record has (capped), a record with fewer repeating its own (no padding, no borrowed
+            negatives: those would have no teacher score).
     """
 
     builder: str

@@ -84,8 +84,10 @@ def build_train_dataset(
     and not already among its negatives: otherwise one record left short by mining would cut every row's hard
     negatives to its count. The topped-up records are counted in the log.
 
-    With ``teacher_scores`` (distillation objectives) ``n`` is the fewest negatives any record has (capped) and each
-    row's label is the teacher's scores ``[s⁺, s⁻_1 … s⁻_n]`` of its positive and negatives instead.
+    With ``teacher_scores`` (distillation objectives) ``n`` is again the most negatives any record has (capped), a
+    record with fewer repeats its own negatives in order (each with its own teacher score: another record's negative
+    would have none, and a repeated margin only weighs that margin more), and each row's label is the teacher's
+    scores ``[s⁺, s⁻_1 … s⁻_n]`` of its positive and negatives instead.
 
     Args:
         examples: Training records.
@@ -104,7 +106,7 @@ def build_train_dataset(
     num_negatives = min(max_hard_negatives, max(counts))
     if teacher_scores:
         check_teacher_scores(examples)
-        num_negatives, pad_negatives = min(max_hard_negatives, min(counts)), True  # no padding slot is ever needed
+        examples, pad_negatives = [_repeat_negatives(example, num_negatives) for example in examples], True
     keys = _KeyIndex()
     relevant = _relevant_keys_by_query(examples, keys)
     if not pad_negatives and num_negatives > 0:
@@ -156,6 +158,17 @@ def check_teacher_scores(examples: list[TrainingExample]) -> None:
             problem = problem or "has no neg_scores (teacher scores) for its hard negatives"
         if problem:
             raise ValueError(f"the record of query {example.query[:80]!r} {problem}")
+
+
+def _repeat_negatives(example: TrainingExample, count: int) -> TrainingExample:
+    """Return ``example`` with its negatives (and their weights, ids, scores, sources) repeated up to ``count``."""
+    if len(example.neg) >= count:
+        return example
+    cycle = [j % len(example.neg) for j in range(count)]
+    per_negative = ("neg", "neg_weights", "neg_ids", "neg_scores", "neg_sources")
+    present = [name for name in per_negative if getattr(example, name)]
+    repeated = {name: tuple(getattr(example, name)[j] for j in cycle) for name in present}
+    return replace(example, **repeated)
 
 
 def _borrow_negatives(
