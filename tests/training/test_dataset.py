@@ -1,3 +1,5 @@
+import logging
+
 import pytest
 import torch
 
@@ -88,7 +90,8 @@ def scored(query, pos, neg, pos_scores, neg_scores) -> TrainingExample:
     return TrainingExample(query, pos, neg, pos_scores=pos_scores, neg_scores=neg_scores)
 
 
-def test_teacher_scores_label_each_row_and_repeat_a_short_records_own_negatives():
+def test_teacher_scores_label_each_row_and_repeat_a_short_records_own_negatives(caplog):
+    caplog.set_level(logging.INFO, logger="embedtune.training.dataset")
     examples = [
         scored("q1", ("p1", "p1b"), ("n1", "n2", "n3"), (0.9, 0.7), (0.5, 0.4, 0.1)),
         scored("q2", ("p2",), ("m1", "m2"), (0.8,), (0.6, 0.2)),
@@ -96,6 +99,7 @@ def test_teacher_scores_label_each_row_and_repeat_a_short_records_own_negatives(
     built = build_train_dataset(examples, max_hard_negatives=4, teacher_scores=True)
     assert built.num_negatives == 3  # the most any record has; q2 repeats its own (another's would have no score)
     assert built.dataset["negative_3"] == ["n3", "n3", "m1"]
+    assert "1 of 2 records have fewer than 3 hard negatives; each repeats its own" in caplog.text
     assert torch.allclose(
         torch.tensor(built.dataset["label"]),
         torch.tensor([[0.9, 0.5, 0.4, 0.1], [0.7, 0.5, 0.4, 0.1], [0.8, 0.6, 0.2, 0.6]]),

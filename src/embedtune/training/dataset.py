@@ -106,6 +106,14 @@ def build_train_dataset(
     num_negatives = min(max_hard_negatives, max(counts))
     if teacher_scores:
         check_teacher_scores(examples)
+        short = sum(len(example.neg) < num_negatives for example in examples)
+        if short:
+            logger.info(
+                "%d of %d records have fewer than %d hard negatives; each repeats its own (with their teacher scores)",
+                short,
+                len(examples),
+                num_negatives,
+            )
         examples, pad_negatives = [_repeat_negatives(example, num_negatives) for example in examples], True
     keys = _KeyIndex()
     relevant = _relevant_keys_by_query(examples, keys)
