@@ -39,3 +39,18 @@ def test_test_split_by_is_listed_in_the_settings_help():
 
     line = next(line for line in settings_help().splitlines() if "data.test_split_by" in line)
     assert "(query)" in line and "'document'" in line and "training positive" in line
+
+
+def test_dev_split_by_follows_test_split_by_unless_set():
+    assert DataConfig(path="beir").dev_carving == "query"
+    assert DataConfig(path="beir", test_split_by="document").dev_carving == "document"
+    assert DataConfig(path="beir", test_split_by="document", dev_split_by="query").dev_carving == "query"
+    config = build_config(overrides=["data.path=beir", "data.dev_split_by=document"]).data
+    assert (config.dev_split_by, config.dev_carving, config.test_split_by) == ("document", "document", "query")
+
+
+@pytest.mark.parametrize("value", ["Document", "doc", "", "test"])
+def test_dev_split_by_rejects_other_values_naming_the_setting(value):
+    with pytest.raises(ConfigError) as error:
+        build_config(overrides=["data.path=beir", f"data.dev_split_by={value}"])
+    assert str(error.value).startswith("data.dev_split_by: must be one of query, document (or unset), got ")

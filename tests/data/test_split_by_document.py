@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from embedtune.config import DataConfig
-from embedtune.data.beir import write_beir
+from embedtune.data.beir import load_beir, write_beir
 from embedtune.data.document_groups import carve_groups, document_groups
 from embedtune.data.prepare import PreparedData, prepare_data
 from embedtune.data.splits import normalize_query
@@ -184,3 +184,62 @@ def test_training_examples_whose_positive_is_held_out_are_dropped_and_counted(tm
     linked = [i for i in range(20) if i not in carved and (i + 1) % 20 in carved]
     assert linked and prepared.counts["train_examples"] == 20 - len(carved) - len(linked)
     assert f"Dropped {len(linked)} training examples with a positive that is relevant to a carved" in caplog.text
+
+
+def with_shipped_test(folder: Path, claims: int = 6) -> Path:
+    """The shared-documents folder plus a shipped test split whose claims cite the first clusters' shared abstracts."""
+    retrieval_set = load_beir(shared_documents_folder(folder.parent / f"{folder.name}-train-only"))
+    for claim in range(claims):
+        retrieval_set.queries[f"t{claim}"] = f"test claim {claim}"
+        retrieval_set.qrels.setdefault("test", {})[f"t{claim}"] = {f"shared{claim}": 1}
+    return write_beir(retrieval_set, folder)
+
+
+def dev_leaks(prepared: PreparedData) -> list[str]:
+    """Relevant documents of dev queries that are training positives, by id or by text."""
+    ids = {doc_id for example in prepared.train_examples for doc_id in example.pos_ids}
+    texts = {normalize_query(text) for example in prepared.train_examples for text in example.pos}
+    return [doc for doc, text in relevant(prepared.dev) if doc in ids or normalize_query(text) in texts]
+
+
+@pytest.mark.parametrize("seed", [0, 1, 7, 42])
+def test_dev_split_by_document_selects_on_unseen_documents_beside_a_shipped_test(tmp_path, seed):
+    folder = with_shipped_test(tmp_path / "beir")
+    prepared = prepare_data(DataConfig(path=str(folder), dev_split_by="document", dev_fraction=0.2, split_seed=seed))
+    assert_honest(prepared)
+    assert prepared.report.name == "test" and sorted(prepared.report.queries) == [f"t{i}" for i in range(6)]
+    assert "by document" in prepared.dev.source and prepared.dev.queries
+    assert dev_leaks(prepared) == []
+    everyone = set(prepared.dev.queries) | {example.query for example in prepared.train_examples}
+    assert len(everyone) == 40  # no training query is dropped
+
+
+def test_without_dev_split_by_the_same_dev_shares_documents_with_training(tmp_path):
+    folder = with_shipped_test(tmp_path / "beir")
+    configs = [DataConfig(path=str(folder), dev_fraction=0.2, split_seed=seed) for seed in range(5)]
+    assert any(dev_leaks(prepare_data(config)) for config in configs)
+
+
+def test_dev_split_by_query_beside_test_carved_by_document(tmp_path, caplog):
+    folder = shared_documents_folder(tmp_path / "beir")
+    with caplog.at_level(logging.INFO):
+        prepared = prepare_data(DataConfig(path=str(folder), test_split_by="document", dev_split_by="query"))
+    assert "by document" in prepared.report.source and "by document" not in prepared.dev.source
+    assert "data.test_split_by=document" in caplog.text and "data.dev_split_by" not in caplog.text
+    ids = {doc_id for example in prepared.train_examples for doc_id in example.pos_ids}
+    assert not ids & {doc for doc, _ in relevant(prepared.report)}
+
+
+def test_a_shipped_dev_cannot_be_carved_by_document(tmp_path):
+    folder = make_folder(tmp_path / "beir", {"train": range(10), "dev": [10, 11], "test": [12]})
+    with pytest.raises(DataError) as err:
+        prepare_data(DataConfig(path=str(folder), dev_split_by="document"))
+    assert err.value.path == folder / "qrels" / "dev.tsv"
+    assert err.value.message.startswith("data.dev_split_by=document carves dev")
+
+
+def test_carving_the_shipped_test_by_document_points_to_dev_split_by(tmp_path):
+    folder = with_shipped_test(tmp_path / "beir")
+    with pytest.raises(DataError) as err:
+        prepare_data(DataConfig(path=str(folder), test_split_by="document"))
+    assert "set data.dev_split_by=document to select on unseen documents" in err.value.message

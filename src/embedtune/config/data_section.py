@@ -47,6 +47,12 @@ class DataConfig:
         "shared relevant documents, so no test or dev query has a relevant document that is a training positive: "
         "every reported query is unseen). 'document' needs a carved reported split.",
     )
+    dev_split_by: str | None = _setting(
+        None,
+        "How dev is carved when the data ships no dev split: 'query' or 'document'; unset follows "
+        "data.test_split_by. 'document' also works beside a shipped test split: checkpoints, the WiSE-FT share and "
+        "tune trials are then chosen on queries whose relevant documents were never training positives.",
+    )
     eval_split: str = _setting(
         "test",
         "Split reported at the end, base vs fine-tuned (never used for selection): test, dev (no held-out split) or "
@@ -81,6 +87,11 @@ class DataConfig:
         "then random ones: hard to rank) or 'random' (judged documents plus a seeded random sample).",
     )
 
+    @property
+    def dev_carving(self) -> str:
+        """How dev is carved when not shipped: ``dev_split_by``, else ``test_split_by`` (one of TEST_SPLIT_BY)."""
+        return self.dev_split_by or self.test_split_by
+
     def __post_init__(self) -> None:
         _check_fields(self, "data.")
         self.path = None if self.path is None else _path(self.path, "data.path")
@@ -95,6 +106,11 @@ class DataConfig:
             self.test_split_by in TEST_SPLIT_BY,
             "data.test_split_by",
             f"must be one of {', '.join(TEST_SPLIT_BY)}, got {shorten(self.test_split_by)}",
+        )
+        _require(
+            self.dev_split_by in (None, *TEST_SPLIT_BY),
+            "data.dev_split_by",
+            f"must be one of {', '.join(TEST_SPLIT_BY)} (or unset), got {shorten(str(self.dev_split_by))}",
         )
         _require(bool(self.eval_split.strip()), "data.eval_split", "must not be empty")
         _require(

@@ -1,4 +1,4 @@
-"""Carving by document (``data.test_split_by: document``): held-out queries sharing no relevant document with training.
+"""Carving by document (``data.test_split_by``, ``data.dev_split_by``): no held-out query shares a training positive.
 
 Queries are linked when they share a relevant document (score > 0), by id or by text (two documents with the same
 text are one document here), and when their texts are equal once normalised. Each connected group of linked queries

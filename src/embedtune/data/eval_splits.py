@@ -169,9 +169,9 @@ def _carve_by_document(
     groups = document_groups(candidates, pool.qrels, pool.corpus)
     if len(groups) < 2:
         message = (
-            f"data.test_split_by=document: all {distinct} distinct judged queries are linked by shared relevant "
+            f"data.{name}_split_by=document: all {distinct} distinct judged queries are linked by shared relevant "
             f"documents into one group, so no '{name}' split can be carved that shares none with training; use "
-            "data.test_split_by=query"
+            f"data.{name}_split_by=query"
         )
         raise DataError(pool.path, None, None, message)
     sizes = [len({normalize_query(candidates[query_id]) for query_id in group}) for group in groups]
@@ -180,13 +180,14 @@ def _carve_by_document(
     carved_texts = sum(sizes[index] for index in carved)
     logger.info(
         "%s: carved %d distinct queries (asked %g %% of %d) in %d of %d groups linked by shared relevant documents, "
-        "so none of their relevant documents is a training positive (data.test_split_by=document).",
+        "so none of their relevant documents is a training positive (data.%s_split_by=document).",
         name,
         carved_texts,
         fraction * 100,
         distinct,
         len(carved),
         len(groups),
+        name,
     )
     return carved_ids, f" by document: {carved_texts} in {len(carved)} of {len(groups)} groups"
 

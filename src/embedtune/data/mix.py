@@ -2,7 +2,7 @@
 
 A source is a BEIR folder (one example per query of its ``qrels/train.tsv``) or a training JSONL file. It only adds
 training examples: dev and test come from the run's own data, and a mixed-in example whose query text is a dev or test
-query's, or (with ``data.test_split_by: document``) whose positive is relevant to one, is dropped and counted, the
+query's, or (with a split carved by document) whose positive is relevant to one, is dropped and counted, the
 same rules the run's own training data follows.
 """
 
@@ -52,8 +52,8 @@ def load_mix(paths: list[str], held_out_texts: set[str], held_out_docs: set[str]
     Args:
         paths: BEIR folders or training JSONL files, in order.
         held_out_texts: Normalised texts of every dev and test query.
-        held_out_docs: Normalised texts of the carved queries' relevant documents (``data.test_split_by:
-            document``), else empty.
+        held_out_docs: Normalised texts of the relevant documents of the splits carved by document
+            (``data.test_split_by`` / ``data.dev_split_by``), else empty.
 
     Returns:
         One source per path, in order.

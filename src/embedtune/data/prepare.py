@@ -18,7 +18,6 @@ from embedtune.data.beir import CORPUS_FILE, QRELS_DIR, QUERIES_FILE, check_spli
 from embedtune.data.document_groups import relevant_texts, without_relevant_pairs, without_relevant_positives
 from embedtune.data.eval_splits import (
     BY_DOCUMENT,
-    BY_QUERY,
     QueryPool,
     carve_split,
     normalized_texts,
@@ -113,18 +112,17 @@ class _Pools:
 
     folder_train: QueryPool | None
     training_file: QueryPool | None
-    by: str = BY_QUERY
 
-    def carve(self, name: str, fraction: float, seed: int, setting: str, exclude_texts: set[str]) -> EvalSplit:
+    def carve(
+        self, name: str, fraction: float, seed: int, setting: str, exclude_texts: set[str], by: str
+    ) -> EvalSplit:
         """Carve a split out of the carving pool (see :func:`carve_split`), keeping the rest of the pool."""
         if self.folder_train is not None:
-            self.folder_train, split = carve_split(
-                self.folder_train, name, fraction, seed, setting, exclude_texts, self.by
-            )
+            self.folder_train, split = carve_split(self.folder_train, name, fraction, seed, setting, exclude_texts, by)
         else:
             assert self.training_file is not None, "prepare_data checks that some training data exists"
             self.training_file, split = carve_split(
-                self.training_file, name, fraction, seed, setting, exclude_texts, self.by
+                self.training_file, name, fraction, seed, setting, exclude_texts, by
             )
         return split
 
@@ -144,7 +142,8 @@ def prepare_data(config: DataConfig) -> PreparedData:
     * dev: the folder's ``qrels/dev.tsv``, else carved (``dev_fraction`` of what is left) from the same pool.
     * carving: by query, or with ``config.test_split_by`` ``"document"`` by whole groups of queries linked by shared
       relevant documents (:mod:`embedtune.data.document_groups`), so no carved query has a relevant document that is
-      a training positive (a training example or relevant pair that would still have one is dropped and logged).
+      a training positive (a training example or relevant pair that would still have one is dropped and logged);
+      dev by ``config.dev_split_by`` when set, by document also beside a shipped test split.
     * training: the training file's examples, else one example per train query (relevant documents as positives),
       minus the queries carved out, minus those whose normalised text equals a dev or test query's (counted in
       ``counts["dropped_duplicates"]`` and logged); with a pairs file, ``train_pairs`` likewise.
@@ -162,8 +161,9 @@ def prepare_data(config: DataConfig) -> PreparedData:
             judged in two shipped splits; naming the qrels file of an evaluation split without any judgement
             > 0 (the train split's too, when it is what the run trains on or carves from); naming the file and
             setting when too few queries are left to carve a split, or (by document) when they form one linked
-            group, or when the reported split is shipped; naming the folder when ``config.eval_split`` is missing
-            from it, the ``qrels`` folder when it cannot be read; naming the training source when no example is left;
+            group, or when the reported split (or dev, with ``dev_split_by``) is shipped; naming the folder when
+            ``config.eval_split`` is missing from it, the ``qrels`` folder when it cannot be read; naming the
+            training source when no example is left;
             naming the weight config when it is malformed (see :func:`load_feature_weights`) or given without
             FlagEmbedding records in ``config.train_file``.
         ValueError: when neither ``config.path`` nor ``config.train_file`` is set, or ``config.eval_split`` is not
@@ -173,11 +173,11 @@ def prepare_data(config: DataConfig) -> PreparedData:
     pools = _Pools(
         folder_train=_folder_train_pool(sources),
         training_file=pool_from_examples(sources.examples, sources.train_file) if sources.train_file else None,
-        by=config.test_split_by,
     )
     dev, test, held_out_texts = _eval_splits(config, sources, pools)
+    carving = {TEST_SPLIT: config.test_split_by, DEV_SPLIT: config.dev_carving}
     carved = [split for split in (dev, test) if split is not None and split.name not in sources.qrels_files]
-    held_out_docs = relevant_texts(carved) if config.test_split_by == BY_DOCUMENT else set()
+    held_out_docs = relevant_texts(split for split in carved if carving[split.name] == BY_DOCUMENT)
     train_examples, train_queries, dropped = _training_examples(sources, pools, held_out_texts, held_out_docs)
     report, report_role = _report_split(config, dev, test)
     train_pairs = None
@@ -212,17 +212,21 @@ def _eval_splits(config: DataConfig, sources: _Sources, pools: _Pools) -> tuple[
     _check_carved_report(config, sources, shipped)
     test = shipped.get(_test_split_name(config))
     if test is None and config.eval_split == TEST_SPLIT and config.test_fraction > 0:
-        test = pools.carve(TEST_SPLIT, config.test_fraction, config.split_seed, "test_fraction", held_out_texts)
+        test = pools.carve(
+            TEST_SPLIT, config.test_fraction, config.split_seed, "test_fraction", held_out_texts, config.test_split_by
+        )
         held_out_texts |= normalized_texts(test)
     dev = shipped.get(DEV_SPLIT)
     if dev is None:
-        dev = pools.carve(DEV_SPLIT, config.dev_fraction, config.split_seed, "dev_fraction", held_out_texts)
+        dev = pools.carve(
+            DEV_SPLIT, config.dev_fraction, config.split_seed, "dev_fraction", held_out_texts, config.dev_carving
+        )
         held_out_texts |= normalized_texts(dev)
     return dev, test, held_out_texts
 
 
 def _check_carved_report(config: DataConfig, sources: _Sources, shipped: dict[str, EvalSplit]) -> None:
-    """With ``data.test_split_by=document``, refuse a reported split the folder ships (it cannot be carved)."""
+    """Refuse carving by document a split the folder ships: the reported one (test_split_by), or dev (dev_split_by)."""
     reported = _test_split_name(config)
     if config.eval_split == DEV_SPLIT or (reported not in shipped and config.test_fraction == 0):
         reported = DEV_SPLIT
@@ -230,9 +234,16 @@ def _check_carved_report(config: DataConfig, sources: _Sources, shipped: dict[st
         message = (
             f"data.test_split_by=document carves the reported split so that none of its queries has a relevant "
             f"document that is a training positive, but split '{reported}' ships with the folder and is reported as "
-            "is; remove the setting (the report still splits its queries into seen and unseen)"
+            "is; remove the setting (the report still splits its queries into seen and unseen), and set "
+            "data.dev_split_by=document to select on unseen documents"
         )
         raise DataError(sources.qrels_files[reported], None, None, message)
+    if config.dev_split_by == BY_DOCUMENT and DEV_SPLIT in shipped:
+        message = (
+            "data.dev_split_by=document carves dev so that none of its queries has a relevant document that is a "
+            "training positive, but this folder ships its dev split, which is used as is; remove the setting"
+        )
+        raise DataError(sources.qrels_files[DEV_SPLIT], None, None, message)
 
 
 def _test_split_name(config: DataConfig) -> str:

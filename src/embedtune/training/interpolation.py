@@ -4,8 +4,9 @@ The best dev checkpoint is mixed with the base model (:func:`~embedtune.models.i
 at each share ``α`` that ``train.interpolation`` names; with ``auto`` every share of ``train.interpolation_grid`` is
 ranked on the whole dev corpus and the best wins (ties to the smaller share, the one closer to the base). The winner
 then faces the base model under the run's selection rule like any checkpoint
-(:func:`embedtune.training.selection.decide_on_dev`). With ``data.test_split_by: document`` dev holds only documents
-that were never training positives, so ``auto`` picks the share that serves new documents best.
+(:func:`embedtune.training.selection.decide_on_dev`). With dev carved by document (``data.dev_split_by``, or
+``data.test_split_by``, which it follows by default) dev holds only documents that were never training positives, so
+``auto`` picks the share that serves new documents best.
 """
 
 from __future__ import annotations
