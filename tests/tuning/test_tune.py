@@ -18,7 +18,7 @@ from embedtune.runs import find_runs, load_run
 from embedtune.training.pipeline import run_training
 from embedtune.training.trainer_setup import extra_callbacks
 from embedtune.tuning import best
-from embedtune.tuning.objective import RUN_ATTR, DevReporter, run_trial
+from embedtune.tuning.objective import RUN_ATTR, SHIPS_ATTR, DevReporter, run_trial
 from embedtune.tuning.runner import TuneRequest, run_study
 from embedtune.tuning.space import CATEGORICAL, FLOAT, Param
 from embedtune.tuning.study import RESUME_OF_ATTR, claim, open_study, recover_dead_trials, study_folder
@@ -77,11 +77,13 @@ def test_trials_never_see_test_and_the_best_trial_is_tested_once(
         assert not set(json.loads((run.path / "per_query.json").read_text())["base"]) & test_ids
         selection = run.metrics.selection
         if trial.state == complete:
-            assert trial.value == (selection.base_dev if selection.chosen == "base" else selection.best_dev)
+            assert trial.value == selection.best_dev and trial.user_attrs[SHIPS_ATTR] == selection.chosen
     test_evaluations = [ids for ids in evaluated_queries if ids & test_ids]
     assert len(test_evaluations) == 2  # base and the best trial, once each, after every trial
     assert evaluated_queries[-2:] == test_evaluations
-    assert outcome.best.value == max(t.value for t in trials if t.state == complete)
+    assert outcome.best == max(
+        (t for t in trials if t.state == complete), key=lambda t: (t.user_attrs[SHIPS_ATTR] != "base", t.value)
+    )
     stored = json.loads((study_folder(runs, "s") / best.BEST_TEST_FILE).read_text())
     assert stored["trial"] == outcome.best.number and stored["split"] == "test" and stored["split_role"] == "test"
     assert stored["fine_tuned"]["ndcg@10"] > stored["base"]["ndcg@10"]  # the noise set: a head learns to ignore noise

@@ -55,7 +55,7 @@ def run_tune(args: argparse.Namespace) -> int:
     # imports torch and Optuna: only when the command runs, so `embedtune --help` starts fast
     from embedtune.tuning.budget import parse_duration
     from embedtune.tuning.runner import TuneRequest, run_study
-    from embedtune.tuning.show import describe_test, trials_table
+    from embedtune.tuning.show import describe_best, describe_test, trials_table
     from embedtune.tuning.space import load_space
 
     if args.trials is not None and args.trials < 1:
@@ -76,7 +76,7 @@ def run_tune(args: argparse.Namespace) -> int:
     if outcome.best is None:
         print("No trial finished.")
         return 1
-    print(f"Best: trial {outcome.best.number}, dev {outcome.best.value:.4f}; configuration: {outcome.best_config}")
+    print(describe_best(outcome.best, outcome.best_config))
     print(describe_test(outcome.test))
     return 0
 

@@ -25,11 +25,11 @@ from embedtune.config.files import apply_overrides
 from embedtune.data.prepare import prepare_data
 from embedtune.evaluation.seen_unseen import seen_queries, split_comparison, training_positives
 from embedtune.io import atomic_file, write_json_atomic
-from embedtune.runs import load_run
+from embedtune.runs import CHOSEN_FINE_TUNED, load_run
 from embedtune.runs.layout import MODEL_DIR
 from embedtune.training.final_eval import FinalEvaluation, per_query_record
 from embedtune.training.pipeline import fit_data_to_loss, load_base_model, tuned_model_cache
-from embedtune.tuning.objective import RUN_ATTR
+from embedtune.tuning.objective import RUN_ATTR, SHIPS_ATTR
 
 logger = logging.getLogger(__name__)
 
@@ -39,13 +39,23 @@ BEST_PER_QUERY_FILE = "best_per_query.json"
 
 
 def best_trial(study: optuna.Study) -> optuna.trial.FrozenTrial | None:
-    """Return the complete trial with the highest dev value that has a run folder, or ``None`` before any finished."""
+    """Return the study's answer among the complete trials with a run folder, or ``None`` before any finished.
+
+    A trial whose run ships its fine-tuned model (it beat the base model on dev under the run's selection rule) wins
+    over any that ships the base model; among those, the highest dev value, then the earliest trial. When no trial
+    beat the base, the answer is the highest dev value, and its run (so ``best.yaml`` too) ships the base model.
+    """
     complete = [
         trial
         for trial in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
         if RUN_ATTR in trial.user_attrs and trial.value is not None
     ]
-    return max(complete, key=lambda trial: (trial.value, -trial.number), default=None)
+    return max(complete, key=lambda trial: (ships_fine_tuned(trial), trial.value, -trial.number), default=None)
+
+
+def ships_fine_tuned(trial: optuna.trial.FrozenTrial) -> bool:
+    """Whether the trial's run ships its fine-tuned model (trials of older studies, without the attribute: yes)."""
+    return trial.user_attrs.get(SHIPS_ATTR, CHOSEN_FINE_TUNED) == CHOSEN_FINE_TUNED
 
 
 def best_config(trial: optuna.trial.FrozenTrial) -> dict[str, Any]:

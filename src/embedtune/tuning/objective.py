@@ -1,9 +1,12 @@
 """One trial of ``embedtune tune``: an ordinary run with the trial's settings, scored on dev only, pruned early.
 
-The trial's run reports dev, never test (``eval.report_test: false``), and its value is the dev figure of the model
-the run ships, under the run's own selection rule (the base model's when fine-tuning did not beat it). Each dev
-evaluation during training goes to the study's pruner; a pruned trial stops training, then finishes its run folder
-like any run, so nothing a trial made is half-written.
+The trial's run reports dev, never test (``eval.report_test: false``), and its value is the whole-corpus dev figure
+of the candidate the run's selection rule picked (best checkpoint, or its WiSE-FT mix), the same kind of figure the
+pruner is fed during training. Whether the run ships that candidate or the base model (when it did not beat the base
+significantly) is kept beside it (:data:`SHIPS_ATTR`): a value fixed at the base model's figure whenever no trial beats
+the base would leave the sampler nothing to learn from. Each dev evaluation during training goes to the study's
+pruner; a pruned trial stops training, then finishes its run folder like any run, so nothing a trial made is
+half-written.
 """
 
 from __future__ import annotations
@@ -27,6 +30,8 @@ from embedtune.tuning.study import RESUME_OF_ATTR, claim, study_folder
 logger = logging.getLogger(__name__)
 
 RUN_ATTR = "run"
+SHIPS_ATTR = "ships"
+"""Trial attribute: what the trial's run ships, :data:`~embedtune.runs.CHOSEN_FINE_TUNED` or ``CHOSEN_BASE``."""
 
 
 class DevReporter(TrainerCallback):
@@ -96,7 +101,7 @@ def trial_run(runs_dir: str | Path, study: str, number: int) -> Path | None:
 
 
 def run_trial(trial: optuna.Trial, base: dict[str, Any], space: list[Param], study: str) -> float:
-    """Run one trial and return its dev value.
+    """Run one trial and return its dev value: the selected candidate's, whether or not the run ships it.
 
     A trial queued to resume a dead one (``resume_of``) continues that trial's run folder when it is unfinished, or
     takes its figures when it finished.
@@ -122,7 +127,8 @@ def run_trial(trial: optuna.Trial, base: dict[str, Any], space: list[Param], stu
             result = run_training(config, resume=folder)
         folder, metrics = result.folder, result.metrics
     trial.set_user_attr(RUN_ATTR, str(folder))
-    value = shipped_dev(metrics)
+    trial.set_user_attr(SHIPS_ATTR, metrics.selection.chosen)
+    value = metrics.selection.best_dev
     if reporter.pruned_at is not None:
         raise optuna.TrialPruned(f"pruned at step {reporter.pruned_at} (dev {config.train.primary_metric})")
     return value

@@ -17,7 +17,7 @@ import optuna
 from embedtune.config import ConfigError
 from embedtune.runs.text import format_duration, format_table
 from embedtune.tuning import best
-from embedtune.tuning.objective import RUN_ATTR
+from embedtune.tuning.objective import RUN_ATTR, SHIPS_ATTR
 from embedtune.tuning.study import storage_url, study_folder
 
 logger = logging.getLogger(__name__)
@@ -41,7 +41,7 @@ def load_study(runs_dir: str | Path, name: str, storage: str | None = None) -> o
 
 
 def trials_table(study: optuna.Study) -> str:
-    """One line per trial: number, state, dev value, duration, run folder, sampled settings."""
+    """One line per trial: number, state, dev value, what its run ships, duration, run folder, sampled settings."""
     rows = []
     for trial in study.get_trials(deepcopy=False):
         duration = (
@@ -55,6 +55,7 @@ def trials_table(study: optuna.Study) -> str:
                 str(trial.number),
                 trial.state.name.lower(),
                 "-" if value is None else f"{value:.4f}",
+                str(trial.user_attrs.get(SHIPS_ATTR, "-")),
                 format_duration(duration),
                 Path(trial.user_attrs.get(RUN_ATTR, "-")).name,
                 " ".join(f"{key}={_short(value)}" for key, value in trial.params.items()),
@@ -62,7 +63,15 @@ def trials_table(study: optuna.Study) -> str:
         )
     if not rows:
         return "No trials yet."
-    return format_table(["TRIAL", "STATE", "DEV", "TIME", "RUN", "SETTINGS"], rows)
+    return format_table(["TRIAL", "STATE", "DEV", "SHIPS", "TIME", "RUN", "SETTINGS"], rows)
+
+
+def describe_best(winner: optuna.trial.FrozenTrial, config_file: Path) -> str:
+    """Return the line naming the best trial, its dev value and configuration file, and what its run ships."""
+    line = f"Best: trial {winner.number}, dev {winner.value:.4f}; configuration: {config_file}"
+    if best.ships_fine_tuned(winner):
+        return line
+    return line + "\nNo trial beat the base model on dev: the best trial's run, like best.yaml, ships the base model"
 
 
 def _last_intermediate(trial: optuna.trial.FrozenTrial) -> float | None:
@@ -126,7 +135,7 @@ def show_study(runs_dir: str | Path, name: str, storage: str | None = None) -> s
     if winner is None:
         return "\n".join([*lines, "No complete trial yet."])
     path = best.write_best_config(folder, winner)
-    lines += [f"Best: trial {winner.number}, dev {winner.value:.4f}; configuration: {path}"]
+    lines.append(describe_best(winner, path))
     test_file = folder / best.BEST_TEST_FILE
     if test_file.exists():
         test = json.loads(test_file.read_text(encoding="utf-8"))

@@ -1,0 +1,43 @@
+"""The study's answer: a trial whose run ships its fine-tuned model beats a higher dev value shipping the base."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import optuna
+
+from embedtune.tuning.best import best_trial
+from embedtune.tuning.objective import RUN_ATTR, SHIPS_ATTR
+from embedtune.tuning.show import describe_best, trials_table
+
+
+def study_of(*trials: tuple[float, str]) -> optuna.Study:
+    """An in-memory study with one complete trial per ``(dev value, what its run ships)``."""
+    study = optuna.create_study(direction="maximize")
+    for number, (value, ships) in enumerate(trials):
+        attrs = {RUN_ATTR: f"runs/s-t{number}", SHIPS_ATTR: ships}
+        study.add_trial(optuna.trial.create_trial(value=value, params={}, distributions={}, user_attrs=attrs))
+    return study
+
+
+def test_a_trial_that_ships_its_model_beats_a_higher_value_that_ships_the_base():
+    study = study_of((0.70, "base"), (0.66, "fine_tuned"), (0.65, "fine_tuned"))
+    assert best_trial(study).number == 1
+    assert "ships the base model" not in describe_best(best_trial(study), Path("best.yaml"))
+
+
+def test_when_every_trial_ships_the_base_the_highest_dev_value_wins_and_says_so():
+    study = study_of((0.61, "base"), (0.64, "base"), (0.62, "base"))
+    winner = best_trial(study)
+    assert winner.number == 1
+    line = describe_best(winner, Path("best.yaml"))
+    assert line.startswith("Best: trial 1, dev 0.6400; configuration: best.yaml")
+    assert "No trial beat the base model on dev" in line
+
+
+def test_ties_go_to_the_earlier_trial_and_the_table_shows_what_each_ships():
+    study = study_of((0.66, "fine_tuned"), (0.66, "fine_tuned"))
+    assert best_trial(study).number == 0
+    lines = trials_table(study).splitlines()
+    rows = [line.split() for line in lines if line.split()[0].isdigit()]
+    assert "SHIPS" in lines[0].split() and [row[3] for row in rows] == ["fine_tuned", "fine_tuned"]
