@@ -5,7 +5,8 @@ symmetric InfoNCE, callbacks) with all-MiniLM-L6-v2, batch 32, at ``--precision`
 or GPU has it natively). The compiled side sets transformers' ``torch_compile`` (inductor; sentence-transformers puts
 the compiled model into the loss), so the shapes that vary (query lengths) are handled by inductor's automatic
 dynamic shapes. Printed: each side's median step time over the steps after the first ``--warmup``, the wall time of
-all steps (compiling included), and the ratio; nothing is recorded::
+all steps (compiling included), the ratios, and how many graphs dynamo compiled (0 would mean nothing was compiled);
+nothing is recorded::
 
     .venv/bin/python bench/compile_train.py --steps 16
 """
@@ -25,6 +26,7 @@ from speed import MODEL, SCIFACT, run_setup  # bench/speed.py: this folder is on
 
 def step_times(make, dataset, compiled: bool) -> list[float]:
     """Train with ``make``'s set-up (compiled or not); return each step's seconds, in order."""
+    import torch
     from sentence_transformers import SentenceTransformerTrainer
     from transformers import TrainerCallback
 
@@ -46,11 +48,14 @@ def step_times(make, dataset, compiled: bool) -> list[float]:
         args, loss, callbacks = make(model, Path(folder))
         args.eval_strategy, args.save_strategy = "no", "no"
         args.eval_on_start = args.load_best_model_at_end = False
-        args.torch_compile = compiled
+        args.torch_compile = compiled  # set after the arguments' __post_init__, so the backend must be named too
+        args.torch_compile_backend = "inductor" if compiled else None
         trainer = SentenceTransformerTrainer(
             model=model, args=args, train_dataset=dataset, loss=loss, callbacks=[timer, *callbacks]
         )
         trainer.train()
+        if compiled:
+            print("dynamo:", dict(torch._dynamo.utils.counters["stats"]), flush=True)
     return [end - begin for begin, end in zip(timer.marks[::2], timer.marks[1::2], strict=True)]
 
 

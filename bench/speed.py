@@ -211,7 +211,7 @@ def run_setup(data: Path, overrides: list[str], extra_callbacks: list | None = N
 
     def make(model, folder):
         loss = build_loss(model, config.loss, context)
-        callbacks = [*standard_callbacks(config, SilentWriter(), loss), *(extra_callbacks or [])]
+        callbacks = [*standard_callbacks(config, SilentWriter(), loss, folder), *(extra_callbacks or [])]
         return training_arguments(config, folder, None), loss, callbacks
 
     return make, dataset, pairs

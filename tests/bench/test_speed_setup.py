@@ -1,0 +1,26 @@
+"""bench/speed.py builds embedtune's training set-up as ``embedtune train`` does, so it must follow that API.
+
+Its training-speed parts (and bench/gpu.py's, bench/compile_train.py's) only run on SciFact or a GPU, never in CI; this
+builds the same set-up on a tiny folder and a tiny model, so a changed signature fails here instead of on a lent GPU.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from embedtune.models.loading import load_model
+
+BENCH = Path(__file__).resolve().parents[2] / "bench"
+
+
+def test_speed_run_setup_builds_the_arguments_loss_and_callbacks_of_a_run(
+    tiny_model_dir, tiny_beir, tmp_path, monkeypatch
+):
+    monkeypatch.syspath_prepend(str(BENCH))
+    import speed  # bench/speed.py
+
+    make, dataset, pairs = speed.run_setup(tiny_beir, ["train.max_steps=5", "train.precision=fp32"])
+    arguments, loss, callbacks = make(load_model(str(tiny_model_dir)), tmp_path)
+    assert arguments.max_steps == 5 and callbacks
+    assert set(dataset.column_names) >= {"anchor", "positive", "label"} and len(pairs) == len(dataset)
+    assert speed._steps_per_second(lambda model, folder: make(model, folder), dataset, str(tiny_model_dir)) > 0
