@@ -154,14 +154,22 @@ def compare(shipped_run: Path, study: Path) -> dict:
 
 
 def trials_summary(study: Path) -> dict:
-    """Return how many trials ended in each state and the study's best parameters."""
+    """Return how many trials ended in each state, what their runs ship, and the study's answer's parameters."""
     import optuna
+
+    from embedtune.tuning.best import best_trial
+    from embedtune.tuning.objective import SHIPS_ATTR
 
     loaded = optuna.load_study(study_name=study.name, storage=f"sqlite:///{study / 'study.db'}")
     states: dict[str, int] = {}
+    ships: dict[str, int] = {}
     for trial in loaded.trials:
         states[trial.state.name] = states.get(trial.state.name, 0) + 1
-    return {"states": states, "best_params": loaded.best_trial.params}
+        if trial.state == optuna.trial.TrialState.COMPLETE:
+            shipped = trial.user_attrs.get(SHIPS_ATTR, "unknown")
+            ships[shipped] = ships.get(shipped, 0) + 1
+    values = sorted((trial.value for trial in loaded.trials if trial.value is not None), reverse=True)
+    return {"states": states, "ships": ships, "top_dev_values": values[:5], "best_params": best_trial(loaded).params}
 
 
 def main() -> None:
