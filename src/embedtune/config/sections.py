@@ -88,12 +88,6 @@ class TrainConfig:
         "'auto' (bf16/fp16 autocast on CUDA; bf16 autocast on CPUs with AVX512-BF16 or AMX, else fp32), 'fp32', "
         "'fp16' (CUDA only) or 'bf16'.",
     )
-    compile: bool = _setting(
-        False,
-        "Compile the model for training with torch.compile (transformers' torch_compile, inductor, automatic dynamic "
-        "shapes): on a 2-core CPU in bf16, steps 1.28x faster after about 2 minutes of compiling "
-        "(bench/compile_train.py), so it pays for runs of more than about 60 steps.",
-    )
     group_by_length: bool = _setting(
         False,
         "Batch rows of similar length (sorted within shuffled windows of 32 batches), keeping the no-duplicates "

@@ -58,8 +58,6 @@ def training_arguments(
         seed=train.seed,
         data_seed=train.seed,
         activation_checkpointing=train.gradient_checkpointing,
-        torch_compile=train.compile,
-        torch_compile_backend="inductor" if train.compile else None,
         fp16=fp16,
         bf16=bf16,
         # Without a GPU: CPU bf16 autocast needs it, and so does torchrun on CPUs (accelerate's MULTI_CPU, else each
