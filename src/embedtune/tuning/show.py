@@ -67,7 +67,7 @@ def trials_table(study: optuna.Study) -> str:
 
 
 def describe_best(winner: optuna.trial.FrozenTrial, config_file: Path) -> str:
-    """Return the line naming the best trial, its dev value and configuration file, and what its run ships."""
+    """Return a line naming the best trial, its dev value and config file; and a second when its run ships the base."""
     line = f"Best: trial {winner.number}, dev {winner.value:.4f}; configuration: {config_file}"
     if best.ships_fine_tuned(winner):
         return line
