@@ -117,16 +117,22 @@ def test_carve_groups_takes_the_smallest_group_when_none_fits_and_leaves_one_beh
         carve_groups([["a", "b"]], [2], 0.5, seed=0)
 
 
-def test_one_linked_group_cannot_be_carved_by_document(tmp_path):
-    corpus = {"shared": "shared text", **{f"d{i}": f"doc {i}" for i in range(5)}}
+@pytest.mark.parametrize(
+    ("split", "settings"), [("test", {"test_split_by": "document"}), ("dev", {"dev_split_by": "document"})]
+)
+def test_one_linked_group_cannot_be_carved_by_document(tmp_path, split, settings):
+    corpus = {"shared": "shared text", **{f"d{i}": f"doc {i}" for i in range(7)}}
     qrels = {f"q{i}": {"shared": 1, f"d{i}": 1} for i in range(5)}
-    queries = {f"q{i}": f"query {i}" for i in range(5)}
-    folder = write_beir(RetrievalSet(corpus=corpus, queries=queries, qrels={"train": qrels}), tmp_path / "beir")
+    queries = {f"q{i}": f"query {i}" for i in range(7)}
+    splits = {"train": qrels}
+    if split == "dev":  # a shipped test beside the linked training queries
+        splits["test"] = {"q5": {"d5": 1}, "q6": {"d6": 1}}
+    folder = write_beir(RetrievalSet(corpus=corpus, queries=queries, qrels=splits), tmp_path / "beir")
     with pytest.raises(DataError) as err:
-        prepare_data(DataConfig(path=str(folder), test_split_by="document"))
+        prepare_data(DataConfig(path=str(folder), **settings))
     assert err.value.path == folder / "qrels" / "train.tsv"
-    assert "all 5 distinct judged queries are linked by shared relevant documents into one group" in err.value.message
-    assert "data.test_split_by=query" in err.value.message
+    assert f"carving '{split}' by document: all 5 distinct judged queries are linked" in err.value.message
+    assert f"set data.{split}_split_by=query" in err.value.message
 
 
 @pytest.mark.parametrize(

@@ -169,8 +169,8 @@ def _carve_by_document(
     groups = document_groups(candidates, pool.qrels, pool.corpus)
     if len(groups) < 2:
         message = (
-            f"data.{name}_split_by=document: all {distinct} distinct judged queries are linked by shared relevant "
-            f"documents into one group, so no '{name}' split can be carved that shares none with training; use "
+            f"carving '{name}' by document: all {distinct} distinct judged queries are linked by shared relevant "
+            f"documents into one group, so no '{name}' split can be carved that shares none with training; set "
             f"data.{name}_split_by=query"
         )
         raise DataError(pool.path, None, None, message)
