@@ -14,10 +14,11 @@ Levers here:
 * any lever trained as a run on the same data (``--run anchor=RUN`` for ``loss.anchor_weight``, a distillation
   run...), its model scored here the same way, optionally with its own WiSE-FT grid (``--interpolate anchor``).
 
-With ``--forgetting`` every model is also scored out of domain: KorQuAD 1.0 (converted to BEIR in a temporary folder
-at run time, never kept), all 5,774 questions against its 961 paragraphs, Δ vs the base with the paired test. The
-offline models' English vocabularies make that base weak (Hangul splits into jamo), so it bounds forgetting only
-where the base has something to forget.
+With ``--forgetting`` every model is also scored out of domain, Δ vs the base with the paired test: KorQuAD 1.0
+(converted to BEIR in a temporary folder at run time, never kept), all 5,774 questions against its 961 paragraphs,
+where the offline models' English vocabularies make the base weak (Hangul splits into jamo); and English code search
+over this interpreter's standard library (the demo's set: 2,054 docstring sentences, each finding its function's
+source among 2,054), where the base has general English matching to lose.
 
     .venv/bin/embedtune train --data ../shared/datasets/scifact --name anchor2 --set loss.anchor_weight=2
     .venv/bin/python bench/generalisation.py --control-run RUN --run anchor2=runs/<anchor2 run> --interpolate anchor2
@@ -37,6 +38,8 @@ ROOT = Path(__file__).resolve().parents[1]
 SCIFACT = ROOT.parent / "shared" / "datasets" / "scifact"
 KORQUAD = ROOT.parent / "shared" / "datasets" / "korquad-v1.0" / "KorQuAD_v1.0_dev.json"
 PRIMARY = "ndcg@10"
+OUT_OF_DOMAIN = ("korquad", "code")
+"""The ``--forgetting`` splits (:func:`out_of_domain_splits`)."""
 
 
 def train_control(runs_dir: Path) -> Path:
@@ -67,21 +70,33 @@ def evaluate(model, split, cache, batch_size: int) -> dict[str, dict[str, float]
     return evaluator.last_per_query
 
 
-def out_of_domain_split():
-    """KorQuAD 1.0 as one evaluation split: every question (all article splits together), the whole corpus."""
+def out_of_domain_splits() -> dict:
+    """Return the out-of-domain evaluation splits, each ranking its whole corpus: ``{"korquad": ..., "code": ...}``.
+
+    * ``korquad``: KorQuAD 1.0, every question (all article splits together) against its 961 paragraphs;
+    * ``code``: English code search over this interpreter's standard library (the demo's data set,
+      :func:`~embedtune.data.builders.stdlib_code.build_stdlib_retrieval_set`, every split together): a function's
+      first docstring sentence finds its source (docstring removed), among all functions kept.
+    """
     import tempfile
 
     from embedtune.data.beir import load_beir
     from embedtune.data.builders.squad import build_squad_beir
+    from embedtune.data.builders.stdlib_code import build_stdlib_retrieval_set
     from embedtune.data.types import EvalSplit
+
+    def whole(name: str, retrieval_set, source: str) -> EvalSplit:
+        qrels = {query: judged for split in retrieval_set.qrels.values() for query, judged in split.items()}
+        queries = {query: retrieval_set.queries[query] for query in qrels}
+        return EvalSplit(name, retrieval_set.corpus, queries, qrels, source)
 
     with tempfile.TemporaryDirectory(prefix="embedtune-forgetting-") as work:
         folder = Path(work) / "korquad"
         build_squad_beir(KORQUAD, folder)
-        retrieval_set = load_beir(folder)
-    qrels = {query: judged for split in retrieval_set.qrels.values() for query, judged in split.items()}
-    queries = {query: retrieval_set.queries[query] for query in qrels}
-    return EvalSplit("korquad", retrieval_set.corpus, queries, qrels, f"{KORQUAD} (all questions)")
+        korquad = whole("korquad", load_beir(folder), f"{KORQUAD} (all questions)")
+    stdlib = f"Python {sys.version.split()[0]} standard library code search"
+    code = whole("code", build_stdlib_retrieval_set(max_queries={}), stdlib)
+    return {"korquad": korquad, "code": code}
 
 
 def mean(per_query: dict[str, dict[str, float]], ids=None) -> float:
@@ -158,7 +173,7 @@ def main() -> None:
     batch = config.eval.batch_size
     splits = {"dev": data.dev, "test": data.report}
     if args.forgetting:
-        splits["ood"] = out_of_domain_split()
+        splits.update(out_of_domain_splits())
     rows = {"base": {role: evaluate(base, split, cache, batch) for role, split in splits.items()}}
     families: dict[str, dict[str, float]] = {}
     for name, family, alpha, model in candidates(args, base, folder):
@@ -192,19 +207,19 @@ def main() -> None:
             f"{compare(base_test, test, groups['seen'])} | {compare(base_test, test, groups['unseen'])} | "
             f"{compare(control_test, test, groups['all'])} | {compare(control_test, test, groups['unseen'])} |"
         )
-    if args.forgetting:
-        ood_ids = sorted(splits["ood"].qrels)
-        print(f"\nOut of domain: KorQuAD 1.0, {len(ood_ids)} questions, {len(splits['ood'].corpus)} paragraphs")
+    for role in OUT_OF_DOMAIN if args.forgetting else ():
+        ids = sorted(splits[role].qrels)
+        print(f"\nOut of domain: {splits[role].source}, {len(ids)} queries, {len(splits[role].corpus)} documents")
         print("| model | nDCG@10 | Δ vs base |")
         print("|---|---|---|")
         for label, row in rows.items():
-            print(f"| {label} | {mean(row['ood']):.4f} | {compare(rows['base']['ood'], row['ood'], ood_ids)} |")
+            print(f"| {label} | {mean(row[role]):.4f} | {compare(rows['base'][role], row[role], ids)} |")
     if args.out:
         summary = {
             label: {
                 "dev": mean(r["dev"]),
                 **{g: mean(r["test"], ids) for g, ids in groups.items()},
-                **({"ood": mean(r["ood"])} if "ood" in r else {}),
+                **{role: mean(r[role]) for role in OUT_OF_DOMAIN if role in r},
             }
             for label, r in rows.items()
         }
