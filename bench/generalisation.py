@@ -118,13 +118,13 @@ def candidates(args, base, folder: Path):
 
     from embedtune.models.interpolation import interpolate_weights
 
-    runs = [("control", folder, True)]
+    runs = [("control", folder, args.control_alphas or args.alphas)]
     for entry in args.run:
         label, _, path = entry.partition("=")
-        runs.append((label, Path(path), label in args.interpolate))
-    for label, run_folder, interpolate in runs:
+        runs.append((label, Path(path), args.alphas if label in args.interpolate else "1"))
+    for label, run_folder, grid in runs:
         tuned = SentenceTransformer(str(run_folder / "model"), device="cpu")
-        alphas = [float(a) for a in args.alphas.split(",")] if interpolate else [1.0]
+        alphas = [float(a) for a in grid.split(",")]
         for alpha in alphas:
             name = label if alpha == 1.0 else f"{label} + wise-ft α={alpha:g}"
             yield name, label, alpha, tuned if alpha == 1.0 else interpolate_weights(base, tuned, alpha)
@@ -135,6 +135,7 @@ def main() -> None:
     parser.add_argument("--control-run", type=Path, help="A finished run of the default SciFact recipe to reuse")
     parser.add_argument("--runs-dir", type=Path, default=ROOT / "runs")
     parser.add_argument("--alphas", default="0.25,0.5,0.75,1", help="WiSE-FT α grid (comma-separated)")
+    parser.add_argument("--control-alphas", help="The control's WiSE-FT grid if not --alphas ('1': none)")
     parser.add_argument(
         "--run", action="append", default=[], metavar="LABEL=RUN", help="A finished lever run on the same data"
     )
