@@ -11,6 +11,7 @@ import torch
 from embedtune.cache import EmbeddingCache, default_cache_dir, model_fingerprint
 from embedtune.cache.chunks import read_chunk, write_chunk
 from embedtune.cache.disk import STALE_TEMP_SECONDS
+from embedtune.models.precision import inference_autocast
 from embedtune.models.prompts import set_prompts
 from embedtune.search.retrieve import encode_documents, encode_queries
 from tests.cache.conftest import CountingEncoder
@@ -225,3 +226,23 @@ def test_defaults_and_bad_arguments(model, cache_dir, monkeypatch):
     with pytest.raises(ValueError, match="shape"):
         cache.get_or_encode(model, ["a", "b"], "query", lambda texts: torch.zeros(1, 32))
     assert cache.get_or_encode(model, [], "query", lambda texts: torch.zeros(0, 32)).shape == (0, 32)
+
+
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_adopt_copies_one_models_embeddings_from_another_cache(model, cache_dir, tmp_path, precision):
+    scratch, shared = EmbeddingCache(tmp_path / "scratch"), EmbeddingCache(cache_dir)
+    other = type(model)(modules=list(model.children()), device="cpu")
+    set_prompts(other, passage_prefix="other: ")  # another fingerprint in the same scratch cache
+    documents = encode_documents(model, DOCS, progress=False, cache=scratch, precision=precision)
+    queries = encode_queries(model, DOCS[:3], progress=False, cache=scratch, precision=precision)
+    encode_documents(other, DOCS, progress=False, cache=scratch, precision=precision)
+
+    assert shared.adopt(scratch, model, precision) == len(DOCS) + 3
+    assert [entry["entries"] for entry in shared.info()["models"]] == [{"query": 3, "document": len(DOCS)}]
+    encoder = CountingEncoder(model)
+    with inference_autocast(precision, "cpu"):
+        assert torch.equal(shared.get_or_encode(model, DOCS, "document", encoder), documents)
+        assert torch.equal(shared.get_or_encode(model, DOCS[:3], "query", CountingEncoder(model, "query")), queries)
+    assert encoder.calls == []
+    assert len(chunk_files(tmp_path / "scratch")) == 3  # left as it was: two of the model, one of the other
+    assert shared.adopt(EmbeddingCache(tmp_path / "empty"), model) == 0

@@ -25,7 +25,7 @@ from embedtune.training.modes import ModeSetup, encoder_view, head_learning_rate
 from embedtune.training.pipeline import run_training
 from tests.models.test_lora import TEXTS, encode
 from tests.runs.factories import make_metrics
-from tests.training.test_pipeline import tiny_config
+from tests.training.test_pipeline import assert_corpus_cached, tiny_config
 
 
 def mode_config(tmp_path: Path, *overrides: str):
@@ -249,6 +249,7 @@ def test_lora_run_writes_adapter_and_merged_model(tiny_model_dir, noise_beir, tm
     base_plus_adapter.load_adapter(str(adapter))
     assert torch.allclose(encode(merged), encode(base_plus_adapter), atol=1e-5)
     assert not torch.allclose(encode(merged), encode(load(tiny_model_dir)), atol=1e-4)
+    assert_corpus_cached(merged, config)
 
     counts = json.loads((folder / "metrics.json").read_text())["trainable_parameters"]
     assert counts == {

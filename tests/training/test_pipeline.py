@@ -7,9 +7,12 @@ from sentence_transformers import SentenceTransformer
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from embedtune import runs
+from embedtune.cache import EmbeddingCache
 from embedtune.config import build_config
+from embedtune.data.prepare import prepare_data
 from embedtune.errors import DataError
 from embedtune.model_paths import ModelNotFoundError
+from embedtune.models.precision import inference_autocast
 from embedtune.training import fine_tune, pipeline
 from embedtune.training.mode import FullMode
 from embedtune.training.pipeline import RunFailedError, run_training
@@ -32,6 +35,20 @@ def tiny_config(model_dir: Path, data_dir: Path, runs_dir: Path, *extra: str):
     )
 
 
+def assert_corpus_cached(shipped: SentenceTransformer, config) -> None:
+    """Assert the shipped model (loaded from the run) finds the report corpus in the embedding cache.
+
+    A run keeps its shipped model's embeddings, so `embedtune eval`, `mine --teacher` and `index build` reuse them.
+    """
+
+    def refuse(texts):
+        raise AssertionError(f"{len(texts)} documents encoded again")
+
+    corpus = list(prepare_data(config.data).report.corpus.values())
+    with inference_autocast(config.eval.precision, "cpu"):
+        assert len(EmbeddingCache().get_or_encode(shipped, corpus, "document", refuse)) == len(corpus)
+
+
 def scalar_tags(folder: Path) -> set[str]:
     accumulator = EventAccumulator(str(folder / "tensorboard"), size_guidance={"scalars": 0, "histograms": 0})
     accumulator.Reload()
@@ -39,7 +56,8 @@ def scalar_tags(folder: Path) -> set[str]:
 
 
 def test_fine_tuning_that_helps_on_dev_is_selected_and_reported(tiny_model_dir, noise_beir, tmp_path):
-    result = run_training(tiny_config(tiny_model_dir, noise_beir, tmp_path / "runs", "train.epochs=20"))
+    config = tiny_config(tiny_model_dir, noise_beir, tmp_path / "runs", "train.epochs=20")
+    result = run_training(config)
 
     history = result.metrics.to_dict()["dev_history"]
     assert history[0]["step"] == 0 and history[0]["ndcg@10"] < 0.2  # the untouched model is evaluated first
@@ -65,6 +83,7 @@ def test_fine_tuning_that_helps_on_dev_is_selected_and_reported(tiny_model_dir, 
     base = SentenceTransformer(str(tiny_model_dir), device="cpu")
     tuned = SentenceTransformer(str(folder / "model"), device="cpu")
     assert not np.allclose(base.encode(["apple"]), tuned.encode(["apple"]), atol=1e-4)
+    assert_corpus_cached(tuned, config)
 
 
 def test_base_model_is_kept_when_no_checkpoint_beats_it(tiny_model_dir, noise_beir, tmp_path):
@@ -85,6 +104,7 @@ def test_base_model_is_kept_when_no_checkpoint_beats_it(tiny_model_dir, noise_be
     kept = SentenceTransformer(str(result.folder / "model"), device="cpu")
     assert np.allclose(base.encode(["apple pear"]), kept.encode(["apple pear"]), atol=1e-6)
     assert "did not beat the base model" in runs.format_run_show(runs.load_run(result.folder))
+    assert len(EmbeddingCache().info()["models"]) == 1  # the base model's: no candidate was kept
 
 
 def write_weighted_file(path: Path, weight: float) -> Path:

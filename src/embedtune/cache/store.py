@@ -37,6 +37,7 @@ from embedtune.cache.disk import (
     write_model_file,
 )
 from embedtune.cache.fingerprint import model_fingerprint
+from embedtune.models.precision import inference_autocast
 
 logger = logging.getLogger(__name__)
 
@@ -168,6 +169,41 @@ class EmbeddingCache:
             ``{"files": files deleted, "bytes": their total size}``.
         """
         return clear_cache(self.root)
+
+    def adopt(self, other: EmbeddingCache, model: Any, precision: str = "fp32") -> int:
+        """Copy ``model``'s embeddings from another cache into this one, e.g. from a run's scratch cache once it ships.
+
+        A run encodes its fine-tuned candidates through a scratch cache (most are never seen again); the one it ships
+        is evaluated, mined with as a teacher and indexed later, so its embeddings are worth keeping. Rows this cache
+        already holds are copied again under the same content-derived chunk names (no duplicate rows).
+
+        Args:
+            other: The cache to read from (left unchanged).
+            model: The model whose :func:`~embedtune.cache.fingerprint.model_fingerprint` keys the entries.
+            precision: The precision the model encoded at (``eval.precision``: ``fp32``, ``bf16``, ``fp16`` or
+                ``auto``, as :func:`~embedtune.models.precision.inference_autocast` applies it on the model's
+                device): the fingerprint records the autocast in force.
+
+        Returns:
+            Rows copied (0 when ``other`` has none for the model, or it cannot be fingerprinted). Failures to read
+            or write are logged, never raised.
+        """
+        try:
+            with inference_autocast(precision, getattr(model, "device", None) or "cpu"):
+                fingerprint = model_fingerprint(model)
+        except ValueError:
+            return 0
+        copied = 0
+        for role in ROLES:
+            for path in chunks_by_last_use(other.root / fingerprint / role):
+                try:
+                    _, digests, matrix = read_chunk(path, fingerprint, role)
+                except (OSError, CorruptChunkError) as error:
+                    logger.warning("Embedding cache: cannot adopt %s: %s", path, error)
+                    continue
+                self._store(model, fingerprint, role, digests, matrix)
+                copied += len(matrix)
+        return copied
 
     def evict(self) -> int:
         """Delete least recently used chunks until the chunk files fit :attr:`max_bytes`; drop stale temp files.

@@ -79,9 +79,10 @@ class FinalEvaluation:
     def evaluate(self, model: SentenceTransformer, label: str, cache: EmbeddingCache | None = None) -> Figures:
         """Evaluate ``model`` everywhere, logging what is being evaluated (``label``: "base", "fine-tuned").
 
-        The base model's embeddings go through the embedding cache (the same base model is evaluated by every run);
-        a fine-tuned model's are never seen again and go only to ``cache`` when given (a run's scratch cache, which
-        holds what the dev confirmation encoded with the same model).
+        The base model's embeddings go through the embedding cache (the same base model is evaluated by every run).
+        A fine-tuned model's go to ``cache`` when given (a run's scratch cache, which holds what the dev confirmation
+        encoded with the same model); this is the model the run ships, so they are then copied into the embedding
+        cache, where ``embedtune eval``, ``mine --teacher`` and ``index build`` of the saved model find them.
         """
         cache = self.cache if label == "base" else cache
         for evaluator in (self.report_evaluator, *self.extra_evaluators.values()):
@@ -94,6 +95,8 @@ class FinalEvaluation:
         for name, evaluator in self.extra_evaluators.items():
             logger.info("Evaluating the %s model on %s (forgetting check)", label, name)
             extra[name] = evaluator(model)
+        if cache is not None and self.cache is not None and cache is not self.cache:
+            self.cache.adopt(cache, model, self.config.eval.precision)
         return Figures(report, per_query, scores, extra)
 
     def significance(self, base: Figures, tuned: Figures) -> dict[str, Any]:

@@ -254,8 +254,9 @@ def tuned_model_cache(config: ExperimentConfig, shared: EmbeddingCache | None, s
     """Return the cache the fine-tuned model encodes through, for dev confirmation and then the test evaluation.
 
     A frozen encoder's embeddings are the base model's, so a model that is a frozen encoder plus a head reads them
-    from the shared cache and only applies its head; any other fine-tuned model's embeddings are never seen again
-    after this run and go to a scratch cache in ``scratch``.
+    from the shared cache and only applies its head; any other fine-tuned model's embeddings go to a scratch cache in
+    ``scratch`` (candidates that do not ship are never seen again), and the shipped model's are copied into the
+    shared cache after its final evaluation (:meth:`FinalEvaluation.evaluate`).
     """
     if config.train_mode.frozen_encoder and shared is not None:
         return shared
