@@ -70,8 +70,8 @@ def evaluate(model, split, cache, batch_size: int) -> dict[str, dict[str, float]
     return evaluator.last_per_query
 
 
-def out_of_domain_splits() -> dict:
-    """Return the out-of-domain evaluation splits, each ranking its whole corpus: ``{"korquad": ..., "code": ...}``.
+def out_of_domain_splits(names=OUT_OF_DOMAIN) -> dict:
+    """Return the out-of-domain evaluation splits ``names``, each ranking its whole corpus: ``{"korquad": ...}``.
 
     * ``korquad``: KorQuAD 1.0, every question (all article splits together) against its 961 paragraphs;
     * ``code``: English code search over this interpreter's standard library (the demo's data set,
@@ -90,13 +90,16 @@ def out_of_domain_splits() -> dict:
         queries = {query: retrieval_set.queries[query] for query in qrels}
         return EvalSplit(name, retrieval_set.corpus, queries, qrels, source)
 
-    with tempfile.TemporaryDirectory(prefix="embedtune-forgetting-") as work:
-        folder = Path(work) / "korquad"
-        build_squad_beir(KORQUAD, folder)
-        korquad = whole("korquad", load_beir(folder), f"{KORQUAD} (all questions)")
-    stdlib = f"Python {sys.version.split()[0]} standard library code search"
-    code = whole("code", build_stdlib_retrieval_set(max_queries={}), stdlib)
-    return {"korquad": korquad, "code": code}
+    splits = {}
+    if "korquad" in names:
+        with tempfile.TemporaryDirectory(prefix="embedtune-forgetting-") as work:
+            folder = Path(work) / "korquad"
+            build_squad_beir(KORQUAD, folder)
+            splits["korquad"] = whole("korquad", load_beir(folder), f"{KORQUAD} (all questions)")
+    if "code" in names:
+        stdlib = f"Python {sys.version.split()[0]} standard library code search"
+        splits["code"] = whole("code", build_stdlib_retrieval_set(max_queries={}), stdlib)
+    return splits
 
 
 def mean(per_query: dict[str, dict[str, float]], ids=None) -> float:
@@ -142,12 +145,15 @@ def main() -> None:
     parser.add_argument(
         "--interpolate", action="append", default=[], metavar="LABEL", help="Also score a lever run's WiSE-FT grid"
     )
-    parser.add_argument("--forgetting", action="store_true", help="Also score every model on KorQuAD (out of domain)")
+    parser.add_argument("--forgetting", action="store_true", help="Also score every model out of domain")
+    parser.add_argument("--ood", default=",".join(OUT_OF_DOMAIN), help="--forgetting's sets (korquad,code)")
     parser.add_argument("--out", type=Path, help="Write the figures as JSON here")
     args = parser.parse_args()
     if not SCIFACT.exists():
         sys.exit(f"SciFact not found at {SCIFACT}: this benchmark needs ../shared/datasets/scifact")
-    if args.forgetting and not KORQUAD.is_file():
+    if set(args.ood.split(",")) - set(OUT_OF_DOMAIN):
+        sys.exit(f"--ood: choose among {', '.join(OUT_OF_DOMAIN)}")
+    if args.forgetting and "korquad" in args.ood.split(",") and not KORQUAD.is_file():
         sys.exit(f"KorQuAD not found at {KORQUAD}: --forgetting needs ../shared/datasets/korquad-v1.0")
 
     from embedtune.cache import EmbeddingCache
@@ -173,8 +179,9 @@ def main() -> None:
     base = load_base_model(config)
     batch = config.eval.batch_size
     splits = {"dev": data.dev, "test": data.report}
-    if args.forgetting:
-        splits.update(out_of_domain_splits())
+    ood = [role for role in args.ood.split(",") if role] if args.forgetting else []
+    if ood:
+        splits.update(out_of_domain_splits(ood))
     rows = {"base": {role: evaluate(base, split, cache, batch) for role, split in splits.items()}}
     families: dict[str, dict[str, float]] = {}
     for name, family, alpha, model in candidates(args, base, folder):
@@ -208,7 +215,7 @@ def main() -> None:
             f"{compare(base_test, test, groups['seen'])} | {compare(base_test, test, groups['unseen'])} | "
             f"{compare(control_test, test, groups['all'])} | {compare(control_test, test, groups['unseen'])} |"
         )
-    for role in OUT_OF_DOMAIN if args.forgetting else ():
+    for role in ood:
         ids = sorted(splits[role].qrels)
         print(f"\nOut of domain: {splits[role].source}, {len(ids)} queries, {len(splits[role].corpus)} documents")
         print("| model | nDCG@10 | Δ vs base |")
