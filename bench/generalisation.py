@@ -22,6 +22,8 @@ source among 2,054), where the base has general English matching to lose.
 
     .venv/bin/embedtune train --data ../shared/datasets/scifact --name anchor2 --set loss.anchor_weight=2
     .venv/bin/python bench/generalisation.py --control-run RUN --run anchor2=runs/<anchor2 run> --interpolate anchor2
+    .venv/bin/python bench/generalisation.py --control-run RUN --control-alphas 1 --alphas 0.75,1 \
+        --run student=runs/<distilled run> --interpolate student --forgetting --ood code   # KorQuAD left out
 
 Every figure printed is measured here; nothing is read from earlier benchmarks.
 """
