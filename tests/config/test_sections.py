@@ -189,6 +189,19 @@ def test_primary_metric_must_be_among_eval_metrics():
     assert config.train.primary_metric == "map@100"
 
 
+@pytest.mark.parametrize(("mode", "rate"), [("full", 2e-5), ("lora", 2e-4), ("head", 2e-5)])
+def test_learning_rate_defaults_to_the_modes_own(mode, rate):
+    assert make(train={"mode": mode}).train.learning_rate == rate
+    assert make(train={"mode": mode, "learning_rate": 3e-5}).train.learning_rate == 3e-5
+    assert build_config(overrides=["data.path=d", f"train.mode={mode}"]).train.learning_rate == rate
+
+
+def test_resolved_learning_rate_is_saved_and_kept_across_a_mode_change():
+    saved = make(train={"mode": "lora"}).to_dict()
+    assert saved["train"]["learning_rate"] == 2e-4
+    assert config_from_dict({**saved, "train": {**saved["train"], "mode": "full"}}).train.learning_rate == 2e-4
+
+
 def test_to_dict_round_trips():
     config = make(
         name="exp",

@@ -19,6 +19,8 @@ class Mode:
         cached_embeddings: It trains from cached encoder embeddings: only objectives that allow it, no Matryoshka
             loss, no curriculum.
         adapter: A run leaves ``adapter/`` beside ``model/``; exporting it needs ``--merge``.
+        learning_rate: ``train.learning_rate`` when the configuration leaves it unset: the peak rate of what trains
+            besides a head (the encoder, or its adapters).
     """
 
     trainer: str
@@ -26,11 +28,14 @@ class Mode:
     frozen_encoder: bool = False
     cached_embeddings: bool = False
     adapter: bool = False
+    learning_rate: float = 2e-5
 
 
 TRAIN_MODES: dict[str, Mode] = {
     "full": Mode("embedtune.training.mode:FullMode", "every encoder weight"),
-    "lora": Mode("embedtune.training.mode:LoraMode", "LoRA adapters, see lora.*", adapter=True),
+    # LoRA's B matrices start at zero: at a full fine-tune's 2e-5 an adapter barely moves in a few hundred steps
+    # (SciFact dev +0.0009 against +0.0088 at 2e-4, docs/benchmarks.md, issue 22).
+    "lora": Mode("embedtune.training.mode:LoraMode", "LoRA adapters, see lora.*", adapter=True, learning_rate=2e-4),
     "head": Mode(
         "embedtune.training.mode:HeadMode",
         "a projection head on the frozen encoder, trained from cached embeddings, see head.*",

@@ -70,7 +70,11 @@ class TrainConfig:
     epochs: float = _setting(4.0, "Passes over the training pairs (ignored when max_steps > 0).")
     max_steps: int = _setting(-1, "Stop after this many optimiser steps; -1 uses epochs.")
     batch_size: int = _setting(32, "Pairs per batch; every other pair's passage is an in-batch negative.")
-    learning_rate: float = _setting(2e-5, "Peak AdamW learning rate (of the encoder or its LoRA adapters).")
+    learning_rate: float | None = _setting(
+        None,
+        "Peak AdamW learning rate of the encoder or its LoRA adapters; none: the mode's own (full and head 2e-5, "
+        "lora 2e-4).",
+    )
     head_learning_rate: float = _setting(
         1e-3, "Peak learning rate of a projection head (it starts near the encoder's ranking and needs far more)."
     )
@@ -142,6 +146,8 @@ class TrainConfig:
         _require(self.max_steps == -1 or self.max_steps > 0, "train.max_steps", "must be -1 or > 0")
         _require(self.batch_size >= 2, "train.batch_size", "must be >= 2 for in-batch negatives")
         _require(self.mode in TRAIN_MODES, "train.mode", f"must be one of {', '.join(TRAIN_MODES)}")
+        if self.learning_rate is None:
+            self.learning_rate = TRAIN_MODES[self.mode].learning_rate
         _require(self.learning_rate > 0, "train.learning_rate", "must be > 0")
         _require(self.head_learning_rate > 0, "train.head_learning_rate", "must be > 0")
         _require(self.freeze_encoder_epochs >= 0, "train.freeze_encoder_epochs", "must be >= 0")
