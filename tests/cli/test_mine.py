@@ -288,3 +288,15 @@ def test_features_from_sources_is_refused_before_any_model_loads(tmp_path, capsy
     assert code == 2 and error.startswith("error: --features-from-sources: ") and message in error
     assert len(error.splitlines()) == 1 and MISSING_MODEL not in error  # the settings fail first, not the model
     assert not out.exists()
+
+
+def test_mine_says_why_most_queries_kept_no_negative(tmp_path, capsys) -> None:
+    beir = write_word_beir(tmp_path / "beir")
+    window = ["--range-min", "0", "--range-max", "5", "--num-negatives", "2"]
+
+    assert main(mine_args(beir, tmp_path / "capped.jsonl", "--retriever", "bm25", *window, "--max-score", "0")) == 0
+    printed = capsys.readouterr().out
+    assert "100% of queries kept no negative" in printed and "--model" in printed
+
+    assert main(mine_args(beir, tmp_path / "open.jsonl", "--retriever", "bm25", *window)) == 0
+    assert "kept no negative" not in capsys.readouterr().out

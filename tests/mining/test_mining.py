@@ -9,7 +9,7 @@ import torch
 
 from embedtune.config import ConfigError
 from embedtune.data.types import TrainingExample
-from embedtune.mining.candidates import DenseEncoder, MiningInput, build_queries, merge_candidates
+from embedtune.mining.candidates import DenseEncoder, DropCounts, MiningInput, build_queries, merge_candidates
 from embedtune.mining.mine import (
     MiningSettings,
     hardness_weights,
@@ -17,6 +17,7 @@ from embedtune.mining.mine import (
     load_mining_jsonl,
     mine_hard_negatives,
 )
+from embedtune.mining.output import MiningStats
 
 QUERY = "What is X?"
 POSITIVE = "the positive passage"
@@ -379,3 +380,34 @@ def test_load_mining_jsonl_appends_missing_positives_and_rejects_conflicting_ids
     with pytest.raises(DataError, match="given to two different passages") as err:
         load_mining_jsonl(clash)
     assert err.value.path == clash and err.value.field == "pos_ids"
+
+
+@pytest.mark.parametrize(
+    ("without", "drops", "hinted"),
+    [
+        (6, DropCounts(relative_margin=40), True),  # most queries empty, the filters emptied them
+        (6, DropCounts(max_score=1, margin=2), True),
+        (5, DropCounts(relative_margin=40), False),  # half is not most
+        (6, DropCounts(positive=10, duplicate=3), False),  # no score filter: a short window, not a weak miner
+        (0, DropCounts(), False),
+    ],
+)
+def test_sparse_negatives_hint_names_the_filters_and_the_fix(without, drops, hinted):
+    stats = MiningStats(
+        queries=10,
+        negatives=4,
+        queries_without_negatives=without,
+        skipped_queries=0,
+        num_docs=50,
+        retriever="dense",
+        search="exact",
+        drops=drops,
+    )
+
+    hint = stats.sparse_negatives_hint()
+
+    assert (hint is not None) == hinted
+    if hinted:
+        filtered = drops.margin + drops.relative_margin + drops.max_score
+        assert f"{without / 10:.0%} of queries" in hint and f"{filtered:,} candidates" in hint
+        assert "--model" in hint and "margin_mse" in hint

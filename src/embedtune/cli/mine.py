@@ -179,6 +179,9 @@ def run_mine(args: argparse.Namespace) -> int:
         f"set aside: {drops.positive:,} positives, {drops.query:,} query texts, {drops.duplicate:,} duplicates, "
         f"{drops.margin:,} by margin, {drops.relative_margin:,} by relative margin, {drops.max_score:,} by max score"
     )
+    hint = stats.sparse_negatives_hint()
+    if hint:
+        print(hint)
     total = time.perf_counter() - start
     peak = peak_rss_bytes() / 1024**3
     print(f"wrote {args.out} in {total:.1f} s (mining {stats.seconds:.1f} s); peak memory {peak:.2f} GiB (RSS)")

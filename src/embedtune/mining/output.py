@@ -41,6 +41,24 @@ class MiningStats:
         """Mean number of negatives per query (0 without queries)."""
         return self.negatives / self.queries if self.queries else 0.0
 
+    def sparse_negatives_hint(self) -> str | None:
+        """Explain a run where the score filters left most queries without a negative; ``None`` otherwise.
+
+        The margins and the score cap drop candidates the miner scores near or above a query's positive. When the
+        miner ranks the positives low (a base model on a language or domain it reads poorly), that is most
+        candidates of most queries, and ``margin_mse`` / ``distill_kl`` drop every record left without a negative.
+        """
+        filtered = self.drops.margin + self.drops.relative_margin + self.drops.max_score
+        if not filtered or 2 * self.queries_without_negatives <= self.queries:
+            return None
+        share = self.queries_without_negatives / self.queries
+        return (
+            f"note: {share:.0%} of queries kept no negative: the margin and score filters set aside {filtered:,} "
+            "candidates the miner scores near or above their positives, a sign it ranks the positives low. Mine "
+            "with a stronger model (--model, e.g. a fine-tuned run or the --teacher) or loosen the filters; "
+            "loss.name margin_mse and distill_kl drop every record without a negative."
+        )
+
 
 def hardness_weights(examples: list[TrainingExample], alpha: float = 0.5) -> list[TrainingExample]:
     """Set ``neg_weights`` from the scores: harder negatives (closer below their positive) weigh more.
