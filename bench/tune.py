@@ -46,7 +46,7 @@ PRIMARY = "ndcg@10"
 MINE = RECIPES["feature-weights"][0]
 """Recipe 1's mining command (bench/recipes.py), run when its training file is missing."""
 LORA_SPACE = """\
-train.learning_rate: {low: 5.0e-5, high: 2.0e-3, log: true}
+train.learning_rate: {low: 1.0e-4, high: 3.0e-3, log: true}
 lora.rank: {choices: [4, 8, 16, 32]}
 lora.alpha: {choices: [8.0, 16.0, 32.0, 64.0]}
 lora.dropout: {low: 0.0, high: 0.2}

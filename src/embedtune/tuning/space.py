@@ -95,7 +95,7 @@ DEFAULT_SPACES: dict[str, list[Param]] = {
         _choice("train.interpolation", "none", "auto"),
     ],
     "lora": [
-        _float("train.learning_rate", 5e-5, 2e-3, log=True),
+        _float("train.learning_rate", 1e-4, 3e-3, log=True),
         _choice("lora.rank", 4, 8, 16, 32),
         _choice("lora.alpha", 8.0, 16.0, 32.0, 64.0),
         _float("lora.dropout", 0.0, 0.2),
