@@ -9,6 +9,7 @@ import optuna
 from embedtune.tuning.best import best_trial
 from embedtune.tuning.objective import RUN_ATTR, SHIPS_ATTR
 from embedtune.tuning.show import describe_best, trials_table
+from tests.runs.factories import finished_run, make_metrics
 
 
 def study_of(*trials: tuple[float, str]) -> optuna.Study:
@@ -41,3 +42,23 @@ def test_ties_go_to_the_earlier_trial_and_the_table_shows_what_each_ships():
     lines = trials_table(study).splitlines()
     rows = [line.split() for line in lines if line.split()[0].isdigit()]
     assert "SHIPS" in lines[0].split() and [row[3] for row in rows] == ["fine_tuned", "fine_tuned"]
+
+
+def older_study_of(*trials: tuple[float, Path]) -> optuna.Study:
+    """An in-memory study whose trials name their run but not what it ships (studies made before the attribute)."""
+    study = optuna.create_study(direction="maximize")
+    for value, run in trials:
+        attrs = {RUN_ATTR: str(run)}
+        study.add_trial(optuna.trial.create_trial(value=value, params={}, distributions={}, user_attrs=attrs))
+    return study
+
+
+def test_a_trial_of_an_older_study_is_ranked_by_what_its_run_ships(tmp_path):
+    shipped_base = finished_run(tmp_path, "old-t0", make_metrics(chosen="base"))
+    shipped_tuned = finished_run(tmp_path, "old-t1", make_metrics(chosen="fine_tuned"))
+    assert best_trial(older_study_of((0.70, shipped_base), (0.66, shipped_tuned))).number == 1
+
+
+def test_a_trial_of_an_older_study_whose_run_is_gone_counts_as_shipping(tmp_path):
+    shipped_base = finished_run(tmp_path, "old-t0", make_metrics(chosen="base"))
+    assert best_trial(older_study_of((0.70, shipped_base), (0.68, tmp_path / "gone"))).number == 1

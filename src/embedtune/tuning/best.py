@@ -54,8 +54,16 @@ def best_trial(study: optuna.Study) -> optuna.trial.FrozenTrial | None:
 
 
 def ships_fine_tuned(trial: optuna.trial.FrozenTrial) -> bool:
-    """Whether the trial's run ships its fine-tuned model (trials of older studies, without the attribute: yes)."""
-    return trial.user_attrs.get(SHIPS_ATTR, CHOSEN_FINE_TUNED) == CHOSEN_FINE_TUNED
+    """Whether the trial's run ships its fine-tuned model.
+
+    Trials of studies made before the attribute existed are read from their run's ``metrics.json``; one whose run
+    can no longer be read counts as shipping, as those studies ranked it.
+    """
+    ships = trial.user_attrs.get(SHIPS_ATTR)
+    if ships is None:
+        metrics = load_run(trial.user_attrs[RUN_ATTR]).metrics if RUN_ATTR in trial.user_attrs else None
+        ships = metrics.selection.chosen if metrics is not None else CHOSEN_FINE_TUNED
+    return ships == CHOSEN_FINE_TUNED
 
 
 def best_config(trial: optuna.trial.FrozenTrial) -> dict[str, Any]:
