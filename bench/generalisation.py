@@ -162,8 +162,8 @@ def main() -> None:
     from embedtune.config import config_from_dict
     from embedtune.data.prepare import prepare_data
     from embedtune.evaluation.seen_unseen import seen_queries, training_positives
+    from embedtune.models.loading import load_base_model
     from embedtune.runs import load_run
-    from embedtune.training.pipeline import load_base_model
 
     started = time.time()
     folder = args.control_run or train_control(args.runs_dir)

@@ -14,9 +14,10 @@ from embedtune.cache import EmbeddingCache
 from embedtune.config import build_config
 from embedtune.data.prepare import prepare_data
 from embedtune.evaluation.retrieval_evaluator import RetrievalEvaluator
+from embedtune.models.loading import load_base_model
 from embedtune.training.head_data import principal_directions
 from embedtune.training.head_training import train_head
-from embedtune.training.pipeline import load_base_model, run_training
+from embedtune.training.pipeline import run_training
 from embedtune.training.selection import dev_history
 
 

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from sentence_transformers import SentenceTransformer
 
+from embedtune.config import ExperimentConfig
 from embedtune.model_paths import ModelNotFoundError, check_model_available, is_onnx_export
 from embedtune.models.onnx_backend import load_onnx_model
+from embedtune.models.prompts import set_prompts
 
 BACKENDS = ("auto", "torch", "onnx")
 """How a model runs: ``torch`` (a sentence-transformers folder or name), ``onnx`` (an ``embedtune export --format
@@ -62,3 +64,18 @@ def _load_onnx(
     if device is not None and not device.startswith("cpu"):
         raise ValueError(f"{name_or_path}: an ONNX export runs on the CPU (onnxruntime), not on {device}")
     return load_onnx_model(folder, max_seq_length)
+
+
+def load_base_model(config: ExperimentConfig, device: str | None = None) -> SentenceTransformer:
+    """Load a run's base model with the configured sequence length and the configured prefixes as its prompts.
+
+    Args:
+        config: The run settings (``model.name_or_path``, ``model.max_seq_length``, the prefixes).
+        device: As in :func:`load_model`; ``None`` lets sentence-transformers choose.
+
+    Raises:
+        ModelNotFoundError: if the model cannot be found or loaded.
+    """
+    model = load_model(config.model.name_or_path, config.model.max_seq_length, device)
+    set_prompts(model, config.model.query_prefix, config.model.passage_prefix)
+    return model

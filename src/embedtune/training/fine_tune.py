@@ -79,7 +79,7 @@ def fine_tune(
         args=args,
         train_dataset=train_dataset,
         loss=loss,
-        evaluator=modes.dev_evaluator_for_mode(evaluator, setup),  # step 0: the encoder alone, without a head
+        evaluator=modes.dev_evaluator_for_mode(evaluator, setup),  # step 0: the untouched base model
         callbacks=callbacks,
     )
     train_and_close(trainer, writer, resume_from)

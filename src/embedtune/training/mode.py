@@ -61,8 +61,8 @@ class TrainingMode:
         return modes.add_mode_modules(model, config, lora=False)
 
     def base_view(self, model: SentenceTransformer, setup: modes.ModeSetup) -> SentenceTransformer:
-        """Return the model that competes as the base: the encoder alone, without an added head."""
-        return modes.encoder_view(model, setup)
+        """Return the model that competes as the base (:func:`~embedtune.training.modes.base_view`)."""
+        return modes.base_view(model, setup)
 
     def train(
         self,

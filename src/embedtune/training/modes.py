@@ -13,13 +13,14 @@ selected model *with the adapter merged* into the encoder's weights (:func:`embe
 plain sentence-transformers model, like a full run's, that loads with ``SentenceTransformer(run / "model")`` without
 ``peft``, without the base model at its original path, and encodes as fast as the base. The final evaluation runs on
 that merged model, so the reported figures are those of the saved folder. When dev selection keeps the base model,
-``model/`` is the untouched base and no ``adapter/`` is written.
+``model/`` is the untouched base and no ``adapter/`` is written. The base figures and the step-0 dev evaluation use a
+fresh load of the base model (:func:`base_view`), whose embeddings the cache holds from earlier runs.
 
 **An added head** (``head.add``): :func:`embedtune.models.head.add_head` after the encoder (and after LoRA), its final
 projection initialised as a random semi-orthogonal matrix seeded by ``train.seed`` — for ``head.dim`` at least the
 encoder's width an isometry; below, it keeps similarities only approximately. The base model that competes in dev
-selection is the encoder alone, as in head mode: the step-0 dev evaluation (:class:`EncoderAtStepZero`) and the base
-figures (:func:`encoder_view`) leave the untrained head out, and when the base wins ``model/`` is the base model,
+selection is the encoder alone, as in head mode: the step-0 dev evaluation (:class:`BaseAtStepZero`) and the base
+figures (:func:`base_view`) leave the untrained head out, and when the base wins ``model/`` is the base model,
 without a head. The head learns at ``train.head_learning_rate`` through sentence-transformers'
 ``learning_rate_mapping`` (:func:`head_learning_rate_mapping`), and ``train.freeze_encoder_epochs`` trains it alone
 first (:class:`~embedtune.training.freezing.FreezeEncoderCallback`).
@@ -29,7 +30,9 @@ from __future__ import annotations
 
 import logging
 import re
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +44,7 @@ from transformers import TrainerCallback
 
 from embedtune.config import ExperimentConfig
 from embedtune.models.head import add_head, encoder_part, is_head_parameter
+from embedtune.models.loading import load_base_model
 from embedtune.models.lora import add_lora, has_lora, merge_lora, save_adapter, trainable_parameters
 from embedtune.runs.layout import ADAPTER_DIR
 from embedtune.runs.outputs import save_folder_atomic
@@ -59,6 +63,9 @@ class ModeSetup:
         lora_targets: Module names that got LoRA adapters (empty outside lora mode).
         trainable: Parameters that train (elements), counted after the changes; 0 when nothing was counted.
         total: All parameters of the model (elements); 0 when nothing was counted.
+        load_base: Loads the untouched base model, when the mode changed the encoder in place (LoRA adapters, which
+            embed exactly as the base model before training but have other weights, so another fingerprint and no
+            hit in the embedding cache); ``None`` when the model as given still holds the base (see :func:`base_view`).
     """
 
     mode: str
@@ -66,6 +73,7 @@ class ModeSetup:
     lora_targets: tuple[str, ...] = ()
     trainable: int = 0
     total: int = 0
+    load_base: Callable[[], SentenceTransformer] | None = field(default=None, compare=False, repr=False)
 
     def record(self) -> dict[str, Any] | None:
         """Return ``metrics.json``'s ``trainable_parameters``, or ``None`` when nothing was counted (mode head).
@@ -126,7 +134,20 @@ def add_mode_modules(model: SentenceTransformer, config: ExperimentConfig, lora:
         where,
         head,
     )
-    return ModeSetup(mode, head_start, tuple(targets), trainable, total)
+    load_base = partial(load_base_model, config) if lora else None
+    return ModeSetup(mode, head_start, tuple(targets), trainable, total, load_base)
+
+
+def base_view(model: SentenceTransformer, setup: ModeSetup) -> SentenceTransformer:
+    """Return the model that competes as the base in dev selection and on the report split: the untouched base.
+
+    With LoRA adapters, a fresh load of the base model on ``model``'s device (the adapted model would embed the same
+    at step 0, but its other weights miss the embedding cache, so each run would encode the corpus again: 6 minutes
+    for SciFact on a 2-core CPU); with an added head, the encoder alone (:func:`encoder_view`); else ``model``.
+    """
+    if setup.load_base is not None:
+        return setup.load_base().to(model.device)
+    return encoder_view(model, setup)
 
 
 def encoder_view(model: SentenceTransformer, setup: ModeSetup) -> SentenceTransformer:
@@ -141,16 +162,17 @@ def encoder_view(model: SentenceTransformer, setup: ModeSetup) -> SentenceTransf
     return encoder_part(model, setup.head_start)
 
 
-class EncoderAtStepZero(BaseEvaluator):
-    """The dev evaluator of a run with an added head: at step 0 it evaluates the encoder alone.
+class BaseAtStepZero(BaseEvaluator):
+    """The dev evaluator of a run whose model is not the base model as given: at step 0 it evaluates the base.
 
     The step-0 evaluation is the base model's entry in dev selection. With an added head the trainer's model is the
-    encoder followed by an untrained head (a narrowing projection or an MLP), which is not the base model; this
-    wrapper hands ``evaluator`` the :func:`encoder_view` instead at step 0, and the trained model afterwards.
+    encoder followed by an untrained head (a narrowing projection or an MLP), which is not the base model; with LoRA
+    it embeds as the base but misses the embedding cache. This wrapper hands ``evaluator`` the :func:`base_view`
+    instead at step 0, and the trained model afterwards.
 
     Args:
         evaluator: The dev evaluator.
-        setup: From :func:`add_mode_modules` (``head_start`` set).
+        setup: From :func:`add_mode_modules` (``head_start`` or ``load_base`` set).
     """
 
     def __init__(self, evaluator: BaseEvaluator, setup: ModeSetup) -> None:
@@ -164,15 +186,15 @@ class EncoderAtStepZero(BaseEvaluator):
     def __call__(
         self, model: SentenceTransformer, output_path: str | None = None, epoch: int = -1, steps: int = -1
     ) -> dict[str, float]:
-        """Evaluate ``model``, or its encoder alone when ``steps`` is 0 (the untouched base model)."""
+        """Evaluate ``model``, or the untouched base model (:func:`base_view`) when ``steps`` is 0."""
         if steps == 0:
-            model = encoder_view(model, self.setup)
+            model = base_view(model, self.setup)
         return self.evaluator(model, output_path=output_path, epoch=epoch, steps=steps)
 
 
 def dev_evaluator_for_mode(evaluator: BaseEvaluator, setup: ModeSetup) -> BaseEvaluator:
-    """Return the evaluator that scores the base model as the encoder alone: ``evaluator`` itself without a head."""
-    return evaluator if setup.head_start is None else EncoderAtStepZero(evaluator, setup)
+    """Return the evaluator that scores the untouched base model at step 0: ``evaluator`` itself where the model is."""
+    return evaluator if setup.head_start is None and setup.load_base is None else BaseAtStepZero(evaluator, setup)
 
 
 def head_learning_rate_mapping(

@@ -29,8 +29,7 @@ from embedtune.losses import matryoshka_dims
 from embedtune.losses.distributed import join_process_group
 from embedtune.losses.registry import objective_of, uses_guide_model
 from embedtune.model_paths import check_model_available
-from embedtune.models.loading import load_model
-from embedtune.models.prompts import set_prompts
+from embedtune.models.loading import load_base_model
 from embedtune.runs import CHOSEN_BASE, Report, RunMetrics, Selection, check_runs_dir, fail_run, finish_run, start_run
 from embedtune.runs.layout import ADAPTER_DIR, CHECKPOINTS_DIR, MODEL_DIR, TRAIN_LOG_FILE
 from embedtune.runs.outputs import (
@@ -212,17 +211,6 @@ def _fit_teacher_scores(loss: LossConfig, data: PreparedData) -> PreparedData:
             "%s: dropped %d training records without a hard negative (nothing to distil)", loss.name, dropped
         )
     return replace(data, train_examples=examples, mix=mix, counts=dict(data.counts, train_examples=len(examples)))
-
-
-def load_base_model(config: ExperimentConfig) -> SentenceTransformer:
-    """Load the base model with the configured sequence length and store the configured prefixes as its prompts.
-
-    Raises:
-        embedtune.model_paths.ModelNotFoundError: if the model cannot be found or loaded.
-    """
-    model = load_model(config.model.name_or_path, config.model.max_seq_length)
-    set_prompts(model, config.model.query_prefix, config.model.passage_prefix)
-    return model
 
 
 def _train_and_report(

@@ -25,10 +25,11 @@ from embedtune.config.files import apply_overrides
 from embedtune.data.prepare import prepare_data
 from embedtune.evaluation.seen_unseen import seen_queries, split_comparison, training_positives
 from embedtune.io import atomic_file, write_json_atomic
+from embedtune.models.loading import load_base_model
 from embedtune.runs import CHOSEN_FINE_TUNED, load_run
 from embedtune.runs.layout import MODEL_DIR
 from embedtune.training.final_eval import FinalEvaluation, per_query_record
-from embedtune.training.pipeline import fit_data_to_loss, load_base_model, tuned_model_cache
+from embedtune.training.pipeline import fit_data_to_loss, tuned_model_cache
 from embedtune.tuning.objective import RUN_ATTR, SHIPS_ATTR
 
 logger = logging.getLogger(__name__)
