@@ -18,7 +18,10 @@ Parts (all by default):
              0.001); ``--docs N`` ranks the judged documents plus a seeded sample up to N (emulated bf16 is slow);
   sync       CUDA only: host synchronisations per training step, embedtune vs ST (target: no more than ST);
   head       a head-mode SciFact run (frozen encoder + 256-d head, 10 epochs) with a warm embedding cache: wall time
-             of the whole run (target <= 30 s on 2 cores).
+             of the whole run (target <= 30 s on 2 cores);
+  lora-base  a LoRA run's base figures on SciFact test with the base model's embeddings in the cache: the run's base
+             view (a fresh load of the base) vs the adapted model before training (what runs evaluated before
+             commit 8b9b8da; same embeddings, other fingerprint), side by side, same nDCG@10.
 
 The full default SciFact run before and after (wall time, test nDCG@10) is ``bench/scifact.py``; its rows are in
 docs/benchmarks.md.
@@ -364,6 +367,29 @@ def head_part(data: Path = SCIFACT) -> dict:
     }
 
 
+def lora_base_part(data: Path = SCIFACT, model_name: str = MODEL) -> dict:
+    """Time a LoRA run's base figures on SciFact test, warm cache: the base view vs the untrained adapted model."""
+    from embedtune.config import build_config
+    from embedtune.data.prepare import prepare_data
+    from embedtune.models.loading import load_base_model
+    from embedtune.training.final_eval import FinalEvaluation
+    from embedtune.training.mode import prepare_model_for_mode
+    from embedtune.training.modes import base_view
+
+    config = build_config(overrides=[f"data.path={data}", f"model.name_or_path={model_name}", "train.mode=lora"])
+    final = FinalEvaluation(config, prepare_data(config.data).report, [])
+    final.evaluate(load_base_model(config), "base")  # warms the cache where no earlier run did
+    model = load_base_model(config)
+    setup = prepare_model_for_mode(model, config)
+    figures = {}
+    for side, view in (("base_view", lambda: base_view(model, setup)), ("adapted_model", lambda: model)):
+        started = time.perf_counter()
+        report = final.evaluate(view(), "base").report
+        figures[side] = {"seconds": round(time.perf_counter() - started, 1), "ndcg@10": round(report["ndcg@10"], 4)}
+    figures["speedup"] = round(figures["adapted_model"]["seconds"] / max(figures["base_view"]["seconds"], 0.1), 1)
+    return figures
+
+
 def compile_part(docs: int = 1000) -> dict:
     """Time encoding ``docs`` SciFact abstracts eagerly vs with ``torch.compile`` (first call includes compiling)."""
     import torch
@@ -552,6 +578,7 @@ PARTS = {
     "sync": sync_part,
     "head": head_part,
     "compile": compile_part,
+    "lora-base": lora_base_part,
 }
 STEPPED_PARTS = ("precision", "overhead", "sync")
 
