@@ -6,9 +6,11 @@ and never asks for a mode by name:
 1. :meth:`~TrainingMode.check_libraries` — before any data or model loads (LoRA: transformers must accept peft).
 2. :meth:`~TrainingMode.prepare` — on the loaded base model, before the run folder exists: add adapters or a head.
 3. :meth:`~TrainingMode.base_view` — the model that competes as "base" in dev selection and on the report split
-   (the encoder alone when a head was added).
+   (the encoder alone when a head was added; with LoRA a fresh load of the base model, which the cache knows).
 4. :meth:`~TrainingMode.train` — train with dev evaluation; return the trainer (its model, its dev history).
-5. :meth:`~TrainingMode.finish` — turn the selected model into what ``model/`` holds (LoRA: write ``adapter/``,
+5. :meth:`~TrainingMode.shipped_form` — the candidate as ``model/`` would hold it, which dev selection confirms
+   against the base (LoRA: a merged copy).
+6. :meth:`~TrainingMode.finish` — turn the selected model into what ``model/`` holds (LoRA: write ``adapter/``,
    merge).
 
 Adding a mode is one subclass plus one :func:`embedtune.config.modes.register_mode` entry naming it (the
@@ -82,6 +84,14 @@ class TrainingMode:
         """
         return fine_tune(config, data, model, folder, cache, setup, resume_from=resume_from)
 
+    def shipped_form(self, model: SentenceTransformer, setup: modes.ModeSetup) -> SentenceTransformer:
+        """Return the candidate ``model`` as :meth:`finish` would turn it into ``model/``, leaving ``model`` as it is.
+
+        Dev selection confirms this form, so the decision is made on what ships and the final evaluation finds its
+        document embeddings in the cache (which matches weights exactly).
+        """
+        return model
+
     def finish(
         self, model: SentenceTransformer, setup: modes.ModeSetup, folder: Path, config: ExperimentConfig
     ) -> SentenceTransformer:
@@ -111,6 +121,10 @@ class LoraMode(TrainingMode):
     def prepare(self, model: SentenceTransformer, config: ExperimentConfig) -> modes.ModeSetup:
         """Add the seeded LoRA adapter (and the head with ``head.add``)."""
         return modes.add_mode_modules(model, config, lora=True)
+
+    def shipped_form(self, model: SentenceTransformer, setup: modes.ModeSetup) -> SentenceTransformer:
+        """Return a copy of ``model`` with the adapter merged (:func:`~embedtune.training.modes.merged_copy`)."""
+        return modes.merged_copy(model)
 
     def finish(
         self, model: SentenceTransformer, setup: modes.ModeSetup, folder: Path, config: ExperimentConfig
@@ -166,6 +180,11 @@ def check_mode_libraries(config: ExperimentConfig) -> None:
 def prepare_model_for_mode(model: SentenceTransformer, config: ExperimentConfig) -> modes.ModeSetup:
     """Prepare the loaded base model for ``train.mode`` (:meth:`TrainingMode.prepare`)."""
     return training_mode(config).prepare(model, config)
+
+
+def shipped_form(model: SentenceTransformer, setup: modes.ModeSetup, config: ExperimentConfig) -> SentenceTransformer:
+    """Return the candidate as ``model/`` would hold it, for dev confirmation (:meth:`TrainingMode.shipped_form`)."""
+    return training_mode(config).shipped_form(model, setup)
 
 
 def finish_mode_model(

@@ -14,7 +14,8 @@ plain sentence-transformers model, like a full run's, that loads with ``Sentence
 ``peft``, without the base model at its original path, and encodes as fast as the base. The final evaluation runs on
 that merged model, so the reported figures are those of the saved folder. When dev selection keeps the base model,
 ``model/`` is the untouched base and no ``adapter/`` is written. The base figures and the step-0 dev evaluation use a
-fresh load of the base model (:func:`base_view`), whose embeddings the cache holds from earlier runs.
+fresh load of the base model (:func:`base_view`), whose embeddings the cache holds from earlier runs; dev selection
+confirms a merged copy of the candidate (:func:`merged_copy`), so the final evaluation reads its document embeddings.
 
 **An added head** (``head.add``): :func:`embedtune.models.head.add_head` after the encoder (and after LoRA), its final
 projection initialised as a random semi-orthogonal matrix seeded by ``train.seed`` — for ``head.dim`` at least the
@@ -28,6 +29,7 @@ first (:class:`~embedtune.training.freezing.FreezeEncoderCallback`).
 
 from __future__ import annotations
 
+import copy
 import logging
 import re
 from collections.abc import Callable
@@ -275,6 +277,16 @@ def write_adapter_and_merge(
     save_folder_atomic(folder / ADAPTER_DIR, lambda staging: save_adapter(model, staging, notes))
     logger.info("Adapter saved to %s; model/ holds the model with the adapter merged", folder / ADAPTER_DIR)
     return merge_lora(model)
+
+
+def merged_copy(model: SentenceTransformer) -> SentenceTransformer:
+    """Return a deep copy of ``model`` with its LoRA adapter merged, or ``model`` itself when it carries none.
+
+    Merging is deterministic, so the copy's weights, and its embedding-cache fingerprint, are those
+    :func:`write_adapter_and_merge` gives ``model`` later: the dev confirmation of the copy leaves the document
+    embeddings the final evaluation of the merged ``model/`` reads. Costs a second copy of the model while it lives.
+    """
+    return merge_lora(copy.deepcopy(model)) if has_lora(model) else model
 
 
 def _orthogonal_projection(model: SentenceTransformer, config: ExperimentConfig) -> torch.Tensor:

@@ -270,7 +270,9 @@ def _select_and_report(
     with tempfile.TemporaryDirectory(prefix="embedtune-dev-") as scratch:
         tuned_cache = tuned_model_cache(config, final.cache, Path(scratch))
         candidate = interpolate_on_dev(config, data.dev, base_model, trainer.model, tuned_cache)  # WiSE-FT
-        selection = decide_on_dev(config, data.dev, history, base_model, candidate.model, (final.cache, tuned_cache))
+        shipped = mode.shipped_form(candidate.model, setup, config)  # LoRA: merged, as model/ will hold it
+        selection = decide_on_dev(config, data.dev, history, base_model, shipped, (final.cache, tuned_cache))
+        del shipped  # a copy (LoRA): its embeddings are in tuned_cache, keyed by weights the merge below reproduces
         selection = candidate.annotate(selection)
         _check_trainer_agrees(trainer, selection)
         selected = base_model if selection.chosen == CHOSEN_BASE else candidate.model

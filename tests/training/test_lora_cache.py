@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import torch
+from sentence_transformers import SentenceTransformer
 
 from embedtune.cache import EmbeddingCache
 from embedtune.cache.fingerprint import model_fingerprint
 from embedtune.evaluation.retrieval_evaluator import RetrievalEvaluator
 from embedtune.models.loading import load_base_model
 from embedtune.models.lora import has_lora
+from embedtune.training import selection
 from embedtune.training.mode import prepare_model_for_mode
 from embedtune.training.modes import BaseAtStepZero, base_view, dev_evaluator_for_mode
 from embedtune.training.pipeline import run_training
@@ -60,3 +62,39 @@ def test_a_lora_run_after_another_run_encodes_no_document_for_its_base(
     assert encoded  # the trained checkpoints are encoded
     assert not [entry for entry in encoded if entry[0] == base and entry[1] == "document" and entry[2]]
     assert not [entry for entry in encoded if entry[0] == untrained and entry[2]]  # the base, in disguise
+
+
+def test_a_lora_run_confirms_the_merged_model_it_ships_and_reuses_its_embeddings(
+    tiny_model_dir, noise_beir, tmp_path, monkeypatch
+):
+    overrides = ("train.epochs=5", "train.learning_rate=2e-1", "lora.rank=8", "train.selection_alpha=none")
+    config = tiny_config(tiny_model_dir, noise_beir, tmp_path / "runs", *LORA, *overrides)
+    confirmed: list[str] = []  # fingerprint of each model confirmed against the base
+    encoded_after: list[int] = []  # documents encoded once the confirmation is done
+    confirm_on_dev = selection.confirm_on_dev
+
+    def recording(dev, base, tuned, *args, **kwargs):
+        confirmed.append(model_fingerprint(tuned))
+        try:
+            return confirm_on_dev(dev, base, tuned, *args, **kwargs)
+        finally:
+            encoded_after.clear()
+
+    get_or_encode = EmbeddingCache.get_or_encode
+
+    def counting(self, model, texts, role, encode_fn):
+        def encode_missing(missing):
+            if role == "document":
+                encoded_after.append(len(missing))
+            return encode_fn(missing)
+
+        return get_or_encode(self, model, texts, role, encode_missing)
+
+    monkeypatch.setattr(selection, "confirm_on_dev", recording)
+    monkeypatch.setattr(EmbeddingCache, "get_or_encode", counting)
+    result = run_training(config)
+
+    assert result.metrics.selection.chosen == "fine_tuned"
+    shipped = SentenceTransformer(str(result.folder / "model"), device="cpu")
+    assert confirmed == [model_fingerprint(shipped)]  # dev selection confirmed the merged model model/ holds
+    assert not any(encoded_after)  # the final evaluation found every document in the cache
