@@ -1,11 +1,13 @@
-"""The base model that competes in a LoRA run is the untouched base, scored through the embedding cache."""
+"""What competes as the base is the untouched base model, scored through the embedding cache, in every mode."""
 
 from __future__ import annotations
 
+import hashlib
+
+import pytest
 import torch
 from sentence_transformers import SentenceTransformer
 
-from embedtune.cache import EmbeddingCache
 from embedtune.cache.fingerprint import model_fingerprint
 from embedtune.evaluation.retrieval_evaluator import RetrievalEvaluator
 from embedtune.models.loading import load_base_model
@@ -17,7 +19,32 @@ from embedtune.training.pipeline import run_training
 from tests.models.test_lora import encode
 from tests.training.test_pipeline import tiny_config
 
-LORA = ("train.mode=lora", "lora.rank=4", "train.learning_rate=1e-2", "train.warmup_ratio=0")  # step 1 trains
+LORA = ("train.mode=lora", "lora.rank=4", "train.learning_rate=1e-2")
+POOL = ("data.dev_max_corpus=6",)  # dev ranks a pool chosen with the base model, as on a real corpus
+MOVES = ("train.warmup_ratio=0",)  # step 1 already trains, so no checkpoint equals the base model
+
+
+def weights(model: torch.nn.Module) -> str:
+    """A digest of a model's weights (names and bytes): the same for equal models, whatever the autocast."""
+    digest = hashlib.sha256()
+    for name, tensor in model.state_dict().items():
+        digest.update(name.encode() + tensor.detach().float().cpu().numpy().tobytes())
+    return digest.hexdigest()
+
+
+@pytest.fixture
+def encoded(monkeypatch) -> list[tuple[str, str, int]]:
+    """Every encoding that reaches a model: (weights digest, role, texts), through the cache or not."""
+    calls: list[tuple[str, str, int]] = []
+    for role, method in (("query", "encode_query"), ("document", "encode_document")):
+        original = getattr(SentenceTransformer, method)
+
+        def spy(self, texts, *args, _original=original, _role=role, **kwargs):
+            calls.append((weights(self), _role, len(texts)))
+            return _original(self, texts, *args, **kwargs)
+
+        monkeypatch.setattr(SentenceTransformer, method, spy)
+    return calls
 
 
 def test_the_base_view_of_a_lora_model_is_the_base_model_with_its_fingerprint(tiny_model_dir, tiny_beir, tmp_path):
@@ -34,43 +61,29 @@ def test_the_base_view_of_a_lora_model_is_the_base_model_with_its_fingerprint(ti
     assert view.device == model.device
 
 
-def test_a_lora_run_after_another_run_encodes_no_document_for_its_base(
-    tiny_model_dir, tiny_beir, tmp_path, monkeypatch
-):
-    full = tiny_config(tiny_model_dir, tiny_beir, tmp_path / "runs", "train.learning_rate=1e-2")
-    lora = tiny_config(tiny_model_dir, tiny_beir, tmp_path / "runs", *LORA)
-    base = model_fingerprint(load_base_model(lora, "cpu"))
-    untrained = load_base_model(lora, "cpu")
-    prepare_model_for_mode(untrained, lora)  # seeded: the adapter the LoRA run starts from
-    untrained = model_fingerprint(untrained)
-    encoded: list[tuple[str, str, int]] = []  # (model fingerprint, role, texts encoded) per encoding
-    get_or_encode = EmbeddingCache.get_or_encode
-
-    def counting(self, model, texts, role, encode_fn):
-        def encode_missing(missing):
-            encoded.append((model_fingerprint(model), role, len(missing)))
-            return encode_fn(missing)
-
-        return get_or_encode(self, model, texts, role, encode_missing)
-
-    monkeypatch.setattr(EmbeddingCache, "get_or_encode", counting)
-    run_training(full)  # any earlier run of the same base model fills the cache with its embeddings
-    assert any(fingerprint == base and count for fingerprint, _, count in encoded)
+@pytest.mark.parametrize("mode", [(), LORA], ids=["full", "lora"])
+def test_a_run_after_another_run_encodes_nothing_for_its_base(tiny_model_dir, tiny_beir, tmp_path, encoded, mode):
+    first = tiny_config(tiny_model_dir, tiny_beir, tmp_path / "runs", *POOL, "train.learning_rate=1e-2")
+    config = tiny_config(tiny_model_dir, tiny_beir, tmp_path / "runs", *POOL, *MOVES, *mode)
+    base = weights(load_base_model(config, "cpu"))
+    untrained = load_base_model(config, "cpu")
+    prepare_model_for_mode(untrained, config)  # seeded: the model the run starts from
+    untrained = weights(untrained)
+    run_training(first)  # any earlier run of the same base model fills the cache with its embeddings
+    assert any(digest == base for digest, _, _ in encoded)
     encoded.clear()
-    run_training(lora)
+    run_training(config)
 
     assert encoded  # the trained checkpoints are encoded
-    assert not [entry for entry in encoded if entry[0] == base and entry[1] == "document" and entry[2]]
-    assert not [entry for entry in encoded if entry[0] == untrained and entry[2]]  # the base, in disguise
+    assert not [call for call in encoded if call[0] in (base, untrained)]  # neither the base nor it in disguise
 
 
 def test_a_lora_run_confirms_the_merged_model_it_ships_and_reuses_its_embeddings(
-    tiny_model_dir, noise_beir, tmp_path, monkeypatch
+    tiny_model_dir, noise_beir, tmp_path, monkeypatch, encoded
 ):
     overrides = ("train.epochs=5", "train.learning_rate=2e-1", "lora.rank=8", "train.selection_alpha=none")
     config = tiny_config(tiny_model_dir, noise_beir, tmp_path / "runs", *LORA, *overrides)
     confirmed: list[str] = []  # fingerprint of each model confirmed against the base
-    encoded_after: list[int] = []  # documents encoded once the confirmation is done
     confirm_on_dev = selection.confirm_on_dev
 
     def recording(dev, base, tuned, *args, **kwargs):
@@ -78,23 +91,12 @@ def test_a_lora_run_confirms_the_merged_model_it_ships_and_reuses_its_embeddings
         try:
             return confirm_on_dev(dev, base, tuned, *args, **kwargs)
         finally:
-            encoded_after.clear()
-
-    get_or_encode = EmbeddingCache.get_or_encode
-
-    def counting(self, model, texts, role, encode_fn):
-        def encode_missing(missing):
-            if role == "document":
-                encoded_after.append(len(missing))
-            return encode_fn(missing)
-
-        return get_or_encode(self, model, texts, role, encode_missing)
+            encoded.clear()
 
     monkeypatch.setattr(selection, "confirm_on_dev", recording)
-    monkeypatch.setattr(EmbeddingCache, "get_or_encode", counting)
     result = run_training(config)
 
     assert result.metrics.selection.chosen == "fine_tuned"
     shipped = SentenceTransformer(str(result.folder / "model"), device="cpu")
     assert confirmed == [model_fingerprint(shipped)]  # dev selection confirmed the merged model model/ holds
-    assert not any(encoded_after)  # the final evaluation found every document in the cache
+    assert not [call for call in encoded if call[1] == "document"]  # the final evaluation read them from the cache

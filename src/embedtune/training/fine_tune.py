@@ -73,13 +73,13 @@ def fine_tune(
     args = training_arguments(config, folder / CHECKPOINTS_DIR, prompts, lr_mapping, resuming=resume_from is not None)
     if curriculum is not None:
         callbacks.append(curriculum.configure(args, writer, config.train.max_steps))
-    evaluator = dev_evaluator(config, data.dev, modes.encoder_view(model, setup), cache)
+    evaluator = dev_evaluator(config, data.dev, modes.base_view(model, setup), cache)  # the pool, by the base
     trainer = SentenceTransformerTrainer(
         model=model,
         args=args,
         train_dataset=train_dataset,
         loss=loss,
-        evaluator=modes.dev_evaluator_for_mode(evaluator, setup),  # step 0: the untouched base model
+        evaluator=modes.dev_evaluator_for_mode(evaluator, setup, cache),  # step 0: the base, from the cache
         callbacks=callbacks,
     )
     train_and_close(trainer, writer, resume_from)

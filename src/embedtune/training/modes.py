@@ -165,22 +165,26 @@ def encoder_view(model: SentenceTransformer, setup: ModeSetup) -> SentenceTransf
 
 
 class BaseAtStepZero(BaseEvaluator):
-    """The dev evaluator of a run whose model is not the base model as given: at step 0 it evaluates the base.
+    """The dev evaluator of a run at step 0: the untouched base model, through the embedding cache.
 
     The step-0 evaluation is the base model's entry in dev selection. With an added head the trainer's model is the
     encoder followed by an untrained head (a narrowing projection or an MLP), which is not the base model; with LoRA
-    it embeds as the base but misses the embedding cache. This wrapper hands ``evaluator`` the :func:`base_view`
-    instead at step 0, and the trained model afterwards.
+    it embeds as the base but misses the embedding cache. This wrapper hands ``evaluator`` the :func:`base_view` at
+    step 0, with ``cache`` (where earlier runs and this run's base figures left the base model's embeddings), and the
+    trained model afterwards, without it (checkpoints are never evaluated twice).
 
     Args:
-        evaluator: The dev evaluator.
-        setup: From :func:`add_mode_modules` (``head_start`` or ``load_base`` set).
+        evaluator: The dev evaluator (a :class:`~embedtune.evaluation.retrieval_evaluator.RetrievalEvaluator` uses
+            ``cache`` at step 0; another evaluator encodes as it always does).
+        setup: From :func:`add_mode_modules`.
+        cache: The run's embedding cache, or ``None``.
     """
 
-    def __init__(self, evaluator: BaseEvaluator, setup: ModeSetup) -> None:
+    def __init__(self, evaluator: BaseEvaluator, setup: ModeSetup, cache: Any = None) -> None:
         super().__init__()
         self.evaluator = evaluator
         self.setup = setup
+        self.cache = cache
         self.name = getattr(evaluator, "name", "")
         self.primary_metric = evaluator.primary_metric
         self.greater_is_better = evaluator.greater_is_better
@@ -188,15 +192,22 @@ class BaseAtStepZero(BaseEvaluator):
     def __call__(
         self, model: SentenceTransformer, output_path: str | None = None, epoch: int = -1, steps: int = -1
     ) -> dict[str, float]:
-        """Evaluate ``model``, or the untouched base model (:func:`base_view`) when ``steps`` is 0."""
-        if steps == 0:
-            model = base_view(model, self.setup)
-        return self.evaluator(model, output_path=output_path, epoch=epoch, steps=steps)
+        """Evaluate ``model``; at step 0 the untouched base model (:func:`base_view`) instead, through the cache."""
+        if steps != 0:
+            return self.evaluator(model, output_path=output_path, epoch=epoch, steps=steps)
+        base = base_view(model, self.setup)
+        if not hasattr(self.evaluator, "cache"):
+            return self.evaluator(base, output_path=output_path, epoch=epoch, steps=0)
+        own, self.evaluator.cache = self.evaluator.cache, self.cache
+        try:
+            return self.evaluator(base, output_path=output_path, epoch=epoch, steps=0)
+        finally:
+            self.evaluator.cache = own
 
 
-def dev_evaluator_for_mode(evaluator: BaseEvaluator, setup: ModeSetup) -> BaseEvaluator:
-    """Return the evaluator that scores the untouched base model at step 0: ``evaluator`` itself where the model is."""
-    return evaluator if setup.head_start is None and setup.load_base is None else BaseAtStepZero(evaluator, setup)
+def dev_evaluator_for_mode(evaluator: BaseEvaluator, setup: ModeSetup, cache: Any = None) -> BaseEvaluator:
+    """Return ``evaluator`` wrapped so that step 0 scores the untouched base model through ``cache``."""
+    return BaseAtStepZero(evaluator, setup, cache)
 
 
 def head_learning_rate_mapping(
