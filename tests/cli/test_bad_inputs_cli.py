@@ -23,7 +23,7 @@ def error_line(capsys) -> str:
 
 @pytest.fixture()
 def no_model_loading(monkeypatch):
-    monkeypatch.setattr(pipeline, "load_model", lambda *a, **k: pytest.fail("a model was loaded"))
+    monkeypatch.setattr(pipeline, "load_base_model", lambda *a, **k: pytest.fail("a model was loaded"))
 
 
 def train(tmp_path: Path, *args: str) -> int:

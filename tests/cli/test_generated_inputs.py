@@ -40,12 +40,12 @@ MODEL = "all-MiniLM-L6-v2"  # the packaged copy: passes the model check without 
 
 @pytest.fixture(autouse=True)
 def stub_model_loader(monkeypatch):
-    def refuse(name_or_path, *args, **kwargs):
-        check_model_available(name_or_path)  # as the real loader: a model that cannot load stops here, at once
+    def refuse(config, *args, **kwargs):
+        check_model_available(config.model.name_or_path)  # as the real loader: a model that cannot load stops here
         reached_model["count"] += 1
         raise ModelNotFoundError(STUB_MESSAGE)
 
-    monkeypatch.setattr(pipeline, "load_model", refuse)
+    monkeypatch.setattr(pipeline, "load_base_model", refuse)
 
 
 words = st.sampled_from(

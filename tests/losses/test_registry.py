@@ -84,7 +84,7 @@ def test_cli_refuses_mnrl_with_an_infonce_setting_before_any_model_loads(
     def no_loading(*args, **kwargs):
         raise AssertionError("a model was loaded")
 
-    monkeypatch.setattr(pipeline, "load_model", no_loading)
+    monkeypatch.setattr(pipeline, "load_base_model", no_loading)
     monkeypatch.setattr(pipeline, "check_model_available", no_loading)
     runs_dir = tmp_path / "runs"
     argv = ["train", "--data", str(tiny_beir), "--model", str(tiny_model_dir), "--runs-dir", str(runs_dir)]

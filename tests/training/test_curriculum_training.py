@@ -342,7 +342,7 @@ def test_a_bad_phase_fails_before_any_model_loads(tiny_beir, tmp_path, monkeypat
     def fail_if_called(*args, **kwargs):
         raise AssertionError("a model was loaded before the curriculum was checked")
 
-    monkeypatch.setattr(pipeline, "load_model", fail_if_called)
+    monkeypatch.setattr(pipeline, "load_base_model", fail_if_called)
     with pytest.raises(DataError, match=r"phase 'easy' .* is not one of curriculum.phases: warmup, main"):
         run_training(config)
     assert not (tmp_path / "runs").exists()

@@ -121,7 +121,7 @@ def test_a_pair_objective_with_record_data_is_refused_before_any_run_folder(tiny
     def fail_if_called(*args, **kwargs):
         raise AssertionError("a model was loaded before the objective was checked against the data")
 
-    monkeypatch.setattr(pipeline, "load_model", fail_if_called)
+    monkeypatch.setattr(pipeline, "load_base_model", fail_if_called)
     for name in ("cosent", "cosine_mse"):
         with pytest.raises(ConfigError) as error:
             run_training(tiny_config(Path("unused-model"), tiny_beir, tmp_path / "runs", f"loss.name={name}"))
@@ -174,7 +174,7 @@ def test_distillation_without_teacher_scores_is_refused_before_any_run_folder(ti
     def fail_if_called(*args, **kwargs):
         raise AssertionError("a model was loaded before the teacher scores were checked")
 
-    monkeypatch.setattr(pipeline, "load_model", fail_if_called)
+    monkeypatch.setattr(pipeline, "load_base_model", fail_if_called)
     unscored = write_scored_file(tmp_path / "train.jsonl", scores=False)
     cases = {"the record of query 'what color is the ": (f"data.train_file={unscored}",), "no training record has": ()}
     for problem, data in cases.items():

@@ -138,7 +138,7 @@ def test_bad_data_fails_before_any_model_is_loaded(tiny_beir, tmp_path, monkeypa
     def fail_if_called(*args, **kwargs):
         raise AssertionError("a model was loaded before the data was validated")
 
-    monkeypatch.setattr(pipeline, "load_model", fail_if_called)
+    monkeypatch.setattr(pipeline, "load_base_model", fail_if_called)
     with pytest.raises(DataError) as error:
         run_training(tiny_config(Path("unused-model"), tiny_beir, tmp_path / "runs"))
     assert error.value.line == 2 and error.value.field == "text"
