@@ -5,11 +5,16 @@ from __future__ import annotations
 from pathlib import Path
 
 import optuna
+from sentence_transformers import SentenceTransformer
 
+from embedtune.training.pipeline import run_training
+from embedtune.tuning import best
 from embedtune.tuning.best import best_trial
 from embedtune.tuning.objective import RUN_ATTR, SHIPS_ATTR
 from embedtune.tuning.show import describe_best, trials_table
 from tests.runs.factories import finished_run, make_metrics
+from tests.training.test_lora_cache import weights
+from tests.training.test_pipeline import tiny_config
 
 
 def study_of(*trials: tuple[float, str]) -> optuna.Study:
@@ -62,3 +67,25 @@ def test_a_trial_of_an_older_study_is_ranked_by_what_its_run_ships(tmp_path):
 def test_a_trial_of_an_older_study_whose_run_is_gone_counts_as_shipping(tmp_path):
     shipped_base = finished_run(tmp_path, "old-t0", make_metrics(chosen="base"))
     assert best_trial(older_study_of((0.70, shipped_base), (0.68, tmp_path / "gone"))).number == 1
+
+
+def test_the_best_trial_is_tested_with_the_embeddings_its_run_left(tiny_model_dir, noise_beir, tmp_path, monkeypatch):
+    overrides = ("train.epochs=5", "train.selection_alpha=none", "eval.report_test=false", "study=s", "name=s-t0")
+    result = run_training(tiny_config(tiny_model_dir, noise_beir, tmp_path / "runs", *overrides))  # a full trial
+    assert result.metrics.selection.chosen == "fine_tuned"
+    shipped = weights(SentenceTransformer(str(result.folder / "model"), device="cpu"))
+    documents: list[str] = []  # weights digest of each model that encoded documents
+    encode_document = SentenceTransformer.encode_document
+
+    def spy(self, texts, *args, **kwargs):
+        documents.append(weights(self))
+        return encode_document(self, texts, *args, **kwargs)
+
+    monkeypatch.setattr(SentenceTransformer, "encode_document", spy)
+    attrs = {RUN_ATTR: str(result.folder), SHIPS_ATTR: "fine_tuned"}
+    trial = optuna.trial.create_trial(value=0.5, params={}, distributions={}, user_attrs=attrs)
+    (tmp_path / "study").mkdir()
+    record = best.test_once(tmp_path / "study", trial)
+
+    assert record["split"] == "test" and record["fine_tuned"] != record["base"]
+    assert shipped not in documents  # its run's final evaluation left the corpus embeddings in the shared cache

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import logging
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +28,7 @@ from embedtune.models.loading import load_base_model
 from embedtune.runs import CHOSEN_FINE_TUNED, load_run
 from embedtune.runs.layout import MODEL_DIR
 from embedtune.training.final_eval import FinalEvaluation, per_query_record
-from embedtune.training.pipeline import fit_data_to_loss, tuned_model_cache
+from embedtune.training.pipeline import fit_data_to_loss
 from embedtune.tuning.objective import RUN_ATTR, SHIPS_ATTR
 
 logger = logging.getLogger(__name__)
@@ -123,9 +122,8 @@ def _evaluate_on_test(run: Path, settings: dict[str, Any]) -> tuple[dict[str, An
     primary = config.train.primary_metric.lower()
     logger.info("Evaluating the best trial (%s) on %s, once", run.name, data.report.name)
     base = final.evaluate(load_base_model(config), "base")
-    with tempfile.TemporaryDirectory(prefix="embedtune-best-") as scratch:
-        cache = tuned_model_cache(config, final.cache, Path(scratch))
-        tuned = final.evaluate(SentenceTransformer(str(run / MODEL_DIR)), "fine-tuned", cache)
+    # the trial's saved model/: its run left its corpus embeddings in the shared cache (its final evaluation)
+    tuned = final.evaluate(SentenceTransformer(str(run / MODEL_DIR)), "fine-tuned", final.cache)
     seen = seen_queries(data.report, training_positives(data.train_examples))
     figures = {
         "run": str(run),
