@@ -127,10 +127,11 @@ def primary(per_query: dict, model: str, ids: set[str] | None = None) -> dict[st
 def compare(shipped_run: Path, study: Path) -> dict:
     """Return the shipped recipe vs the best trial: dev, test overall / seen / unseen, the paired tests."""
     from embedtune.evaluation.significance import compare_per_query
-    from embedtune.runs import load_run
-    from embedtune.tuning.objective import shipped_dev
+    from embedtune.runs import CHOSEN_BASE, load_run
 
     run = load_run(shipped_run)
+    selection = run.metrics.selection
+    shipped_dev = selection.base_dev if selection.chosen == CHOSEN_BASE else selection.best_dev  # what it ships
     best = json.loads((study / "best_test.json").read_text(encoding="utf-8"))
     tuned = json.loads((study / "best_per_query.json").read_text(encoding="utf-8"))
     hand = json.loads((shipped_run / "per_query.json").read_text(encoding="utf-8"))
@@ -152,7 +153,7 @@ def compare(shipped_run: Path, study: Path) -> dict:
         }
     return {
         "shipped_run": str(shipped_run),
-        "shipped_dev": shipped_dev(run.metrics),
+        "shipped_dev": shipped_dev,
         "best_trial": best["trial"],
         "best_run": best["run"],
         "best_dev": best["dev"],

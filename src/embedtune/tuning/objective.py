@@ -20,7 +20,7 @@ from transformers import TrainerCallback
 
 from embedtune.config import ExperimentConfig, config_from_dict
 from embedtune.config.files import apply_overrides
-from embedtune.runs import CHOSEN_BASE, RunMetrics, find_runs, load_run
+from embedtune.runs import find_runs, load_run
 from embedtune.training.pipeline import run_training
 from embedtune.training.trainer_setup import extra_callbacks
 from embedtune.tuning.feature_space import split_values, write_trial_weights
@@ -81,12 +81,6 @@ def trial_config(base: dict[str, Any], study: str, number: int, values: dict[str
         overrides.append(f"data.feature_weights={path}")
     overrides += [f"name={study}-t{number}", f"study={study}", "eval.report_test=false"]
     return config_from_dict(apply_overrides(base, overrides))
-
-
-def shipped_dev(metrics: RunMetrics) -> float:
-    """Return the dev figure of the model a run ships: the base model's when the selection kept it."""
-    selection = metrics.selection
-    return selection.base_dev if selection.chosen == CHOSEN_BASE else selection.best_dev
 
 
 def trial_run(runs_dir: str | Path, study: str, number: int) -> Path | None:
