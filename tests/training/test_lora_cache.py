@@ -57,7 +57,18 @@ def test_the_base_view_of_a_lora_model_is_the_base_model_with_its_fingerprint(ti
     assert has_lora(model) and not has_lora(view)
     assert model_fingerprint(view) == model_fingerprint(plain) != model_fingerprint(model)
     assert torch.equal(encode(view), encode(model))  # the adapter starts at zero: the same embeddings
-    assert isinstance(dev_evaluator_for_mode(RetrievalEvaluator({}, {}, {}), setup), BaseAtStepZero)
+    evaluated: list[tuple[bool, object]] = []  # (the model has LoRA, the evaluator's cache) per evaluation
+
+    class Recording(RetrievalEvaluator):
+        def __call__(self, model, output_path=None, epoch=-1, steps=-1):
+            evaluated.append((has_lora(model), self.cache))
+            return {}
+
+    cache = object()
+    wrapper = dev_evaluator_for_mode(Recording({}, {}, {}), setup, cache)
+    wrapper(model, steps=0)
+    wrapper(model, steps=5)
+    assert isinstance(wrapper, BaseAtStepZero) and evaluated == [(False, cache), (True, None)]
     assert view.device == model.device
 
 

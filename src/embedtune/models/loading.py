@@ -73,6 +73,9 @@ def load_base_model(config: ExperimentConfig, device: str | None = None) -> Sent
         config: The run settings (``model.name_or_path``, ``model.max_seq_length``, the prefixes).
         device: As in :func:`load_model`; ``None`` lets sentence-transformers choose.
 
+    Returns:
+        The base model, with ``prompts`` ``{"query": ..., "document": ...}`` for the non-empty prefixes.
+
     Raises:
         ModelNotFoundError: if the model cannot be found or loaded.
     """

@@ -144,8 +144,11 @@ def base_view(model: SentenceTransformer, setup: ModeSetup) -> SentenceTransform
     """Return the model that competes as the base in dev selection and on the report split: the untouched base.
 
     With LoRA adapters, a fresh load of the base model on ``model``'s device (the adapted model would embed the same
-    at step 0, but its other weights miss the embedding cache, so each run would encode the corpus again: 6 minutes
-    for SciFact on a 2-core CPU); with an added head, the encoder alone (:func:`encoder_view`); else ``model``.
+    at step 0, but its other weights miss the embedding cache, so each run would encode the corpus again); with an
+    added head, the encoder alone (:func:`encoder_view`, sharing its modules); else ``model`` itself.
+
+    Raises:
+        embedtune.model_paths.ModelNotFoundError: if the base model can no longer be loaded (LoRA).
     """
     if setup.load_base is not None:
         return setup.load_base().to(model.device)
