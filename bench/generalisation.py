@@ -53,8 +53,8 @@ def train_control(runs_dir: Path) -> Path:
     return run_training(config).folder
 
 
-def evaluate(model, split, cache, batch_size: int) -> dict[str, dict[str, float]]:
-    """Per-query figures of ``model`` on ``split`` (whole corpus): query id -> metric -> value."""
+def evaluate(model, split, cache, batch_size: int, precision: str = "fp32") -> dict[str, dict[str, float]]:
+    """Per-query figures of ``model`` on ``split`` (whole corpus) at ``precision``: query id -> metric -> value."""
     from embedtune.evaluation.retrieval_evaluator import RetrievalEvaluator
 
     evaluator = RetrievalEvaluator(
@@ -67,6 +67,7 @@ def evaluate(model, split, cache, batch_size: int) -> dict[str, dict[str, float]
         batch_size=batch_size,
         cache=cache,
         progress=False,
+        precision=precision,
     )
     evaluator(model)
     return evaluator.last_per_query
@@ -150,6 +151,12 @@ def main() -> None:
     parser.add_argument("--forgetting", action="store_true", help="Also score every model out of domain")
     parser.add_argument("--ood", default=",".join(OUT_OF_DOMAIN), help="--forgetting's sets (korquad,code)")
     parser.add_argument("--out", type=Path, help="Write the figures as JSON here")
+    parser.add_argument(
+        "--precision",
+        default="fp32",
+        choices=("fp32", "auto"),
+        help="Evaluation precision of every model (fp32; auto: eval.precision's, as the runs report, and their cache)",
+    )
     args = parser.parse_args()
     if not SCIFACT.exists():
         sys.exit(f"SciFact not found at {SCIFACT}: this benchmark needs ../shared/datasets/scifact")
@@ -184,11 +191,12 @@ def main() -> None:
     ood = [role for role in args.ood.split(",") if role] if args.forgetting else []
     if ood:
         splits.update(out_of_domain_splits(ood))
-    rows = {"base": {role: evaluate(base, split, cache, batch) for role, split in splits.items()}}
+    precision = args.precision
+    rows = {"base": {role: evaluate(base, split, cache, batch, precision) for role, split in splits.items()}}
     families: dict[str, dict[str, float]] = {}
     for name, family, alpha, model in candidates(args, base, folder):
         t0 = time.time()
-        rows[name] = {role: evaluate(model, split, cache, batch) for role, split in splits.items()}
+        rows[name] = {role: evaluate(model, split, cache, batch, precision) for role, split in splits.items()}
         rows[name]["seconds"] = round(time.time() - t0, 1)
         families.setdefault(family, {})[name] = alpha
         print(
