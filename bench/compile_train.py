@@ -9,6 +9,12 @@ all steps (compiling included), the ratios, and how many graphs dynamo compiled 
 nothing is recorded::
 
     .venv/bin/python bench/compile_train.py --steps 16
+
+``--whole-run`` times the same steps inside a whole ``embedtune train`` run instead (the pipeline's model loading,
+mode set-up, dev evaluator with its step-0 evaluation, checkpointing), stopped after ``--steps`` steps, in a scratch
+runs folder; its base-model evaluations read the embedding cache (``EMBEDTUNE_CACHE_DIR``), so warm it first::
+
+    .venv/bin/python bench/compile_train.py --steps 16 --whole-run
 """
 
 from __future__ import annotations
@@ -20,17 +26,21 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from unittest import mock
 
 from speed import MODEL, SCIFACT, run_setup  # bench/speed.py: this folder is on sys.path when a bench script runs
 
 
-def step_times(make, dataset, compiled: bool) -> list[float]:
-    """Train with ``make``'s set-up (compiled or not); return each step's seconds, in order."""
-    import torch
-    from sentence_transformers import SentenceTransformerTrainer
-    from transformers import TrainerCallback
+class EnoughSteps(Exception):
+    """Raised by the step timer of a whole run once it has timed the steps asked for."""
 
-    from embedtune.models.loading import load_model
+
+def step_timer(stop_after: int | None = None):
+    """Return a trainer callback that records when each step begins and ends (``marks``).
+
+    With ``stop_after``, it raises :class:`EnoughSteps` once that many steps have ended.
+    """
+    from transformers import TrainerCallback
 
     class StepTimes(TrainerCallback):
         def __init__(self) -> None:
@@ -41,9 +51,69 @@ def step_times(make, dataset, compiled: bool) -> list[float]:
 
         def on_step_end(self, args, state, control, **kwargs) -> None:
             self.marks.append(time.perf_counter())
+            if stop_after is not None and len(self.marks) >= 2 * stop_after:
+                raise EnoughSteps
+
+    return StepTimes()
+
+
+def durations(marks: list[float]) -> list[float]:
+    """Seconds of each step from its begin and end marks."""
+    return [end - begin for begin, end in zip(marks[::2], marks[1::2], strict=True)]
+
+
+def whole_run_step_times(overrides: list[str], compiled: bool, steps: int, data: Path = SCIFACT) -> list[float]:
+    """Time the first ``steps`` steps of a whole ``embedtune train`` run on ``data`` (compiled or not).
+
+    The run goes to a scratch runs folder and is stopped after ``steps`` steps (recorded there as failed).
+
+    Args:
+        overrides: ``--set`` style settings of the run (``train.precision=...``, ``model.name_or_path=...``).
+        compiled: Set transformers' ``torch_compile`` (inductor) on the run's training arguments.
+        steps: Steps to time.
+        data: The BEIR folder the run trains on.
+
+    Returns:
+        Each step's seconds, in order (``steps`` of them).
+    """
+    import torch
+
+    from embedtune.config import build_config
+    from embedtune.training import fine_tune
+    from embedtune.training.pipeline import RunFailedError, run_training
+    from embedtune.training.trainer_setup import extra_callbacks
+
+    build_arguments = fine_tune.training_arguments
+
+    def arguments(*args, **kwargs):
+        training_args = build_arguments(*args, **kwargs)
+        training_args.torch_compile = compiled
+        training_args.torch_compile_backend = "inductor" if compiled else None
+        return training_args
+
+    timer = step_timer(stop_after=steps)
+    with tempfile.TemporaryDirectory() as runs, extra_callbacks(timer):
+        config = build_config(overrides=[f"data.path={data}", f"runs_dir={runs}", *overrides])
+        with mock.patch.object(fine_tune, "training_arguments", arguments):
+            try:
+                run_training(config)
+            except RunFailedError as error:
+                if not isinstance(error.__cause__, EnoughSteps):
+                    raise
+    if compiled:
+        print("dynamo:", dict(torch._dynamo.utils.counters["stats"]), flush=True)
+    return durations(timer.marks)
+
+
+def step_times(make, dataset, compiled: bool) -> list[float]:
+    """Train with ``make``'s set-up (compiled or not); return each step's seconds, in order."""
+    import torch
+    from sentence_transformers import SentenceTransformerTrainer
+
+    from embedtune.models.loading import load_model
 
     model = load_model(MODEL)
-    timer = StepTimes()
+    timer = step_timer()
     with tempfile.TemporaryDirectory() as folder:
         args, loss, callbacks = make(model, Path(folder))
         args.eval_strategy, args.save_strategy = "no", "no"
@@ -56,7 +126,7 @@ def step_times(make, dataset, compiled: bool) -> list[float]:
         trainer.train()
         if compiled:
             print("dynamo:", dict(torch._dynamo.utils.counters["stats"]), flush=True)
-    return [end - begin for begin, end in zip(timer.marks[::2], timer.marks[1::2], strict=True)]
+    return durations(timer.marks)
 
 
 def main() -> None:
@@ -65,13 +135,20 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=16, help="Training steps per side (16).")
     parser.add_argument("--warmup", type=int, default=4, help="First steps left out of the median (4).")
     parser.add_argument("--precision", default="auto", help="train.precision of both sides (auto).")
+    parser.add_argument("--whole-run", action="store_true", help="Time the steps inside whole embedtune runs.")
     args = parser.parse_args()
     if not SCIFACT.is_dir():
         sys.exit(f"skipped: SciFact not found at {SCIFACT} (see the project README)")
-    make, dataset, _ = run_setup(SCIFACT, [f"train.precision={args.precision}", f"train.max_steps={args.steps}"])
+    overrides = [f"train.precision={args.precision}"]
+    if not args.whole_run:
+        make, dataset, _ = run_setup(SCIFACT, [*overrides, f"train.max_steps={args.steps}"])
     figures: dict = {"steps": args.steps, "warmup": args.warmup, "precision": args.precision}
+    figures["set_up"] = "whole run" if args.whole_run else "trainer"
     for side, compiled in (("eager", False), ("compiled", True)):
-        times = step_times(make, dataset, compiled)
+        if args.whole_run:
+            times = whole_run_step_times(overrides, compiled, args.steps)
+        else:
+            times = step_times(make, dataset, compiled)
         figures[side] = {
             "median_step_s": round(statistics.median(times[args.warmup :]), 3),
             "first_steps_s": [round(seconds, 1) for seconds in times[: args.warmup]],

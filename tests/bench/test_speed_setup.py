@@ -24,3 +24,17 @@ def test_speed_run_setup_builds_the_arguments_loss_and_callbacks_of_a_run(
     assert arguments.max_steps == 5 and callbacks
     assert set(dataset.column_names) >= {"anchor", "positive", "label"} and len(pairs) == len(dataset)
     assert speed._steps_per_second(lambda model, folder: make(model, folder), dataset, str(tiny_model_dir)) > 0
+
+
+def test_compile_bench_times_the_first_steps_of_a_whole_run_and_stops_it(tiny_model_dir, tiny_beir, monkeypatch):
+    monkeypatch.syspath_prepend(str(BENCH))
+    import compile_train  # bench/compile_train.py
+
+    overrides = [
+        f"model.name_or_path={tiny_model_dir}",
+        "train.precision=fp32",
+        "train.batch_size=2",
+        "eval.cache_max_gb=0",
+    ]
+    times = compile_train.whole_run_step_times(overrides, compiled=False, steps=2, data=tiny_beir)
+    assert len(times) == 2 and all(seconds > 0 for seconds in times)
