@@ -30,6 +30,9 @@ from unittest import mock
 
 from speed import MODEL, SCIFACT, run_setup  # bench/speed.py: this folder is on sys.path when a bench script runs
 
+SIDES = (("eager", False), ("compiled", True))
+"""Each side's name and whether it compiles, in the order they run."""
+
 
 class EnoughSteps(Exception):
     """Raised by the step timer of a whole run once it has timed the steps asked for."""
@@ -129,6 +132,37 @@ def step_times(make, dataset, compiled: bool) -> list[float]:
     return durations(timer.marks)
 
 
+def compare_whole_runs(overrides: list[str], steps: int, warmup: int, data: Path = SCIFACT) -> dict:
+    """Time ``steps`` steps of a whole run on ``data`` eagerly, then compiled (:func:`whole_run_step_times`).
+
+    Returns:
+        ``{"eager": side, "compiled": side, "steady_speedup": x, "wall_speedup": x}``, each side
+        ``{"median_step_s", "first_steps_s", "all_steps_s"}``; the median leaves out the first ``warmup`` steps.
+    """
+    figures = {
+        side: summary(whole_run_step_times(overrides, compiled, steps, data), warmup) for side, compiled in SIDES
+    }
+    return {**figures, **speedups(figures)}
+
+
+def summary(times: list[float], warmup: int) -> dict:
+    """One side's figures from its step times: the median after ``warmup`` steps, the first steps, the total."""
+    return {
+        "median_step_s": round(statistics.median(times[warmup:]), 3),
+        "first_steps_s": [round(seconds, 1) for seconds in times[:warmup]],
+        "all_steps_s": round(sum(times), 1),
+    }
+
+
+def speedups(figures: dict) -> dict:
+    """Eager over compiled: after the warm-up steps (steady) and over all steps (wall, compiling included)."""
+    eager, compiled = figures["eager"], figures["compiled"]
+    return {
+        "steady_speedup": round(eager["median_step_s"] / compiled["median_step_s"], 2),
+        "wall_speedup": round(eager["all_steps_s"] / compiled["all_steps_s"], 2),
+    }
+
+
 def main() -> None:
     """Measure both sides and print the figures as JSON."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -140,23 +174,14 @@ def main() -> None:
     if not SCIFACT.is_dir():
         sys.exit(f"skipped: SciFact not found at {SCIFACT} (see the project README)")
     overrides = [f"train.precision={args.precision}"]
-    if not args.whole_run:
-        make, dataset, _ = run_setup(SCIFACT, [*overrides, f"train.max_steps={args.steps}"])
     figures: dict = {"steps": args.steps, "warmup": args.warmup, "precision": args.precision}
     figures["set_up"] = "whole run" if args.whole_run else "trainer"
-    for side, compiled in (("eager", False), ("compiled", True)):
-        if args.whole_run:
-            times = whole_run_step_times(overrides, compiled, args.steps)
-        else:
-            times = step_times(make, dataset, compiled)
-        figures[side] = {
-            "median_step_s": round(statistics.median(times[args.warmup :]), 3),
-            "first_steps_s": [round(seconds, 1) for seconds in times[: args.warmup]],
-            "all_steps_s": round(sum(times), 1),
-        }
-        print(side, figures[side], flush=True)
-    figures["steady_speedup"] = round(figures["eager"]["median_step_s"] / figures["compiled"]["median_step_s"], 2)
-    figures["wall_speedup"] = round(figures["eager"]["all_steps_s"] / figures["compiled"]["all_steps_s"], 2)
+    if args.whole_run:
+        figures.update(compare_whole_runs(overrides, args.steps, args.warmup))
+    else:
+        make, dataset, _ = run_setup(SCIFACT, [*overrides, f"train.max_steps={args.steps}"])
+        sides = {side: summary(step_times(make, dataset, compiled), args.warmup) for side, compiled in SIDES}
+        figures.update({**sides, **speedups(sides)})
     print(json.dumps(figures, indent=2))
 
 

