@@ -79,14 +79,12 @@ def whole_run_step_times(overrides: list[str], compiled: bool, steps: int, data:
     Returns:
         Each step's seconds, in order (``steps`` of them).
     """
-    import torch
-
     from embedtune.config import build_config
     from embedtune.training import fine_tune
     from embedtune.training.pipeline import RunFailedError, run_training
     from embedtune.training.trainer_setup import extra_callbacks
 
-    build_arguments = fine_tune.training_arguments
+    build_arguments = fine_tune.training_arguments  # embedtune has no compile setting (docs/benchmarks.md says why)
 
     def arguments(*args, **kwargs):
         training_args = build_arguments(*args, **kwargs)
@@ -103,14 +101,12 @@ def whole_run_step_times(overrides: list[str], compiled: bool, steps: int, data:
             except RunFailedError as error:
                 if not isinstance(error.__cause__, EnoughSteps):
                     raise
-    if compiled:
-        print("dynamo:", dict(torch._dynamo.utils.counters["stats"]), flush=True)
+    report_graphs(compiled)
     return durations(timer.marks)
 
 
 def step_times(make, dataset, compiled: bool) -> list[float]:
     """Train with ``make``'s set-up (compiled or not); return each step's seconds, in order."""
-    import torch
     from sentence_transformers import SentenceTransformerTrainer
 
     from embedtune.models.loading import load_model
@@ -127,9 +123,16 @@ def step_times(make, dataset, compiled: bool) -> list[float]:
             model=model, args=args, train_dataset=dataset, loss=loss, callbacks=[timer, *callbacks]
         )
         trainer.train()
-        if compiled:
-            print("dynamo:", dict(torch._dynamo.utils.counters["stats"]), flush=True)
+    report_graphs(compiled)
     return durations(timer.marks)
+
+
+def report_graphs(compiled: bool) -> None:
+    """Print dynamo's counters after a compiled side (``unique_graphs`` 0 would mean nothing was compiled)."""
+    import torch
+
+    if compiled:
+        print("dynamo:", dict(torch._dynamo.utils.counters["stats"]), flush=True)
 
 
 def compare_whole_runs(overrides: list[str], steps: int, warmup: int, data: Path = SCIFACT) -> dict:
