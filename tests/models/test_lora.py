@@ -216,6 +216,7 @@ def test_training_changes_only_the_adapter(tiny_model_dir, tmp_path):
         save_strategy="no",
         report_to="none",
         disable_tqdm=True,
+        dataloader_pin_memory=torch.cuda.is_available(),  # as embedtune's own arguments: no warning on a CPU
     )
     SentenceTransformerTrainer(
         model=model, args=args, train_dataset=pairs, loss=MultipleNegativesRankingLoss(model)
