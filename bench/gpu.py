@@ -12,7 +12,8 @@ versions, commit):
   test as an extra data set);
 - ``throughput``: ``bench/speed.py``'s comparisons on SciFact: encoding + ranking the test split (embedtune's
   evaluator, plain ``encode`` + search, sentence-transformers' IR evaluator), training steps/s (embedtune's
-  set-up vs a plain sentence-transformers trainer, fp32 and bf16, batch 32 and 256), evaluation encoding at
+  set-up vs a plain sentence-transformers trainer, fp32 and bf16, batch 32 and 256), the same with the model's
+  dropout and with dropout 0 (``bench/dropout.py``), evaluation encoding at
   fp32/bf16/fp16 (documents/s, nDCG@10) and host synchronisations per training step;
 - ``compile`` (opt-in, not in the default set: about 2-3 more minutes): ``bench/compile_train.py --whole-run``'s
   comparison, the first training steps of a whole SciFact run eagerly and with ``torch.compile`` (inductor).
@@ -43,6 +44,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import compile_train
+import dropout
 import recipes
 import speed
 from gpu_support import Row, korquad_slice, library_versions, record, scifact_slice, table_rows
@@ -282,6 +284,12 @@ def throughput(bench: Bench) -> list[Row]:
     started = time.time()
     wide = speed.precision_part(steps, bench.scifact, bench.model, batch_size=256)
     rows.append(training_row_of_speed(wide, steps, time.time() - started, batch_size=256))
+    started = time.time()
+    without = dropout.dropout_part(steps, bench.scifact, bench.model)
+    print("dropout", without, flush=True)
+    rates = ", ".join(f"{label} {value:.2f}" for label, value in without["steps_per_s"].items())
+    result = f"training steps/s ({without['precision']}, batch 32, {steps} steps): {rates}"
+    rows.append(Row("throughput: dropout 0 vs the model's", result, wall_s=time.time() - started))
     started = time.time()
     inference = speed.inference_part(None, bench.scifact, bench.model)
     print("inference", inference, flush=True)

@@ -144,6 +144,7 @@ def precision_part(steps: int, data: Path = SCIFACT, model_name: str = MODEL, ba
     from embedtune.config import build_config
     from embedtune.losses import build_loss
     from embedtune.training.arguments import training_arguments
+    from embedtune.training.mode import prepare_model_for_mode
 
     beir, _ = scifact_test(data)
     pairs = [(beir.queries[q], beir.corpus[d]) for q, docs in beir.qrels["train"].items() for d in docs]
@@ -158,14 +159,12 @@ def precision_part(steps: int, data: Path = SCIFACT, model_name: str = MODEL, ba
                 f"train.batch_size={batch_size}",
             ]
         )
-        results[f"embedtune {precision}"] = _steps_per_second(
-            lambda model, folder, config=config: (
-                training_arguments(config, folder, None),
-                build_loss(model, config.loss),
-            ),
-            dataset,
-            model_name,
-        )
+
+        def embedtune_setup(model, folder, config=config):
+            prepare_model_for_mode(model, config)  # as embedtune train does (train.dropout)
+            return training_arguments(config, folder, None), build_loss(model, config.loss)
+
+        results[f"embedtune {precision}"] = _steps_per_second(embedtune_setup, dataset, model_name)
         results[f"sentence-transformers {precision}"] = _steps_per_second(
             lambda model, folder, precision=precision: (
                 _st_arguments(folder, steps, precision, batch_size),
@@ -220,6 +219,7 @@ def run_setup(data: Path, overrides: list[str], extra_callbacks: list | None = N
     from embedtune.losses import build_loss
     from embedtune.training.arguments import training_arguments
     from embedtune.training.fine_tune import training_data
+    from embedtune.training.mode import prepare_model_for_mode
     from embedtune.training.trainer_setup import SilentWriter, standard_callbacks
 
     config = build_config(overrides=[f"data.path={data}", *overrides])
@@ -227,6 +227,7 @@ def run_setup(data: Path, overrides: list[str], extra_callbacks: list | None = N
     pairs = Dataset.from_dict({"anchor": dataset["anchor"], "positive": dataset["positive"]})
 
     def make(model, folder):
+        prepare_model_for_mode(model, config)  # as embedtune train does (train.dropout)
         loss = build_loss(model, config.loss, context)
         callbacks = [*standard_callbacks(config, SilentWriter(), loss, folder), *(extra_callbacks or [])]
         return training_arguments(config, folder, None), loss, callbacks

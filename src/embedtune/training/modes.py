@@ -45,6 +45,7 @@ from torch import nn
 from transformers import TrainerCallback
 
 from embedtune.config import ExperimentConfig
+from embedtune.models.dropout import set_dropout
 from embedtune.models.head import add_head, encoder_part, is_head_parameter
 from embedtune.models.loading import load_base_model
 from embedtune.models.lora import add_lora, has_lora, merge_lora, save_adapter, trainable_parameters
@@ -99,6 +100,7 @@ class ModeSetup:
 def add_mode_modules(model: SentenceTransformer, config: ExperimentConfig, lora: bool) -> ModeSetup:
     """Add what a full or LoRA run trains to the loaded base model, in place.
 
+    With ``train.dropout`` set: every dropout of the encoder takes it (:func:`~embedtune.models.dropout.set_dropout`).
     With ``lora``: add the adapter (:func:`embedtune.models.lora.add_lora`, seeded by ``train.seed``; the encoder's
     own weights freeze). With ``head.add``: append the projection head. Logs ``trainable parameters: n of N (x %)``.
 
@@ -115,6 +117,8 @@ def add_mode_modules(model: SentenceTransformer, config: ExperimentConfig, lora:
     """
     mode = config.train.mode
     targets: list[str] = []
+    if config.train.dropout is not None:
+        set_dropout(model, config.train.dropout)  # before LoRA, whose branches have their own (lora.dropout)
     if lora:
         with torch.random.fork_rng():  # seeded adapter initialisation, leaving the global generators untouched
             torch.manual_seed(config.train.seed)
