@@ -14,7 +14,8 @@ versions, commit):
   evaluator, plain ``encode`` + search, sentence-transformers' IR evaluator), training steps/s (embedtune's
   set-up vs a plain sentence-transformers trainer, fp32 and bf16, batch 32 and 256), the same with the model's
   dropout and with dropout 0 (``bench/dropout.py``), evaluation encoding at
-  fp32/bf16/fp16 (documents/s, nDCG@10) and host synchronisations per training step;
+  fp32/bf16/fp16 (documents/s, nDCG@10), at each batch size and the automatic one (``bench/encode_batch.py``) and
+  host synchronisations per training step;
 - ``compile`` (opt-in, not in the default set: about 2-3 more minutes): ``bench/compile_train.py --whole-run``'s
   comparison, the first training steps of a whole SciFact run eagerly and with ``torch.compile`` (inductor).
 
@@ -45,6 +46,7 @@ from pathlib import Path
 
 import compile_train
 import dropout
+import encode_batch
 import recipes
 import speed
 from gpu_support import Row, korquad_slice, library_versions, record, scifact_slice, table_rows
@@ -297,6 +299,12 @@ def throughput(bench: Bench) -> list[Row]:
         f"{k} {v['docs_per_s']} docs/s nDCG@10 {v['ndcg@10']:.4f}" for k, v in inference["results"].items()
     )
     rows.append(Row("throughput: encoding precision", precisions, wall_s=time.time() - started))
+    started = time.time()
+    sizes = encode_batch.batch_part(600 if bench.smoke else None, 1, bench.scifact, bench.model)
+    print("batch sizes", sizes, flush=True)
+    per_size = ", ".join(f"{k} {v}" for k, v in sizes["docs_per_s"].items())
+    result = f"documents/s by eval batch size: {per_size}; auto = {sizes['auto_batch_size']}"
+    rows.append(Row("throughput: encoding batch size", result, wall_s=time.time() - started))
     started = time.time()
     syncs = speed.sync_part(steps, bench.scifact, bench.model)
     print("sync", syncs, flush=True)

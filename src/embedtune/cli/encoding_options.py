@@ -38,6 +38,31 @@ def add_precision_argument(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def add_batch_size_argument(parser: argparse.ArgumentParser, while_doing: str = "") -> None:
+    """Add ``--batch-size``: texts per encoding forward pass, a positive integer; left out, sized for the device."""
+    parser.add_argument(
+        "--batch-size",
+        type=positive_int,
+        help=f"Texts per forward pass{while_doing} (default: 64 on a CPU; on a GPU the largest power of two up to "
+        "512 that fits a quarter of the free memory, halved on out-of-memory).",
+    )
+
+
+def positive_int(text: str) -> int:
+    """Parse a command-line integer >= 1.
+
+    Raises:
+        argparse.ArgumentTypeError: for anything else (argparse prints it with the option's name, exit 2).
+    """
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}")
+    return value
+
+
 def encoding_devices_of(args: argparse.Namespace) -> list[str] | None:
     """Return the devices ``--processes`` asks for (see :func:`embedtune.search.encoding.encoding_devices`).
 

@@ -6,6 +6,7 @@ import argparse
 
 from embedtune.cli.encoding_options import (
     add_backend_argument,
+    add_batch_size_argument,
     add_cache_arguments,
     add_precision_argument,
     add_processes_argument,
@@ -62,7 +63,7 @@ def add_eval_command(commands: argparse._SubParsersAction) -> None:
     evaluate.add_argument("--query-prefix", default="", help="Override the models' query prompt.")
     evaluate.add_argument("--passage-prefix", default="", help="Override the models' document prompt.")
     evaluate.add_argument("--max-seq-length", type=int, help="Truncation length in tokens.")
-    evaluate.add_argument("--batch-size", type=int, default=64, help="Texts per forward pass.")
+    add_batch_size_argument(evaluate)
     evaluate.add_argument("--runs-dir", default="runs", help="Where run names are looked up (default runs).")
     add_processes_argument(evaluate)
     add_backend_argument(evaluate, "each --model (the baseline: auto)")
@@ -82,8 +83,8 @@ def run_eval(args: argparse.Namespace) -> int:
     from embedtune.evaluation import compare
     from embedtune.evaluation.seen_unseen import add_to_eval_results, load_training_positives
 
-    if args.batch_size < 1 or (args.max_seq_length is not None and args.max_seq_length < 1):
-        raise ValueError("--batch-size and --max-seq-length must be positive")
+    if args.max_seq_length is not None and args.max_seq_length < 1:
+        raise ValueError("--max-seq-length must be positive")
     if args.resamples < 1 or not 0.0 < args.alpha < 1.0:
         raise ValueError("--resamples must be positive and --alpha in (0, 1)")
     out = compare_inputs.check_out_dir(args.out) if args.out else None

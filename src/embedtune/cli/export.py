@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from embedtune.cli.encoding_options import add_cache_arguments, embedding_cache_of
+from embedtune.cli.encoding_options import add_batch_size_argument, add_cache_arguments, embedding_cache_of
 from embedtune.export.options import ATTENTIONS, QUANTIZATIONS
 
 FORMATS = ("st", "onnx")
@@ -50,9 +50,7 @@ def add_export_command(commands: argparse._SubParsersAction) -> None:
         help="With --format onnx: check on the judged documents plus a seeded sample, N in all, instead of the dev "
         "split's whole corpus (faster, easier to rank: a weaker check).",
     )
-    export.add_argument(
-        "--batch-size", type=int, default=64, help="Texts per forward pass while checking (default 64)."
-    )
+    add_batch_size_argument(export, " while checking")
     export.add_argument("--runs-dir", default="runs", help="Where run names are looked up (default runs).")
     add_cache_arguments(export)
     export.set_defaults(handler=run_export)
@@ -68,8 +66,6 @@ def run_export(args: argparse.Namespace) -> int:
         args.quantize not in (None, "none") or args.attention or args.check_max_docs is not None
     ):
         raise ValueError("--quantize, --attention and --check-max-docs apply to --format onnx only")
-    if args.batch_size < 1:
-        raise ValueError("--batch-size must be at least 1")
     if args.format == "st":
         # imports torch: only when the command runs, so `embedtune --help` starts fast
         from embedtune.export.folder import export_model

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from embedtune.cli.encoding_options import (
+    add_batch_size_argument,
     add_cache_arguments,
     add_precision_argument,
     add_processes_argument,
@@ -68,7 +69,7 @@ def add_mine_command(commands: argparse._SubParsersAction) -> None:
         "--model", help=f"Model folder or name, or a run (default {DEFAULT_MODEL}); unused with --retriever bm25."
     )
     mine.add_argument("--max-seq-length", type=int, help="Truncation length in tokens (default: the model's).")
-    mine.add_argument("--batch-size", type=int, default=64, help="Texts per forward pass (default 64).")
+    add_batch_size_argument(mine)
     mine.add_argument("--device", help="cpu, cuda, ... (default: sentence-transformers' choice).")
     mine.add_argument(
         "--search",
@@ -193,10 +194,8 @@ def _load_data(args: argparse.Namespace) -> MiningInput:
     # imports torch: only when the command runs, so `embedtune --help` starts fast
     from embedtune.mining.mine import load_mining_beir, load_mining_jsonl
 
-    for option in ("batch_size", "max_seq_length"):
-        value = getattr(args, option)
-        if value is not None and value < 1:
-            raise ConfigError(f"--{option.replace('_', '-')}: must be a positive integer, got {value}")
+    if args.max_seq_length is not None and args.max_seq_length < 1:
+        raise ConfigError(f"--max-seq-length: must be a positive integer, got {args.max_seq_length}")
     data, out = Path(args.data).expanduser(), Path(args.out).expanduser()
     if out.is_dir():
         raise IsADirectoryError(f"{out}: is a folder; OUT must be a file path")

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from embedtune.cli.encoding_options import (
     add_backend_argument,
+    add_batch_size_argument,
     add_cache_arguments,
     add_precision_argument,
     add_processes_argument,
@@ -45,7 +46,7 @@ def add_index_command(commands: argparse._SubParsersAction) -> None:
         help=f"exact (faiss IndexFlatIP), hnsw or ivf (approximate); auto: exact up to {EXACT_MAX_DOCS:,} "
         "documents, hnsw above (default auto).",
     )
-    build.add_argument("--batch-size", type=int, default=64, help="Texts per forward pass (default 64).")
+    add_batch_size_argument(build)
     build.add_argument("--max-seq-length", type=int, help="Truncation length in tokens (default: the model's).")
     build.add_argument("--runs-dir", default="runs", help="Where run names are looked up (default runs).")
     add_processes_argument(build)
@@ -86,8 +87,8 @@ def run_index_build(args: argparse.Namespace) -> int:
     from embedtune.search.index import build_index, ensure_absent
 
     devices = encoding_devices_of(args)
-    if args.batch_size < 1 or (args.max_seq_length is not None and args.max_seq_length < 1):
-        raise ValueError("--batch-size and --max-seq-length must be positive")
+    if args.max_seq_length is not None and args.max_seq_length < 1:
+        raise ValueError("--max-seq-length must be positive")
     out = Path(args.out).expanduser()
     ensure_absent(out)
     corpus = load_search_corpus(args.corpus)

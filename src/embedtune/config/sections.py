@@ -197,7 +197,11 @@ class EvalConfig:
     metrics: list[str] = _setting(
         None, "Metrics reported (nDCG@k, MAP@k, Recall@k, MRR@k).", default_factory=lambda: list(DEFAULT_METRICS)
     )
-    batch_size: int = _setting(64, "Texts per forward pass when encoding.")
+    batch_size: int | None = _setting(
+        None,
+        "Texts per forward pass when encoding; none (auto): 64 on a CPU, on a GPU the largest power of two up to 512 "
+        "whose activations fit a quarter of the free memory, halved on out-of-memory.",
+    )
     precision: str = _setting(
         "auto",
         "Autocast precision of every evaluation encoding (base and fine-tuned alike): 'auto' (bf16 on CUDA, fp16 on "
@@ -237,7 +241,7 @@ class EvalConfig:
         _require(bool(self.metrics), "eval.metrics", "must name at least one metric")
         for name in self.metrics:
             _check_metric(name, "eval.metrics")
-        _require(self.batch_size > 0, "eval.batch_size", "must be > 0")
+        _require(self.batch_size is None or self.batch_size > 0, "eval.batch_size", "must be > 0 or none")
 
 
 @dataclass

@@ -78,7 +78,7 @@ def dev_candidate_pool(
     max_docs: int | None,
     strategy: str,
     model: SentenceTransformer,
-    batch_size: int = 64,
+    batch_size: int | None = None,
     cache: EmbeddingCache | None = None,
     seed: int = 0,
     precision: str = "fp32",
@@ -91,7 +91,7 @@ def dev_candidate_pool(
         strategy: ``"base_top_k"`` (:func:`hard_candidate_pool` with ``model``) or ``"random"`` (judged documents
             plus a seeded random sample).
         model: The base model, before any training step.
-        batch_size: Texts per forward pass.
+        batch_size: Texts per forward pass; ``None`` sizes it for the device.
         cache: Embedding cache (the base model's corpus embeddings are usually there from the test evaluation).
         seed: Seed of the random part.
         precision: Autocast precision of encoding (see :func:`~embedtune.models.precision.inference_dtype`).

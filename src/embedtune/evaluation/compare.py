@@ -208,7 +208,7 @@ def evaluate_models(
     models: Sequence[ModelSource],
     baseline: ModelSource | None,
     load_model: Callable[[str], SentenceTransformer],
-    batch_size: int = 64,
+    batch_size: int | None = None,
     metrics: Sequence[str] = DEFAULT_METRICS,
     resamples: int = 10_000,
     seed: int = 0,
@@ -227,7 +227,7 @@ def evaluate_models(
         models: The models to report, at least one.
         baseline: The reference model, or ``None`` (then no deltas and no comparisons).
         load_model: Loads a model from a :attr:`ModelSource.path` (with the prompts and length the caller wants).
-        batch_size: Texts per forward pass.
+        batch_size: Texts per forward pass; ``None`` sizes it for the device.
         metrics: Metric names reported; must include :data:`VERDICT_METRIC` when there is a baseline.
         resamples: Resamples of the bootstrap and randomisation test.
         seed: Seed of the significance tests.

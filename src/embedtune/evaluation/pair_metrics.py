@@ -19,6 +19,7 @@ from scipy.stats import spearmanr
 from sklearn.metrics import accuracy_score, f1_score, roc_auc_score
 
 from embedtune.data.pairs import RELEVANT_LABEL, PairExample
+from embedtune.models.batch_size import encode_in_batches
 
 DEFAULT_MIN_AUC = 0.70
 """ROC AUC a model must reach on test for its pair diagnostics to pass."""
@@ -61,7 +62,7 @@ class PairMetrics:
         return asdict(self)
 
 
-def score_pairs(model: Any, pairs: Sequence[PairExample], batch_size: int = 64) -> np.ndarray:
+def score_pairs(model: Any, pairs: Sequence[PairExample], batch_size: int | None = None) -> np.ndarray:
     """Score labelled pairs by cosine similarity: ``text1`` as a query, ``text2`` as a document.
 
     Each distinct ``text1`` is encoded once with ``model.encode_query`` and each distinct ``text2`` once with
@@ -70,7 +71,8 @@ def score_pairs(model: Any, pairs: Sequence[PairExample], batch_size: int = 64) 
     Args:
         model: A ``SentenceTransformer`` (anything with ``encode_query`` and ``encode_document``).
         pairs: The pairs to score, at least one.
-        batch_size: Texts per forward pass (>= 1).
+        batch_size: Texts per forward pass (>= 1); ``None`` sizes it for the device
+            (:func:`~embedtune.models.batch_size.encode_in_batches`).
 
     Returns:
         Float64 array of shape ``(len(pairs),)``: the cosine of pair ``i`` in ``[-1, 1]``, in the pairs' order; a
@@ -81,13 +83,17 @@ def score_pairs(model: Any, pairs: Sequence[PairExample], batch_size: int = 64) 
     """
     if not pairs:
         raise ValueError("no pairs to score")
-    if batch_size < 1:
+    if batch_size is not None and batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     queries = list(dict.fromkeys(pair.text1 for pair in pairs))
     documents = list(dict.fromkeys(pair.text2 for pair in pairs))
-    options = {"batch_size": batch_size, "convert_to_numpy": True, "show_progress_bar": False}
-    query_vectors = _unit_rows(model.encode_query(queries, **options))
-    document_vectors = _unit_rows(model.encode_document(documents, **options))
+
+    def encode_both(size: int) -> tuple[np.ndarray, np.ndarray]:
+        options = {"batch_size": size, "convert_to_numpy": True, "show_progress_bar": False}
+        return model.encode_query(queries, **options), model.encode_document(documents, **options)
+
+    query_output, document_output = encode_in_batches(model, batch_size, encode_both)
+    query_vectors, document_vectors = _unit_rows(query_output), _unit_rows(document_output)
     query_rows = {text: row for row, text in enumerate(queries)}
     document_rows = {text: row for row, text in enumerate(documents)}
     left = query_vectors[[query_rows[pair.text1] for pair in pairs]]

@@ -35,7 +35,7 @@ class RetrievalEvaluator(BaseEvaluator):
         name: Prefix of the returned metric names, e.g. ``"dev"`` gives ``"dev_ndcg@10"``.
         metrics: Metric names, see :func:`embedtune.config.metric_names.parse_metric`.
         primary_metric: The metric that selects checkpoints.
-        batch_size: Texts per forward pass.
+        batch_size: Texts per forward pass; ``None`` sizes it for the device.
         progress: Show encoding progress bars; ``None`` shows them when stderr is a terminal.
         truncate_dims: Matryoshka dimensions: also report ``<primary metric>@<dim>d`` for each dimension smaller than
             the model's, ranking with the first ``dim`` coordinates renormalised (cosine); ``None`` reports none.
@@ -67,7 +67,7 @@ class RetrievalEvaluator(BaseEvaluator):
         name: str = "",
         metrics: tuple[str, ...] | list[str] = DEFAULT_METRICS,
         primary_metric: str = "ndcg@10",
-        batch_size: int = 64,
+        batch_size: int | None = None,
         progress: bool | None = None,
         truncate_dims: list[int] | None = None,
         cache: EmbeddingCache | None = None,

@@ -86,7 +86,7 @@ def check_export(
     exported: SentenceTransformer,
     split: EvalSplit,
     quantization: str,
-    batch_size: int = 64,
+    batch_size: int | None = None,
     cache: EmbeddingCache | None = None,
 ) -> ExportCheck:
     """Encode ``split`` with both models and compare (see the module docstring).
@@ -96,7 +96,7 @@ def check_export(
         exported: The export, loaded for running (e.g. :func:`embedtune.models.onnx_backend.load_onnx_model`).
         split: The check split: corpus, queries and qrels.
         quantization: ``"none"`` or ``"int8"``: which thresholds apply.
-        batch_size: Texts per forward pass.
+        batch_size: Texts per forward pass; ``None`` sizes it for the device.
         cache: Embedding cache for the PyTorch model's embeddings; ``None`` encodes them.
 
     Returns:

@@ -71,7 +71,7 @@ def export_onnx(
     runs_dir: str | Path = "runs",
     check_split: EvalSplit | None = None,
     check_max_docs: int | None = None,
-    batch_size: int = 64,
+    batch_size: int | None = None,
     cache: EmbeddingCache | None = None,
     attention: str = "fused",
 ) -> OnnxExport:
@@ -86,7 +86,7 @@ def export_onnx(
         check_split: The split the export is checked on; ``None``: the run's dev split, prepared from its data.
         check_max_docs: Rank a subsample of the check split's corpus (every judged document plus a seeded random
             fill) instead of all of it; faster, and easier to rank, so a weaker check.
-        batch_size: Texts per forward pass while checking.
+        batch_size: Texts per forward pass while checking; ``None`` sizes it for the device.
         cache: Embedding cache for the PyTorch model's check embeddings (an fp32 and an int8 export of one run
             encode them once); ``None`` encodes them.
         attention: ``"fused"`` (onnxruntime's ``MultiHeadAttention`` where the model allows) or ``"traced"``
@@ -118,7 +118,7 @@ def write_onnx_export(
     out: Path,
     split: EvalSplit,
     quantize: str = "none",
-    batch_size: int = 64,
+    batch_size: int | None = None,
     cache: EmbeddingCache | None = None,
     attention: str = "fused",
 ) -> OnnxExport:

@@ -50,7 +50,7 @@ class DenseEncoder:
 
 def model_encoder(
     model: SentenceTransformer,
-    batch_size: int = 64,
+    batch_size: int | None = None,
     cache: EmbeddingCache | None = None,
     progress: bool | None = None,
     devices: list[str] | None = None,
@@ -60,7 +60,7 @@ def model_encoder(
 
     Args:
         model: The loaded SentenceTransformer.
-        batch_size: Texts per forward pass.
+        batch_size: Texts per forward pass; ``None`` sizes it for the device.
         cache: An :class:`~embedtune.cache.EmbeddingCache` reusing embeddings of unchanged models, or ``None``.
         progress: Show progress bars; ``None`` shows them when stderr is a terminal.
         devices: Encode in one process per device (:func:`~embedtune.search.encoding.encoding_devices`); ``None``

@@ -21,6 +21,7 @@ from sentence_transformers import CrossEncoder
 from embedtune.cache import EmbeddingCache
 from embedtune.data.types import TrainingExample
 from embedtune.model_paths import check_model_available
+from embedtune.models.batch_size import encode_in_batches
 from embedtune.models.loading import load_model
 from embedtune.search.retrieve import encode_documents, encode_queries
 
@@ -60,14 +61,14 @@ class Teacher:
         model: A ``SentenceTransformer`` (cosine of query and passage embeddings) or a ``CrossEncoder`` (its raw
             logit, no activation: margins and softmaxes keep their spread).
         kind: :data:`BI_ENCODER` or :data:`CROSS_ENCODER`.
-        batch_size: Texts (or pairs) per forward pass.
+        batch_size: Texts (or pairs) per forward pass; ``None`` sizes it for the device.
         cache: Embedding cache of a bi-encoder teacher, or ``None``.
         precision: Autocast precision of a bi-encoder teacher's encoding.
     """
 
     model: Any
     kind: str
-    batch_size: int = 64
+    batch_size: int | None = None
     cache: EmbeddingCache | None = None
     precision: str = "fp32"
 
@@ -76,8 +77,9 @@ class Teacher:
         if not pairs:
             return np.zeros(0)
         if self.kind == CROSS_ENCODER:
-            scores = self.model.predict(
-                pairs, batch_size=self.batch_size, activation_fn=torch.nn.Identity(), show_progress_bar=False
+            options = {"activation_fn": torch.nn.Identity(), "show_progress_bar": False}
+            scores = encode_in_batches(
+                self.model, self.batch_size, lambda size: self.model.predict(pairs, batch_size=size, **options)
             )
             return np.asarray(scores, dtype=np.float64).reshape(len(pairs))
         queries, passages = sorted({q for q, _ in pairs}), sorted({p for _, p in pairs})

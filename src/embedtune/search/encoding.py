@@ -58,7 +58,7 @@ def encode_texts(
     model: SentenceTransformer,
     texts: list[str],
     role: Literal["query", "document"],
-    batch_size: int = 64,
+    batch_size: int | None = None,
     progress: bool | None = None,
     devices: list[str] | None = None,
     cache: EmbeddingCache | None = None,
@@ -74,7 +74,7 @@ def encode_texts(
         model: The embedding model.
         texts: ``n`` texts.
         role: ``"query"`` or ``"document"``.
-        batch_size: Texts per forward pass.
+        batch_size: Texts per forward pass; ``None`` sizes it for the device.
         progress: Show a progress bar; ``None`` shows one when stderr is a terminal.
         devices: Encode in one process per device (:func:`encoding_devices`); ``None`` encodes in this process.
         cache: Reuse and store embeddings on disk (see :func:`~embedtune.search.retrieve.encode_documents`; a model
@@ -87,7 +87,7 @@ def encode_texts(
     Raises:
         ValueError: if ``batch_size < 1`` or ``role`` is neither ``"query"`` nor ``"document"``.
     """
-    if batch_size < 1:
+    if batch_size is not None and batch_size < 1:
         raise ValueError(f"batch_size must be at least 1, got {batch_size}")
     if role not in ("query", "document"):
         raise ValueError(f"role must be 'query' or 'document', got {role!r}")

@@ -75,7 +75,7 @@ def create_search_index(
     corpus: Corpus,
     kind: str = "auto",
     *,
-    batch_size: int = 64,
+    batch_size: int | None = None,
     progress: bool | None = None,
     model_reference: str | None = None,
     model_path: str | None = None,
@@ -90,7 +90,7 @@ def create_search_index(
         model: The embedding model.
         corpus: Document id -> text, or a list of texts (ids ``"0"``, ``"1"``, ...).
         kind: ``auto``, ``exact``, ``hnsw`` or ``ivf`` (``auto``: exact up to :data:`EXACT_MAX_DOCS` documents).
-        batch_size: Texts per forward pass.
+        batch_size: Texts per forward pass; ``None`` sizes it for the device.
         progress: Show a progress bar; ``None`` shows one when stderr is a terminal.
         model_reference: How the model is named in ``index.json``; ``None`` guesses from the loaded model.
         model_path: What that name resolved to; ``None`` guesses from the loaded model.
@@ -139,7 +139,7 @@ def build_index(
     out_dir: str | Path,
     kind: str = "auto",
     *,
-    batch_size: int = 64,
+    batch_size: int | None = None,
     progress: bool | None = None,
     model_reference: str | None = None,
     model_path: str | None = None,
@@ -156,7 +156,7 @@ def build_index(
             :func:`~embedtune.search.corpus.load_search_corpus`), read and validated before the model loads.
         out_dir: The index folder to create; must not exist.
         kind: ``auto``, ``exact``, ``hnsw`` or ``ivf`` (``auto``: exact up to :data:`EXACT_MAX_DOCS` documents).
-        batch_size: Texts per forward pass.
+        batch_size: Texts per forward pass; ``None`` sizes it for the device.
         progress: Show a progress bar; ``None`` shows one when stderr is a terminal.
         model_reference: The model's name recorded in ``index.json`` (e.g. a run name); defaults to ``model`` when
             it is a string.

@@ -10,6 +10,7 @@ import torch
 from sentence_transformers import SentenceTransformer
 from sentence_transformers.util import cos_sim
 
+from embedtune.models.batch_size import encode_in_batches
 from embedtune.models.head import apply_head, encoder_part, head_start
 from embedtune.models.precision import inference_autocast
 from embedtune.search.top_k import chunked_top_k
@@ -25,7 +26,7 @@ QUERY_BATCH = 1024
 def encode_queries(
     model: SentenceTransformer,
     texts: list[str],
-    batch_size: int = 64,
+    batch_size: int | None = None,
     progress: bool | None = None,
     cache: EmbeddingCache | None = None,
     devices: list[str] | None = None,
@@ -36,7 +37,8 @@ def encode_queries(
     Args:
         model: The embedding model.
         texts: ``n`` query texts.
-        batch_size: Texts per forward pass.
+        batch_size: Texts per forward pass; ``None`` sizes it for the device
+            (:func:`~embedtune.models.batch_size.encode_in_batches`).
         progress: Show a progress bar; ``None`` shows one when stderr is a terminal.
         cache: Reuse and store embeddings on disk (:class:`~embedtune.cache.EmbeddingCache`): only texts it lacks
             for this exact model are encoded. ``None`` encodes everything.
@@ -54,7 +56,7 @@ def encode_queries(
 def encode_documents(
     model: SentenceTransformer,
     texts: list[str],
-    batch_size: int = 64,
+    batch_size: int | None = None,
     progress: bool | None = None,
     cache: EmbeddingCache | None = None,
     devices: list[str] | None = None,
@@ -65,7 +67,8 @@ def encode_documents(
     Args:
         model: The embedding model.
         texts: ``n`` document texts.
-        batch_size: Texts per forward pass.
+        batch_size: Texts per forward pass; ``None`` sizes it for the device
+            (:func:`~embedtune.models.batch_size.encode_in_batches`).
         progress: Show a progress bar; ``None`` shows one when stderr is a terminal.
         cache: Reuse and store embeddings on disk (:class:`~embedtune.cache.EmbeddingCache`): only texts it lacks
             for this exact model are encoded. ``None`` encodes everything.
@@ -85,7 +88,7 @@ def retrieve(
     corpus: dict[str, str],
     queries: dict[str, str],
     top_k: int = 100,
-    batch_size: int = 64,
+    batch_size: int | None = None,
     progress: bool | None = None,
     cache: EmbeddingCache | None = None,
     devices: list[str] | None = None,
@@ -98,7 +101,8 @@ def retrieve(
         corpus: Document id -> text (``num_docs`` entries).
         queries: Query id -> text (``num_queries`` entries).
         top_k: Documents kept per query.
-        batch_size: Texts per forward pass.
+        batch_size: Texts per forward pass; ``None`` sizes it for the device
+            (:func:`~embedtune.models.batch_size.encode_in_batches`).
         progress: Show progress bars; ``None`` shows them when stderr is a terminal.
         cache: On-disk embedding cache (see :func:`encode_documents`); ``None`` encodes everything.
         devices: One encoding process per device (see :func:`encode_documents`); ``None``: this process.
@@ -148,7 +152,7 @@ def _encode(
     model: SentenceTransformer,
     texts: list[str],
     role: str,
-    batch_size: int,
+    batch_size: int | None,
     progress: bool | None,
     cache: EmbeddingCache | None,
     devices: list[str] | None = None,
@@ -171,8 +175,11 @@ def _encode(
         encode = model.encode_query if role == "query" else model.encode_document
 
         def encode_all(batch: list[str]) -> torch.Tensor:
-            options = {"batch_size": batch_size, "convert_to_tensor": True, "show_progress_bar": show}
-            return encode(batch, **options, device=devices).float().cpu()
+            def encode_at(size: int) -> torch.Tensor:
+                options = {"batch_size": size, "convert_to_tensor": True, "show_progress_bar": show}
+                return encode(batch, **options, device=devices).float().cpu()
+
+            return encode_in_batches(model, batch_size, encode_at)
 
         return encode_all(texts) if cache is None else cache.get_or_encode(model, texts, role, encode_all)
 

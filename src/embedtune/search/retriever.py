@@ -43,7 +43,7 @@ class Retriever:
 
     Args:
         model: A loaded model, or a model folder/name loaded with :func:`~embedtune.models.loading.load_model`.
-        batch_size: Texts per forward pass.
+        batch_size: Texts per forward pass; ``None`` sizes it for the device.
         progress: Show progress bars while encoding; ``None`` shows them when stderr is a terminal.
         backend: How a model given by name or folder runs (:data:`~embedtune.models.loading.BACKENDS`): ``auto``
             runs an ONNX export folder with onnxruntime and anything else with PyTorch.
@@ -56,12 +56,12 @@ class Retriever:
     def __init__(
         self,
         model: SentenceTransformer | str,
-        batch_size: int = 64,
+        batch_size: int | None = None,
         *,
         progress: bool | None = None,
         backend: str = "auto",
     ):
-        if batch_size < 1:
+        if batch_size is not None and batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}")
         self.model_reference: str | None = None
         self.model_path: str | None = None
@@ -199,7 +199,7 @@ class Retriever:
         cls,
         index_dir: str | Path,
         model: SentenceTransformer | str | None = None,
-        batch_size: int = 64,
+        batch_size: int | None = None,
         *,
         progress: bool | None = None,
         model_label: str | None = None,
@@ -212,7 +212,7 @@ class Retriever:
             model: The model to encode queries with. ``None`` loads the model recorded in ``index.json`` (its
                 resolved path when that still exists, else the name as given) with the recorded prompts and
                 truncation length. A given model must be the one the index was built with.
-            batch_size: Texts per forward pass.
+            batch_size: Texts per forward pass; ``None`` sizes it for the device.
             progress: Show progress bars while encoding; ``None`` shows them when stderr is a terminal.
             model_label: How ``model`` is named in a mismatch error (e.g. the run name it came from); default: the
                 string given, or the folder the loaded model came from.

@@ -27,6 +27,7 @@ from embedtune.evaluation.candidate_pool import hard_candidate_pool
 from embedtune.evaluation.retrieval_evaluator import RetrievalEvaluator, subsample_corpus
 from embedtune.losses.false_negatives import FalseNegativeTable
 from embedtune.losses.registry import uses_guide_model
+from embedtune.models.batch_size import encode_in_batches
 from embedtune.models.loading import load_model
 from embedtune.models.precision import inference_autocast
 from embedtune.search.encoding import apply_prompts, model_prompts
@@ -77,7 +78,7 @@ def encode_distinct(
     model: SentenceTransformer,
     texts: Iterable[str],
     role: str,
-    batch_size: int = 64,
+    batch_size: int | None = None,
     cache: EmbeddingCache | None = None,
     precision: str = "fp32",
 ) -> EmbeddingTable:
@@ -91,7 +92,7 @@ def encode_distinct(
         model: The frozen encoder.
         texts: Texts in any order, repeats allowed.
         role: ``"query"`` or ``"document"``.
-        batch_size: Texts per forward pass.
+        batch_size: Texts per forward pass; ``None`` sizes it for the device (:func:`encode_in_batches`).
         cache: On-disk cache; ``None`` (``eval.cache_max_gb: 0``) encodes every distinct text in memory.
         precision: Autocast precision of encoding, the evaluation's (``eval.precision``), so that the cache entries
             are the ones evaluation reads.
@@ -111,10 +112,13 @@ def encode_distinct(
     def encode_all(batch: list[str]) -> torch.Tensor:
         nonlocal encoded
         encoded += len(batch)
-        show = sys.stderr.isatty() and len(batch) > batch_size
-        with torch.no_grad():
-            output = encode(batch, batch_size=batch_size, convert_to_tensor=True, show_progress_bar=show)
-        return output.float().cpu()
+
+        def encode_at(size: int) -> torch.Tensor:
+            show = sys.stderr.isatty() and len(batch) > size
+            with torch.no_grad():
+                return encode(batch, batch_size=size, convert_to_tensor=True, show_progress_bar=show).float().cpu()
+
+        return encode_in_batches(model, batch_size, encode_at)
 
     with inference_autocast(precision, model.device):  # around the cache too: its fingerprint records autocast
         if not distinct:

@@ -88,7 +88,7 @@ def confirm_on_dev(
     base: SentenceTransformer,
     tuned: SentenceTransformer,
     primary: str,
-    batch_size: int,
+    batch_size: int | None,
     caches: tuple[EmbeddingCache | None, EmbeddingCache | None] = (None, None),
     alpha: float = 0.05,
     precision: str = "fp32",
@@ -100,7 +100,7 @@ def confirm_on_dev(
         base: The untouched base model.
         tuned: The best checkpoint.
         primary: The primary metric, e.g. ``"ndcg@10"``.
-        batch_size: Texts per forward pass.
+        batch_size: Texts per forward pass; ``None`` sizes it for the device.
         caches: Embedding caches for the base model's and the checkpoint's embeddings (``None``: encode all).
         alpha: Level the comparison's ``significant`` is judged at.
         precision: Autocast precision both models encode at (see :func:`~embedtune.models.precision.inference_dtype`).

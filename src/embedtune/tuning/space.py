@@ -93,6 +93,7 @@ DEFAULT_SPACES: dict[str, list[Param]] = {
         _choice("train.batch_size", 16, 32, 64),
         _choice("loss.anchor_weight", 0.0, 0.5, 2.0),
         _choice("train.interpolation", "none", "auto"),
+        _choice("train.dropout", 0.0, "none"),
     ],
     "lora": [
         _float("train.learning_rate", 1e-4, 3e-3, log=True),
@@ -101,6 +102,7 @@ DEFAULT_SPACES: dict[str, list[Param]] = {
         _float("lora.dropout", 0.0, 0.2),
         _int("train.epochs", 1, 5),
         _choice("train.interpolation", "none", "auto"),
+        _choice("train.dropout", 0.0, "none"),
     ],
     "head": [
         _float("train.head_learning_rate", 1e-4, 1e-2, log=True),
