@@ -20,9 +20,8 @@ from __future__ import annotations
 
 import argparse
 import sys
-from datetime import date
 
-from speed import BENCHMARKS_MD, MODEL, ROOT, SCIFACT, _mnrl, _st_arguments, _steps_per_second, run_setup
+from speed import MODEL, SCIFACT, _mnrl, _st_arguments, _steps_per_second, append_line, run_setup
 
 
 def dropout_part(steps: int, data=SCIFACT, model_name: str = MODEL) -> dict:
@@ -67,16 +66,12 @@ def dropout_part(steps: int, data=SCIFACT, model_name: str = MODEL) -> dict:
 
 def append_markdown(result: dict, steps: int) -> None:
     """Append one dated line with ``result``'s steps/s and speed-ups to docs/benchmarks.md."""
-    from embedtune.runs.folder import git_commit
-
-    commit = (git_commit(ROOT) or "unknown")[:12]
-    line = (
-        f"- bench/dropout.py ({date.today()}, commit {commit}, {steps} steps, {result['precision']}): steps/s "
+    body = (
+        "steps/s "
         + ", ".join(f"{name} {value:.3f}" for name, value in result["steps_per_s"].items())
         + f"; dropout 0 is {result['embedtune_speedup']}x (embedtune) and {result['st_speedup']}x (ST)."
     )
-    with BENCHMARKS_MD.open("a", encoding="utf-8") as handle:
-        handle.write(line + "\n")
+    append_line("dropout.py", f"{steps} steps, {result['precision']}", body)
 
 
 def main() -> None:

@@ -14,9 +14,8 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from datetime import date
 
-from speed import BENCHMARKS_MD, MODEL, ROOT, SCIFACT, scifact_test
+from speed import MODEL, SCIFACT, append_line, scifact_test
 
 CPU_SIZES = (16, 32, 64, 128)
 GPU_SIZES = (64, 128, 256, 512, 1024)
@@ -70,17 +69,12 @@ def batch_part(docs: int | None = None, repeats: int = 2, data=SCIFACT, model_na
 
 def append_markdown(result: dict, repeats: int) -> None:
     """Append one dated line with ``result``'s documents/s per batch size to docs/benchmarks.md."""
-    from embedtune.runs.folder import git_commit
-
-    commit = (git_commit(ROOT) or "unknown")[:12]
-    line = (
-        f"- bench/encode_batch.py ({date.today()}, commit {commit}, {result['device']}, {result['docs']} documents, "
-        f"best of {repeats}): documents/s by batch size "
+    body = (
+        "documents/s by batch size "
         + ", ".join(f"{name} {value}" for name, value in result["docs_per_s"].items())
         + f"; auto chose {result['auto_batch_size']} ({result['auto_vs_best']}x the fastest fixed size)."
     )
-    with BENCHMARKS_MD.open("a", encoding="utf-8") as handle:
-        handle.write(line + "\n")
+    append_line("encode_batch.py", f"{result['device']}, {result['docs']} documents, best of {repeats}", body)
 
 
 def main() -> None:

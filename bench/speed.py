@@ -481,6 +481,15 @@ def _steps_per_second(make, dataset, model_name: str = MODEL) -> float:
     return round((len(measured) - 1) / (measured[-1] - measured[0]), 4)
 
 
+def append_line(script: str, details: str, body: str) -> None:
+    """Append ``- bench/<script> (<date>, commit <sha>, <details>): <body>`` to docs/benchmarks.md."""
+    from embedtune.runs.folder import git_commit
+
+    commit = (git_commit(ROOT) or "unknown")[:12]
+    with BENCHMARKS_MD.open("a", encoding="utf-8") as handle:
+        handle.write(f"- bench/{script} ({date.today()}, commit {commit}, {details}): {body}\n")
+
+
 def append_markdown(results: dict) -> None:
     from embedtune.runs.folder import git_commit
 
