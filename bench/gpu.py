@@ -41,6 +41,7 @@ import sys
 import tempfile
 import time
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -355,11 +356,17 @@ def training_row_of_speed(training: dict, steps: int, seconds: float, batch_size
 # --- main ----------------------------------------------------------------------------------------------------------
 
 
-def run_all(names: list[str], bench: Bench, started: float) -> tuple[list[Row], list[str]]:
-    """Run each named part in order; a failed part gets a row saying so and the others still run."""
+def run_all(
+    names: list[str], bench: Bench, started: float, keep: Callable[[list[Row]], None] = lambda rows: None
+) -> tuple[list[Row], list[str]]:
+    """Run each named part in order; a failed part gets a row saying so and the others still run.
+
+    ``keep`` gets each part's rows as soon as the part ends, so that a run cut off later keeps them.
+    """
     rows: list[Row] = []
     failed: list[str] = []
     for name in names:
+        done = len(rows)
         missing = missing_data(name, bench)
         if missing:
             print(f"skipped {name}: data set {missing} not found under --datasets", flush=True)
@@ -375,6 +382,7 @@ def run_all(names: list[str], bench: Bench, started: float) -> tuple[list[Row], 
                 else type(error).__name__
             )
             rows.append(Row(LABELS[name], f"failed ({code})"))
+        keep(rows[done:])
         print(f"[{time.time() - started:.0f} s] {name} done", flush=True)
     return rows, failed
 
@@ -415,17 +423,20 @@ def main() -> None:
     runs_dir.mkdir(parents=True)
     bench = Bench(work, model, scifact, korquad, args.smoke, runs_dir)
     print(f"device {device}; model {model}; work folder {work}; {library_versions()}", flush=True)
+    target = None if args.no_record else args.record_to or (None if args.smoke else BENCHMARKS_MD)
+
+    def keep(rows: list[Row]) -> None:
+        if rows and target is not None:
+            record(rows, device, target)
+
     try:
-        rows, failed = run_all(args.only or list(RUNS), bench, started)
+        rows, failed = run_all(args.only or list(RUNS), bench, started, keep)
     finally:
         if args.work_dir is None:
             shutil.rmtree(work, ignore_errors=True)
     elapsed = time.time() - started
     print("\n".join(table_rows(rows, device, library_versions(), "-")))
     print(f"total {elapsed:.0f} s" + (f" (over the {BUDGET_S} s budget)" if elapsed > BUDGET_S else ""))
-    target = args.record_to or (None if args.smoke else BENCHMARKS_MD)
-    if rows and target is not None and not args.no_record:
-        record(rows, device, target)
     if failed:
         sys.exit(f"failed: {', '.join(failed)}")
 
