@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -53,6 +54,30 @@ def isolated_embedding_cache(tmp_path_factory: pytest.TempPathFactory, monkeypat
     folder = tmp_path_factory.mktemp("embedding-cache")
     monkeypatch.setenv("EMBEDTUNE_CACHE_DIR", str(folder))
     return folder
+
+
+@pytest.fixture(autouse=True)
+def cuda_peak_memory(request: pytest.FixtureRequest):
+    """With ``EMBEDTUNE_CUDA_MEMORY_REPORT=<folder>`` on a CUDA machine, log each test's peak GPU memory there.
+
+    One ``cuda-peak-<worker>.tsv`` per pytest-xdist worker, lines ``allocated bytes, reserved bytes, test id``:
+    tools/gpu_check.sh uses it to find the tests that take far more GPU memory than a tiny model needs.
+    """
+    folder = os.environ.get("EMBEDTUNE_CUDA_MEMORY_REPORT")
+    if not folder:
+        yield
+        return
+    import torch  # only when asked for: most test files never need it at collection time
+
+    if not torch.cuda.is_available():
+        yield
+        return
+    torch.cuda.reset_peak_memory_stats()
+    yield
+    allocated, reserved = torch.cuda.max_memory_allocated(), torch.cuda.max_memory_reserved()
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
+    with open(Path(folder) / f"cuda-peak-{worker}.tsv", "a", encoding="utf-8") as log:
+        log.write(f"{allocated}\t{reserved}\t{request.node.nodeid}\n")
 
 
 @pytest.fixture(scope="session")

@@ -30,10 +30,16 @@ case $part in
   tests)
     # Parallel workers share the one GPU; --durations names the slowest tests, -x is not used so that one
     # failure does not hide the others. Stopped after TESTS_TIMEOUT seconds so that the call keeps its output.
-    timeout "${TESTS_TIMEOUT:-420}" python3 -m pytest -p no:cacheprovider -q -n "${WORKERS:-8}" "${left_out[@]}" \
-      --durations 15 --junitxml "$out/tests.xml" "$@" > "$out/tests.log" 2>&1
+    # EMBEDTUNE_CUDA_MEMORY_REPORT (tests/conftest.py): each test's peak GPU memory, the largest printed below.
+    memory=/tmp/gpu-check-memory
+    rm -rf "$memory" && mkdir -p "$memory"
+    EMBEDTUNE_CUDA_MEMORY_REPORT=$memory timeout "${TESTS_TIMEOUT:-420}" python3 -m pytest -p no:cacheprovider -q \
+      -n "${WORKERS:-8}" "${left_out[@]}" --durations 15 --junitxml "$out/tests.xml" "$@" > "$out/tests.log" 2>&1
     status=$?
-    grep -E "^(FAILED|ERROR)|passed|failed" "$out/tests.log" | tail -60
+    cat "$memory"/*.tsv 2>/dev/null | sort -t $'\t' -k2,2nr > "$out/cuda-peak.tsv"
+    echo "largest peak GPU memory per test (allocated / reserved MiB):"
+    head -12 "$out/cuda-peak.tsv" | awk -F '\t' '{printf "%8.0f %8.0f  %s\n", $1 / 1048576, $2 / 1048576, $3}'
+    grep -E "^(FAILED|ERROR)|passed|failed|slowest|^[0-9.]+s (call|setup)" "$out/tests.log" | tail -60
     exit $status
     ;;
   bench)
