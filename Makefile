@@ -8,7 +8,7 @@ TORCH ?= cpu
 LOCK := $(if $(filter cuda,$(TORCH)),pylock.cuda.toml,pylock.toml)
 STAMP := $(VENV)/.installed-$(TORCH)
 
-.PHONY: demo test lint docs bench lock upgrade-check bounds-check clean-venv
+.PHONY: demo test lint docs bench lock upgrade-check bounds-check device-pack clean-venv
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -48,6 +48,10 @@ upgrade-check: $(STAMP)
 # The lower bounds of pyproject.toml's direct dependencies, in a throwaway environment, the same way (not CI).
 bounds-check: $(STAMP)
 	$(BIN)/python tools/upgrade_check.py --lowest
+
+# What a lent GPU call carries (.device-pack/, docs/development.md "On a lent GPU"); then tools/gpu_check.sh there.
+device-pack: $(STAMP)
+	$(BIN)/python tools/device_pack.py --korquad
 
 clean-venv:
 	rm -rf $(VENV)
