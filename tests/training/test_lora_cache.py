@@ -9,6 +9,7 @@ import torch
 from sentence_transformers import SentenceTransformer
 
 from embedtune.cache.fingerprint import model_fingerprint
+from embedtune.cli import main
 from embedtune.evaluation.retrieval_evaluator import RetrievalEvaluator
 from embedtune.models.loading import load_base_model
 from embedtune.models.lora import has_lora
@@ -111,3 +112,21 @@ def test_a_lora_run_confirms_the_merged_model_it_ships_and_reuses_its_embeddings
     shipped = SentenceTransformer(str(result.folder / "model"), device="cpu")
     assert confirmed == [model_fingerprint(shipped)]  # dev selection confirmed the merged model model/ holds
     assert not [call for call in encoded if call[1] == "document"]  # the final evaluation read them from the cache
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [(), ("head.add=true", "head.dim=16"), ("head.add=true", "head.dim=16", "train.dropout=none")],
+    ids=["full", "full with a head", "full with a head and the model's dropout"],
+)
+def test_embedtune_eval_of_the_shipped_model_reads_the_runs_embeddings(
+    tiny_model_dir, noise_beir, tmp_path, encoded, extra
+):
+    overrides = ("train.epochs=5", "train.learning_rate=2e-1", "train.selection_alpha=none", *extra)
+    config = tiny_config(tiny_model_dir, noise_beir, tmp_path / "runs", *overrides)
+    result = run_training(config)
+    assert result.metrics.selection.chosen == "fine_tuned"
+    encoded.clear()
+
+    assert main(["eval", "--model", str(result.folder), "--data", str(noise_beir), "--no-baseline"]) == 0
+    assert not encoded  # the run's final evaluation left every query and document embedding in the cache

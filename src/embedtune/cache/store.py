@@ -37,6 +37,7 @@ from embedtune.cache.disk import (
     write_model_file,
 )
 from embedtune.cache.fingerprint import model_fingerprint
+from embedtune.models.head import split_head
 from embedtune.models.precision import inference_autocast
 
 logger = logging.getLogger(__name__)
@@ -179,7 +180,8 @@ class EmbeddingCache:
 
         Args:
             other: The cache to read from (left unchanged).
-            model: The model whose :func:`~embedtune.cache.fingerprint.model_fingerprint` keys the entries.
+            model: The model whose :func:`~embedtune.cache.fingerprint.model_fingerprint` keys the entries (for a
+                model ending in a head, its encoder part's: :func:`~embedtune.models.head.split_head`).
             precision: The precision the model encoded at (``eval.precision``: ``fp32``, ``bf16``, ``fp16`` or
                 ``auto``, as :func:`~embedtune.models.precision.inference_autocast` applies it on the model's
                 device): the fingerprint records the autocast in force.
@@ -188,6 +190,7 @@ class EmbeddingCache:
             Rows copied (0 when ``other`` has none for the model, or it cannot be fingerprinted). Failures to read
             or write are logged, never raised.
         """
+        model, _ = split_head(model)  # a model ending in a head caches its encoder part's embeddings
         try:
             with inference_autocast(precision, getattr(model, "device", None) or "cpu"):
                 fingerprint = model_fingerprint(model)

@@ -110,6 +110,17 @@ def encoder_part(model: SentenceTransformer, end: int) -> SentenceTransformer:
     )
 
 
+def split_head(model: SentenceTransformer) -> tuple[SentenceTransformer, list[nn.Module]]:
+    """Split a model ending in a head into its encoder part and the head modules; ``(model, [])`` without a head.
+
+    The embedding cache stores the encoder part's embeddings of such a model and applies the head to them (a frozen
+    encoder's are the base model's, already cached), so this pair is what both its encoding and anything copying its
+    cached embeddings must key on.
+    """
+    start = head_start(model)
+    return (model, []) if start is None else (encoder_part(model, start), list(model)[start:])
+
+
 def apply_head(modules: list[nn.Module], embeddings: torch.Tensor, chunk: int = 8192) -> torch.Tensor:
     """Run sentence embeddings through head modules, without gradients, in chunks of ``chunk`` rows.
 

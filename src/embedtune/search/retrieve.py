@@ -11,7 +11,7 @@ from sentence_transformers import SentenceTransformer
 from sentence_transformers.util import cos_sim
 
 from embedtune.models.batch_size import encode_in_batches
-from embedtune.models.head import apply_head, encoder_part, head_start
+from embedtune.models.head import apply_head, split_head
 from embedtune.models.precision import inference_autocast
 from embedtune.search.top_k import chunked_top_k
 
@@ -160,17 +160,16 @@ def _encode(
 ) -> torch.Tensor:
     """Encode with the model's prompt for ``role``; through ``cache`` when given, on ``devices`` when given.
 
-    A model ending in a head (:func:`~embedtune.models.head.head_start`) caches its encoder's embeddings and applies
+    A model ending in a head (:func:`~embedtune.models.head.split_head`) caches its encoder's embeddings and applies
     the head to them: a frozen encoder's embeddings are the base model's, already in the cache. The autocast context
     covers the cache lookup too, so the cache's fingerprint tells embeddings of each precision apart.
     """
     device = getattr(model, "device", None)  # None: a stand-in that answers from stored embeddings
     with inference_autocast(precision if devices is None and device is not None else "fp32", device or "cpu"):
-        start = head_start(model) if cache is not None else None
-        if start is not None:
-            encoder = encoder_part(model, start)
+        encoder, head = split_head(model) if cache is not None else (model, [])
+        if head:
             embeddings = _encode(encoder, texts, role, batch_size, progress, cache, devices, precision)
-            return _truncated(apply_head(list(model)[start:], embeddings), model.truncate_dim)
+            return _truncated(apply_head(head, embeddings), model.truncate_dim)
         show = sys.stderr.isatty() if progress is None else progress
         encode = model.encode_query if role == "query" else model.encode_document
 
