@@ -37,6 +37,8 @@ import tomllib
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
+from embedtune.versions import read_lock
+
 ROOT = Path(__file__).resolve().parents[1]
 PACK = ROOT / ".device-pack"
 DATASETS = ROOT.parent / "shared" / "datasets"
@@ -102,12 +104,6 @@ def dependency_closure(requirements: list[str], environment: dict[str, str]) -> 
         except metadata.PackageNotFoundError:
             sys.exit(f"{requirement.name} is not installed in {sys.prefix}: run `make test` first")
     return needed
-
-
-def locked_versions(lock: Path = ROOT / "pylock.toml") -> dict[str, str]:
-    """Return ``{canonical name: version}`` of the lock."""
-    packages = tomllib.loads(lock.read_text(encoding="utf-8"))["packages"]
-    return {canonicalize_name(package["name"]): package["version"] for package in packages if "version" in package}
 
 
 def packages_to_carry(closure: set[str], locked: dict[str, str]) -> list[str]:
@@ -198,7 +194,7 @@ def build(python_version: str, korquad: bool, site_only: bool, pack: Path = PACK
     pack.mkdir(parents=True)
     project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
     closure = dependency_closure(project["dependencies"], target_environment(python_version))
-    pins = packages_to_carry(closure, locked_versions())
+    pins = packages_to_carry(closure, read_lock(ROOT / "pylock.toml"))
     with tempfile.TemporaryDirectory() as scratch:
         site = Path(scratch) / "site"
         install_for_target(pins, python_version, site)

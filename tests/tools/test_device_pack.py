@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from embedtune.versions import read_lock
+
 TOOLS = Path(__file__).resolve().parents[2] / "tools"
 
 
@@ -33,7 +35,7 @@ def test_a_requirement_not_installed_here_stops_the_tool(device_pack):
 
 
 def test_carried_packages_are_the_locks_versions_minus_the_images_own(device_pack):
-    locked = device_pack.locked_versions()
+    locked = read_lock(TOOLS.parent / "pylock.toml")
     needs = ["transformers", "peft", "sentence-transformers", "optuna", "faiss-cpu"]
     closure = device_pack.dependency_closure(needs, device_pack.target_environment("3.12"))
     pins = device_pack.packages_to_carry(closure, locked)

@@ -116,6 +116,14 @@ def split_head(model: SentenceTransformer) -> tuple[SentenceTransformer, list[nn
     The embedding cache stores the encoder part's embeddings of such a model and applies the head to them (a frozen
     encoder's are the base model's, already cached), so this pair is what both its encoding and anything copying its
     cached embeddings must key on.
+
+    Args:
+        model: A sentence-transformers model.
+
+    Returns:
+        ``(encoder, head)``: ``encoder`` shares ``model``'s modules before the head (:func:`encoder_part`), its output
+        ``(n, in_dim)``; ``head`` is the list of ``Dense``/``Normalize`` modules mapping that to the model's
+        ``(n, dim)`` output. ``(model, [])`` when the model has no head (:func:`head_start`).
     """
     start = head_start(model)
     return (model, []) if start is None else (encoder_part(model, start), list(model)[start:])
