@@ -23,11 +23,12 @@ import sys
 import tempfile
 from pathlib import Path
 
-import tomllib
+from packaging.utils import canonicalize_name
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tools"))
 
+from embedtune.versions import read_lock  # noqa: E402
 from lock import project_requirements, torch_pin  # noqa: E402
 
 FAST_TESTS = ["tests", "--ignore=tests/integration", "-m", "not lock"]
@@ -45,20 +46,14 @@ def lower_bound_pins(requirements: list[str]) -> list[str]:
 
 
 def installed_versions(python: Path) -> dict[str, str]:
-    """Return ``{lower-case name: version}`` of what ``pip list`` shows in the environment of ``python``."""
+    """Return ``{canonical name: version}`` of what ``pip list`` shows in the environment of ``python``."""
     listing = subprocess.run(
         [str(python), "-m", "pip", "list", "--format=freeze"], capture_output=True, text=True, check=True
     ).stdout
     return {
-        name.lower().replace("_", "-"): version
+        canonicalize_name(name): version
         for name, _, version in (line.partition("==") for line in listing.splitlines())
     }
-
-
-def locked_versions(lock: Path = ROOT / "pylock.toml") -> dict[str, str]:
-    """Return ``{name: version}`` of the default lock."""
-    packages = tomllib.loads(lock.read_text(encoding="utf-8"))["packages"]
-    return {package["name"]: package["version"] for package in packages if "version" in package}
 
 
 def build_environment(folder: Path, mode: str, torch_spec: str) -> Path:
@@ -90,7 +85,7 @@ def build_environment(folder: Path, mode: str, torch_spec: str) -> Path:
 
 def print_differences(python: Path) -> None:
     """Print the packages whose installed version differs from the lock's."""
-    installed, locked = installed_versions(python), locked_versions()
+    installed, locked = installed_versions(python), read_lock(ROOT / "pylock.toml")
     changed = [
         f"  {name}: {locked[name]} -> {installed[name]}"
         for name in sorted(locked)
