@@ -31,6 +31,7 @@ from embedtune.training.arguments import column_prompts, training_arguments
 from embedtune.training.curriculum import build_curriculum
 from embedtune.training.dataset import build_mixed_dataset, build_objective_dataset
 from embedtune.training.pair_dataset import build_pair_dataset
+from embedtune.training.selection import dev_evaluator
 from embedtune.training.trainer_setup import run_writer, standard_callbacks, train_and_close
 
 logger = logging.getLogger(__name__)
@@ -73,7 +74,7 @@ def fine_tune(
     args = training_arguments(config, folder / CHECKPOINTS_DIR, prompts, lr_mapping, resuming=resume_from is not None)
     if curriculum is not None:
         callbacks.append(curriculum.configure(args, writer, config.train.max_steps))
-    evaluator = dev_evaluator(config, data.dev, modes.base_view(model, setup), cache)  # the pool, by the base
+    evaluator = dev_pool_evaluator(config, data.dev, modes.base_view(model, setup), cache)  # the pool, by the base
     trainer = SentenceTransformerTrainer(
         model=model,
         args=args,
@@ -113,7 +114,7 @@ def training_data(config: ExperimentConfig, data: PreparedData) -> tuple[Dataset
     return built.dataset, LossContext(false_negatives=built.false_negatives, guide=guide)
 
 
-def dev_evaluator(
+def dev_pool_evaluator(
     config: ExperimentConfig, split: EvalSplit, model: SentenceTransformer, cache: EmbeddingCache | None
 ) -> RetrievalEvaluator:
     """Build the evaluator that selects checkpoints: dev queries against a pool chosen once with the base model."""
@@ -136,13 +137,4 @@ def dev_evaluator(
         data.dev_candidates,
         time.time() - started,
     )
-    return RetrievalEvaluator(
-        corpus,
-        split.queries,
-        split.qrels,
-        name="dev",
-        metrics=config.eval.metrics,
-        primary_metric=config.train.primary_metric,
-        batch_size=config.eval.batch_size,
-        precision=config.eval.precision,
-    )
+    return dev_evaluator(config, split, corpus)

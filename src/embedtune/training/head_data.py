@@ -24,7 +24,7 @@ from embedtune.cache import EmbeddingCache
 from embedtune.config import ExperimentConfig
 from embedtune.data.types import EvalSplit
 from embedtune.evaluation.candidate_pool import hard_candidate_pool
-from embedtune.evaluation.retrieval_evaluator import RetrievalEvaluator, subsample_corpus
+from embedtune.evaluation.retrieval_evaluator import subsample_corpus
 from embedtune.losses.false_negatives import FalseNegativeTable
 from embedtune.losses.registry import uses_guide_model
 from embedtune.models.batch_size import encode_in_batches
@@ -371,19 +371,4 @@ def hard_dev_pool(
     seed = config.data.split_seed
     return hard_candidate_pool(
         split.corpus, split.qrels, query_ids, query_embeddings, doc_ids, doc_embeddings, max_docs, seed=seed
-    )
-
-
-def dev_evaluator(config: ExperimentConfig, split: EvalSplit, pool: dict[str, str]) -> RetrievalEvaluator:
-    """Build the dev evaluator of the other modes (name ``dev``, the run's metrics) over ``pool``, without a cache."""
-    return RetrievalEvaluator(
-        pool,
-        split.queries,
-        split.qrels,
-        name="dev",
-        metrics=config.eval.metrics,
-        primary_metric=config.train.primary_metric,
-        batch_size=config.eval.batch_size,
-        progress=False,
-        precision=config.eval.precision,
     )

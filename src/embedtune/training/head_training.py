@@ -58,13 +58,13 @@ from embedtune.training.head_data import (
     HeadTrainRows,
     candidate_columns,
     dev_documents,
-    dev_evaluator,
     encode_distinct,
     guide_tables,
     hard_dev_pool,
     head_train_rows,
     principal_directions,
 )
+from embedtune.training.selection import dev_evaluator
 from embedtune.training.trainer_setup import run_writer, standard_callbacks, train_and_close
 
 logger = logging.getLogger(__name__)
@@ -305,7 +305,7 @@ def train_head(
         rows=rows,
         collator=CachedBatchCollator(rows, queries.matrix, documents.matrix, guide),
         loss=loss,
-        dev_evaluator=dev_evaluator(config, data.dev, dev_pool),
+        dev_evaluator=dev_evaluator(config, data.dev, dev_pool, progress=False),
         dev_queries=queries,
         dev_documents=documents,
         encoder_similarity=model.similarity,

@@ -21,9 +21,9 @@ from embedtune.cache import EmbeddingCache
 from embedtune.config import ExperimentConfig
 from embedtune.config.metric_names import display_name
 from embedtune.data.types import EvalSplit
-from embedtune.evaluation.retrieval_evaluator import RetrievalEvaluator
 from embedtune.models.interpolation import interpolate_weights
 from embedtune.runs import Selection
+from embedtune.training.selection import dev_evaluator
 
 logger = logging.getLogger(__name__)
 
@@ -77,17 +77,7 @@ def interpolate_on_dev(
         logger.info("WiSE-FT: the candidate is the checkpoint interpolated with the base at α = %g", alphas[0])
         return Interpolated(_interpolate(base, tuned, alphas[0]), record)
     primary = config.train.primary_metric.lower()
-    evaluator = RetrievalEvaluator(
-        dev.corpus,
-        dev.queries,
-        dev.qrels,
-        name="dev",
-        metrics=[primary],
-        primary_metric=primary,
-        batch_size=config.eval.batch_size,
-        cache=cache,
-        precision=config.eval.precision,
-    )
+    evaluator = dev_evaluator(config, dev, metrics=[primary], cache=cache)
     best_model, best_score = tuned, float("-inf")
     for alpha in alphas:
         model = _interpolate(base, tuned, alpha)

@@ -28,6 +28,44 @@ from embedtune.runs import CHOSEN_BASE, CHOSEN_FINE_TUNED, Selection
 logger = logging.getLogger(__name__)
 
 
+def dev_evaluator(
+    config: ExperimentConfig,
+    split: EvalSplit,
+    corpus: dict[str, str] | None = None,
+    *,
+    metrics: list[str] | None = None,
+    cache: EmbeddingCache | None = None,
+    progress: bool | None = None,
+) -> RetrievalEvaluator:
+    """Build the evaluator every dev comparison of a run uses, so that each model that competes is scored alike.
+
+    Args:
+        config: The run's configuration: its ``eval.batch_size``, ``eval.precision``, ``eval.metrics`` and
+            ``train.primary_metric`` are used.
+        split: The dev split: its queries and qrels.
+        corpus: Document id -> text to rank: a dev pool, or ``None`` for the split's whole corpus.
+        metrics: Metric names to compute; ``None``: ``eval.metrics``.
+        cache: Embedding cache the evaluator encodes through (``None``: encode everything).
+        progress: Show progress bars; ``None`` shows them when stderr is a terminal.
+
+    Returns:
+        A :class:`~embedtune.evaluation.retrieval_evaluator.RetrievalEvaluator` named ``dev`` (its results are
+        ``dev_<metric>``).
+    """
+    return RetrievalEvaluator(
+        split.corpus if corpus is None else corpus,
+        split.queries,
+        split.qrels,
+        name="dev",
+        metrics=config.eval.metrics if metrics is None else metrics,
+        primary_metric=config.train.primary_metric,
+        batch_size=config.eval.batch_size,
+        progress=progress,
+        cache=cache,
+        precision=config.eval.precision,
+    )
+
+
 @dataclass(frozen=True)
 class SelectionRule:
     """When a fine-tuned checkpoint replaces the base model.
