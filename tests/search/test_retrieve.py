@@ -6,7 +6,8 @@ from sentence_transformers.sentence_transformer.modules import Normalize
 
 from embedtune.cache import EmbeddingCache
 from embedtune.config import HeadConfig
-from embedtune.models.head import encoder_part, head_modules, head_start
+from embedtune.models.head import apply_head, encoder_part, head_modules, head_start, split_head
+from embedtune.models.precision import inference_autocast
 from embedtune.models.prompts import set_prompts
 from embedtune.search.encoding import encoding_devices
 from embedtune.search.retrieve import encode_documents, encode_queries, retrieve
@@ -89,3 +90,20 @@ def test_encoding_devices_spread_processes_over_gpus_or_cpus(monkeypatch):
     assert encoding_devices(1) is None
     with pytest.raises(ValueError, match="at least 1"):
         encoding_devices(0)
+
+
+def test_the_head_runs_in_fp32_when_the_encoder_encodes_in_bf16(model, tmp_path):
+    texts = ["apple fruit", "car road", "pear tree", "the sweet mango"]
+    headed = with_head(model)
+    cache = EmbeddingCache(tmp_path / "cache")
+    shipped = encode_documents(headed, texts, progress=False, cache=cache, precision="bf16")
+    encoder, head = split_head(headed)
+
+    def refuse(batch):
+        raise AssertionError(f"encoded again: {batch}")
+
+    with inference_autocast("bf16", "cpu"):  # the cache keys bf16 embeddings apart
+        encoder_embeddings = cache.get_or_encode(encoder, texts, "document", refuse)
+        in_autocast = apply_head(head, encoder_embeddings)
+    fp32_head = apply_head(head, encoder_embeddings)  # as head training scores its dev checkpoints
+    assert torch.equal(shipped, fp32_head) and torch.equal(in_autocast, fp32_head)

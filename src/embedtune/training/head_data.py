@@ -333,7 +333,7 @@ class HeadOnCachedEmbeddings:
         device = next(self.head.parameters()).device
         was_training = self.head.training
         self.head.eval()
-        with torch.no_grad():
+        with torch.no_grad(), torch.autocast(device.type, enabled=False):  # as apply_head scores the shipped head
             parts = [self.head(part.to(device)).float().cpu() for part in embeddings.split(APPLY_CHUNK)]
         self.head.train(was_training)
         return torch.cat(parts) if parts else embeddings.new_empty(0, 0)
