@@ -107,3 +107,5 @@ def test_the_head_runs_in_fp32_when_the_encoder_encodes_in_bf16(model, tmp_path)
         in_autocast = apply_head(head, encoder_embeddings)
     fp32_head = apply_head(head, encoder_embeddings)  # as head training scores its dev checkpoints
     assert torch.equal(shipped, fp32_head) and torch.equal(in_autocast, fp32_head)
+    without_cache = encode_documents(headed, texts, progress=False, precision="bf16")
+    assert torch.equal(without_cache, shipped)

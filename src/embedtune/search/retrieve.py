@@ -160,13 +160,14 @@ def _encode(
 ) -> torch.Tensor:
     """Encode with the model's prompt for ``role``; through ``cache`` when given, on ``devices`` when given.
 
-    A model ending in a head (:func:`~embedtune.models.head.split_head`) caches its encoder's embeddings and applies
-    the head to them: a frozen encoder's embeddings are the base model's, already in the cache. The autocast context
-    covers the cache lookup too, so the cache's fingerprint tells embeddings of each precision apart.
+    A model ending in a head (:func:`~embedtune.models.head.split_head`) encodes (and caches) its encoder's embeddings
+    and applies the head to them, in the head's own dtype whatever ``precision`` (with or without a cache, so every
+    path scores a head model alike): a frozen encoder's embeddings are the base model's, already in the cache. The
+    autocast context covers the cache lookup too, so the cache's fingerprint tells embeddings of each precision apart.
     """
     device = getattr(model, "device", None)  # None: a stand-in that answers from stored embeddings
     with inference_autocast(precision if devices is None and device is not None else "fp32", device or "cpu"):
-        encoder, head = split_head(model) if cache is not None else (model, [])
+        encoder, head = split_head(model) if isinstance(model, SentenceTransformer) else (model, [])
         if head:
             embeddings = _encode(encoder, texts, role, batch_size, progress, cache, devices, precision)
             return _truncated(apply_head(head, embeddings), model.truncate_dim)
