@@ -54,8 +54,9 @@ def load_calls(monkeypatch) -> list[str]:
     return calls
 
 
-def make_run(runs_dir: Path, name: str, model: Path, base: Path) -> Path:
-    folder = finished_run(runs_dir, name, config=make_config(model__name_or_path=str(base)))
+def make_run(runs_dir: Path, name: str, model: Path, base: Path, **settings) -> Path:
+    model_settings = {f"model__{key}": value for key, value in settings.items()}
+    folder = finished_run(runs_dir, name, config=make_config(model__name_or_path=str(base), **model_settings))
     shutil.copytree(model, folder / "model")
     return folder
 
@@ -123,6 +124,55 @@ def test_explicit_baseline_and_no_baseline(tiny_model_dir, models, datasets, tmp
     make_run(runs_dir, "alpha", models[0], tiny_model_dir)
     assert main(["eval", "--model", "alpha", "--runs-dir", str(runs_dir), *data, "--no-baseline"]) == 0
     assert " vs " not in capsys.readouterr().out
+
+
+def test_the_default_baseline_is_loaded_as_the_runs_loaded_it(tiny_model_dir, models, datasets, tmp_path, capsys):
+    runs_dir, fruit = tmp_path / "runs", str(datasets[0])
+    make_run(runs_dir, "alpha", models[0], tiny_model_dir, max_seq_length=4, query_prefix="query: ")
+    means = {}
+    for name, options in {
+        "default": ["--runs-dir", str(runs_dir)],
+        "flags": ["--baseline", str(tiny_model_dir), "--max-seq-length", "4", "--query-prefix", "query: "],
+        "own settings": ["--baseline", str(tiny_model_dir)],
+    }.items():
+        out = tmp_path / name
+        assert (
+            main(
+                [
+                    "eval",
+                    "--model",
+                    str(runs_dir / next(runs_dir.iterdir()).name),
+                    "--data",
+                    fruit,
+                    *options,
+                    "--out",
+                    str(out),
+                    "--resamples",
+                    "100",
+                ]
+            )
+            == 0
+        )
+        summary = json.loads((out / "summary.json").read_text(encoding="utf-8"))
+        means[name] = summary["datasets"][0]["baseline"]["means"]
+        if name == "default":
+            settings = {"max_seq_length": 4, "query_prefix": "query: ", "passage_prefix": ""}
+            assert summary["baseline"]["settings"] == settings
+    capsys.readouterr()
+    assert means["default"] == means["flags"] != means["own settings"]
+
+
+def test_runs_that_loaded_their_base_differently_need_a_named_baseline(
+    tiny_model_dir, models, datasets, tmp_path, load_calls, capsys
+):
+    runs_dir = tmp_path / "runs"
+    make_run(runs_dir, "alpha", models[0], tiny_model_dir, max_seq_length=16)
+    make_run(runs_dir, "beta", models[1], tiny_model_dir, max_seq_length=32)
+    argv = ["eval", "--model", "alpha", "--model", "beta", "--runs-dir", str(runs_dir), "--data", str(datasets[0])]
+    assert main(argv) == 2
+    error = capsys.readouterr().err.strip()
+    assert len(error.splitlines()) == 1 and "alpha: max_seq_length 16; beta: max_seq_length 32" in error
+    assert "--baseline" in error and load_calls == []
 
 
 def test_refuses_an_existing_out_folder_before_loading_anything(models, datasets, load_calls, tmp_path, capsys):

@@ -102,7 +102,7 @@ def run_eval(args: argparse.Namespace) -> int:
         datasets,
         models,
         baseline,
-        lambda path: _load(path, args, args.backend if path in {model.path for model in models} else "auto"),
+        lambda source: _load(source, args, args.backend if source in models else "auto"),
         batch_size=args.batch_size,
         resamples=args.resamples,
         alpha=args.alpha,
@@ -127,13 +127,16 @@ def resolve_model_reference(ref: str, runs_dir: str) -> str:
     return resolve_model_source(ref, runs_dir).path
 
 
-def _load(name_or_path: str, args: argparse.Namespace, backend: str):
+def _load(source: compare_inputs.ModelSource, args: argparse.Namespace, backend: str):
+    """Load ``source`` with its load settings, the command line's ``--max-seq-length`` and prefixes taking over."""
     # imports torch: only when the command runs, so `embedtune --help` starts fast
     from embedtune.models.loading import load_model
 
     # imports torch: only when the command runs, so `embedtune --help` starts fast
     from embedtune.models.prompts import set_prompts
 
-    model = load_model(name_or_path, args.max_seq_length, backend=backend)
-    set_prompts(model, args.query_prefix, args.passage_prefix)
+    settings = source.settings
+    length = args.max_seq_length if args.max_seq_length is not None else settings.max_seq_length
+    model = load_model(source.path, length, backend=backend)
+    set_prompts(model, args.query_prefix or settings.query_prefix, args.passage_prefix or settings.passage_prefix)
     return model

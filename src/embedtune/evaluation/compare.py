@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +18,7 @@ from sentence_transformers import SentenceTransformer
 
 from embedtune.cache import EmbeddingCache
 from embedtune.config.metric_names import DEFAULT_METRICS
-from embedtune.evaluation.compare_inputs import EvalDataset, ModelSource, check_model_labels
+from embedtune.evaluation.compare_inputs import EvalDataset, LoadSettings, ModelSource, check_model_labels
 from embedtune.evaluation.metrics import average_per_query
 from embedtune.evaluation.report import format_side_by_side
 from embedtune.evaluation.retrieval_evaluator import RetrievalEvaluator
@@ -123,9 +123,9 @@ class EvalResults:
             ``{"metrics": [...], "verdict_metric", "resamples", "seed", "alpha", "baseline": model | None,
             "models": [model, ...], "datasets": [{"name", "folder", "split", "queries", "documents",
             "baseline": {"label", "means"} | None, "models": [{"label", "means", "delta" | None,
-            "comparison" | None}]}]}`` where a model is ``{"label", "path", "run", "base_model"}``, ``means`` and
-            ``delta`` (model - baseline) map metric -> value, and ``comparison`` is
-            :meth:`PairedComparison.to_dict`.
+            "comparison" | None}]}]}`` where a model is ``{"label", "path", "run", "base_model", "settings"}``
+            (``settings``: :class:`LoadSettings` as a dict), ``means`` and ``delta`` (model - baseline) map metric ->
+            value, and ``comparison`` is :meth:`PairedComparison.to_dict`.
         """
         datasets = []
         for result in self.datasets:
@@ -207,7 +207,7 @@ def evaluate_models(
     datasets: Sequence[EvalDataset],
     models: Sequence[ModelSource],
     baseline: ModelSource | None,
-    load_model: Callable[[str], SentenceTransformer],
+    load_model: Callable[[ModelSource], SentenceTransformer],
     batch_size: int | None = None,
     metrics: Sequence[str] = DEFAULT_METRICS,
     resamples: int = 10_000,
@@ -219,14 +219,15 @@ def evaluate_models(
 ) -> EvalResults:
     """Evaluate each model (and the baseline) on each dataset, and compare each model with the baseline.
 
-    Each distinct model path is loaded once (the baseline first), evaluated on every dataset in turn, and released
-    before the next is loaded; a model also given as the baseline is evaluated once.
+    Each distinct model (path and load settings) is loaded once (the baseline first), evaluated on every dataset in
+    turn, and released before the next is loaded; a model also given as the baseline is evaluated once.
 
     Args:
         datasets: Loaded datasets (:func:`load_datasets`).
         models: The models to report, at least one.
         baseline: The reference model, or ``None`` (then no deltas and no comparisons).
-        load_model: Loads a model from a :attr:`ModelSource.path` (with the prompts and length the caller wants).
+        load_model: Loads a model from its :class:`ModelSource` (its path and :class:`LoadSettings`, with the
+            prompts and length the caller wants on top).
         batch_size: Texts per forward pass; ``None`` sizes it for the device.
         metrics: Metric names reported; must include :data:`VERDICT_METRIC` when there is a baseline.
         resamples: Resamples of the bootstrap and randomisation test.
@@ -266,13 +267,14 @@ def evaluate_models(
         for dataset in datasets
     ]
     systems = ([baseline] if baseline is not None else []) + list(models)
-    scores: dict[str, list[PerQuery]] = {}
+    scores: dict[tuple[str, LoadSettings], list[PerQuery]] = {}
     for system in systems:
-        if system.path in scores:
+        if _key(system) in scores:
             continue
-        logger.info("Loading %s", system.label)
-        model = load_model(system.path)
-        scores[system.path] = []
+        settings = system.settings.describe()
+        logger.info("Loading %s%s", system.label, f" ({settings}, as its runs loaded it)" if settings else "")
+        model = load_model(system)
+        scores[_key(system)] = []
         for dataset, evaluator in zip(datasets, evaluators, strict=True):
             logger.info(
                 "Evaluating %s on %s (%d queries, %d documents)",
@@ -282,12 +284,12 @@ def evaluate_models(
                 len(dataset.data.corpus),
             )
             evaluator(model)
-            scores[system.path].append(evaluator.last_per_query)
+            scores[_key(system)].append(evaluator.last_per_query)
         del model
     results = []
     for index, dataset in enumerate(datasets):
-        base_scores = scores[baseline.path][index] if baseline is not None else None
-        result = DatasetResult(dataset, base_scores, [scores[model.path][index] for model in models])
+        base_scores = scores[_key(baseline)][index] if baseline is not None else None
+        result = DatasetResult(dataset, base_scores, [scores[_key(model)][index] for model in models])
         if base_scores is not None:
             result.comparisons = [
                 compare_per_query(
@@ -305,6 +307,11 @@ def evaluate_models(
     return EvalResults(list(models), baseline, results, metrics, resamples, seed, alpha)
 
 
+def _key(system: ModelSource) -> tuple[str, LoadSettings]:
+    """Return what makes two systems the same model: its path and how it is loaded."""
+    return system.path, system.settings
+
+
 def _column(per_query: PerQuery, metric: str) -> dict[str, float]:
     """Query id -> the value of one metric."""
     return {query_id: values[metric] for query_id, values in per_query.items()}
@@ -317,4 +324,5 @@ def _model_dict(model: ModelSource) -> dict[str, Any]:
         "path": model.path,
         "run": None if model.run is None else str(model.run),
         "base_model": model.base_model,
+        "settings": asdict(model.settings),
     }

@@ -11,6 +11,7 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from embedtune import runs
 from embedtune.data.beir import QRELS_DIR, load_beir
@@ -18,6 +19,46 @@ from embedtune.data.eval_splits import parse_dataset_spec, shipped_split
 from embedtune.data.types import EvalSplit
 from embedtune.model_paths import PACKAGED_MODEL_ALIASES, ModelNotFoundError, check_model_available
 from embedtune.runs.layout import MODEL_DIR, RUN_FILE
+
+OWN_SETTINGS = "the model's own settings"
+
+
+@dataclass(frozen=True)
+class LoadSettings:
+    """How a model is loaded beyond its path: as a run loaded its base model (``model.*`` settings).
+
+    Attributes:
+        max_seq_length: Truncation length in tokens; ``None`` keeps the model's own.
+        query_prefix: Query prompt set on the model; ``""`` keeps the model's own.
+        passage_prefix: Document prompt set on the model; ``""`` keeps the model's own.
+    """
+
+    max_seq_length: int | None = None
+    query_prefix: str = ""
+    passage_prefix: str = ""
+
+    @classmethod
+    def of_run(cls, config: dict[str, Any]) -> LoadSettings:
+        """Read the settings a run loaded its base model with from its ``run.json`` config (defaults where absent)."""
+        model = config.get("model")
+        model = model if isinstance(model, dict) else {}
+        length = model.get("max_seq_length")
+        query, passage = model.get("query_prefix"), model.get("passage_prefix")
+        return cls(
+            length if isinstance(length, int) and not isinstance(length, bool) and length > 0 else None,
+            query if isinstance(query, str) else "",
+            passage if isinstance(passage, str) else "",
+        )
+
+    def describe(self) -> str:
+        """Return the settings that differ from the model's own, e.g. ``"max_seq_length 128"`` (``""``: none)."""
+        parts = [] if self.max_seq_length is None else [f"max_seq_length {self.max_seq_length}"]
+        parts += [
+            f"{name} {value!r}"
+            for name, value in (("query_prefix", self.query_prefix), ("passage_prefix", self.passage_prefix))
+            if value
+        ]
+        return ", ".join(parts)
 
 
 @dataclass(frozen=True)
@@ -30,12 +71,17 @@ class ModelSource:
         run: The run folder when the reference is a run, else ``None``.
         base_model: For a run, its ``run.json`` config's ``model.name_or_path`` (``None`` when unrecorded or not a
             run).
+        settings: How to load it: a run's base model as the run loaded it (:func:`default_baseline`); the
+            defaults (the model's own) otherwise. Command-line flags override them.
+        base_settings: For a run, the settings it loaded its base model with (``run.json``); else ``None``.
     """
 
     label: str
     path: str
     run: Path | None = None
     base_model: str | None = None
+    settings: LoadSettings = LoadSettings()
+    base_settings: LoadSettings | None = None
 
 
 @dataclass(frozen=True)
@@ -89,29 +135,44 @@ def resolve_model_source(ref: str, runs_dir: str | Path) -> ModelSource:
     if run_folder is None:
         return ModelSource(ref, check_model_available(ref))
     path = check_model_available(str(run_folder / MODEL_DIR))
-    return ModelSource(ref, path, run_folder, runs.load_run(run_folder).base_model)
+    run = runs.load_run(run_folder)
+    return ModelSource(ref, path, run_folder, run.base_model, base_settings=LoadSettings.of_run(run.config))
 
 
 def default_baseline(models: Sequence[ModelSource]) -> ModelSource | None:
-    """Pick the baseline when none is named: the base model every model was fine-tuned from.
+    """Pick the baseline when none is named: the base model every model was fine-tuned from, loaded as the runs did.
+
+    A run compares its model with the base model loaded with its ``model.max_seq_length`` and prefixes; a baseline
+    loaded with the model's own settings instead would credit fine-tuning with what those settings change.
 
     Args:
         models: The resolved models.
 
     Returns:
         When every model is a run and their ``run.json`` configs all record the same ``model.name_or_path``, that
-        model (labelled with the recorded name, resolved as a model name or folder, never as a run); else ``None``.
+        model (labelled with the recorded name, resolved as a model name or folder, never as a run) with the runs'
+        :class:`LoadSettings`; else ``None``.
 
     Raises:
         embedtune.model_paths.ModelNotFoundError: if the shared base model cannot be found here (the message
             suggests ``--baseline`` or ``--no-baseline``).
+        ValueError: if the runs loaded that base model with different settings (no one baseline matches them all).
     """
     bases = {model.base_model for model in models}
     if not models or any(model.run is None for model in models) or len(bases) != 1 or None in bases:
         return None
     base = bases.pop()
+    settings = {model.base_settings or LoadSettings() for model in models}
+    if len(settings) > 1:
+        described = "; ".join(
+            f"{model.label}: {(model.base_settings or LoadSettings()).describe() or OWN_SETTINGS}" for model in models
+        )
+        raise ValueError(
+            f"the runs loaded their base model {base} with different settings ({described}); name the baseline "
+            "with --baseline (and --max-seq-length, --query-prefix, --passage-prefix), or pass --no-baseline"
+        )
     try:
-        return ModelSource(base, check_model_available(base))
+        return ModelSource(base, check_model_available(base), settings=settings.pop())
     except ModelNotFoundError as error:
         raise ModelNotFoundError(
             f"the runs' base model cannot be found ({error}); name one with --baseline, or pass --no-baseline"
