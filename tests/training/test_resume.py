@@ -203,6 +203,31 @@ def test_resume_refuses_finished_runs_changed_data_and_extra_settings(tiny_model
     assert read_run_record(finished).status == "interrupted"  # refused before anything was touched
 
 
+def test_a_run_interrupted_while_writing_its_report_is_finished_by_resume(
+    tiny_model_dir, noise_beir, tmp_path, monkeypatch, caplog, capsys
+):
+    from embedtune.training import run_records
+
+    def interrupt(folder):
+        (Path(folder) / "figures").mkdir()  # a partial report
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(run_records, "write_report", interrupt)
+    runs_dir = tmp_path / "runs"
+    with pytest.raises(KeyboardInterrupt):
+        run_training(config_for("full", tiny_model_dir, noise_beir, runs_dir))
+    (folder,) = runs_dir.iterdir()
+    assert read_run_record(folder).status == "finished" and not (folder / "report.md").exists()
+    assert f"`embedtune train --resume {folder}`" in caplog.text
+    monkeypatch.undo()
+
+    assert main(["train", "--resume", str(folder)]) == 0
+    assert "its report was missing and is now written" in capsys.readouterr().out
+    assert (folder / "report.md").is_file() and read_run_record(folder).status == "finished"
+    assert main(["train", "--resume", str(folder)]) == 2  # now complete: nothing left to resume
+    assert "already finished" in capsys.readouterr().err
+
+
 def test_a_live_run_cannot_be_resumed(tiny_model_dir, noise_beir, tmp_path):
     folder = run_training(config_for("full", tiny_model_dir, noise_beir, tmp_path / "runs")).folder
     record = json.loads((folder / "run.json").read_text())

@@ -15,8 +15,10 @@ from embedtune.data.builders.stdlib_code import build_stdlib_retrieval_set
 from embedtune.data.curriculum import check_curriculum
 from embedtune.data.prepare import prepare_data
 from embedtune.evaluation.report import format_comparison
+from embedtune.evaluation.run_report import write_report
 from embedtune.model_paths import check_model_available
-from embedtune.runs import CHOSEN_BASE, check_runs_dir
+from embedtune.runs import CHOSEN_BASE, STATUS_FINISHED, check_runs_dir, read_run_record
+from embedtune.runs.layout import REPORT_FILE
 from embedtune.runs.store import resolve_run
 from embedtune.runs.writer import check_resumable
 
@@ -124,6 +126,10 @@ def _resume(args: argparse.Namespace, settings_given: list[str]) -> int:
     if settings_given or args.set or args.config or args.check:
         raise ValueError("--resume continues a run with its own settings: drop --config, --set and the setting flags")
     folder = resolve_run(args.resume, args.runs_dir or "runs")
+    if read_run_record(folder).status == STATUS_FINISHED and not (folder / REPORT_FILE).is_file():
+        # stopped while writing its report (Ctrl-C): the run itself is complete and recorded
+        print(f"run {folder} had finished; its report was missing and is now written: {write_report(folder)}")
+        return 0
     config = config_from_dict(check_resumable(folder).config)
     config = dataclasses.replace(config, runs_dir=str(folder.parent))
     result = run_training(config, resume=folder)

@@ -135,7 +135,13 @@ def run_training(config: ExperimentConfig, resume: Path | None = None) -> RunRes
         _log_data_summary(data, config.eval.report_test)
         result = _train_and_report(config, data, extra_splits, model, folder, started, setup)
     except KeyboardInterrupt:
-        fail_run(folder, "interrupted by the user (KeyboardInterrupt)", interrupted=True)
+        if not fail_run(folder, "interrupted by the user (KeyboardInterrupt)", interrupted=True) and is_main_process():
+            logger.warning(
+                "Interrupted after the run finished, while writing its report: `embedtune train --resume %s` "
+                "(or `embedtune report %s`) writes it",
+                folder,
+                folder,
+            )
         raise
     except Exception as error:
         fail_run(folder, f"{type(error).__name__}: {error}")
