@@ -102,6 +102,18 @@ def test_lora_run_needs_merge(lora_model, tmp_path):
     assert not (tmp_path / "export").exists()
 
 
+def test_lora_run_with_its_adapter_folder_needs_merge_and_one_that_kept_the_base_does_not(tiny_model_dir, tmp_path):
+    shipped = make_run(tmp_path / "runs", "shipped", "lora")
+    shutil.copytree(tiny_model_dir, shipped / "model")  # stands in for the merged model
+    (shipped / "adapter").mkdir()
+    with pytest.raises(ValueError, match="pass --merge"):
+        export_model(shipped, tmp_path / "export")
+    kept_base = make_run(tmp_path / "runs", "kept-base", "lora")
+    shutil.copytree(tiny_model_dir, kept_base / "model")  # the base model, no adapter/: nothing to merge
+    out = export_model(kept_base, tmp_path / "export")
+    assert (out / "model.safetensors").read_bytes() == (tiny_model_dir / "model.safetensors").read_bytes()
+
+
 def test_full_run_is_copied(tiny_model_dir, tmp_path):
     folder = make_run(tmp_path / "runs", "full", "full")
     shutil.copytree(tiny_model_dir, folder / "model")

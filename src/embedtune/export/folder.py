@@ -4,7 +4,7 @@ What is exported, by the run's ``train.mode``:
 
 - ``full`` and ``head`` runs: a copy of the run's ``model/`` (already a plain model); ``--merge`` changes nothing.
 - ``lora`` runs: ``--merge`` is required, so that nobody mistakes the export for the adapter (that is the run's
-  ``adapter/``). A LoRA run's ``model/`` already holds the merged model (see :mod:`embedtune.training.modes`), and is
+  ``adapter/``; a run that kept the base model has none and is copied as a full run). A LoRA run's ``model/`` already holds the merged model (see :mod:`embedtune.training.modes`), and is
   copied; a model folder that still holds a PEFT adapter (``adapter_config.json``, as sentence-transformers saves a
   model with an adapter) is loaded, merged (:func:`embedtune.models.lora.merge_lora`, PEFT's ``merge_and_unload``
   for an adapter injected into a transformers model) and saved.
@@ -63,8 +63,9 @@ def export_source(run: str | Path, out: str | Path, merge: bool, runs_dir: str |
     """Check that ``run`` can be exported to ``out``, before anything is loaded or written.
 
     Raises:
-        ValueError: if ``out`` exists, the run cannot be resolved or has no ``model/``, or a LoRA run is exported
-            without ``merge``.
+        ValueError: if ``out`` exists, the run cannot be resolved or has no ``model/``, or a LoRA run that
+            shipped its adapter (``adapter/``, or one in ``model/``) is exported without ``merge`` (a LoRA run that
+            kept the base model is a plain copy).
     """
     target = Path(out)
     if target.exists() or target.is_symlink():
@@ -75,7 +76,8 @@ def export_source(run: str | Path, out: str | Path, merge: bool, runs_dir: str |
         raise ValueError(f"run {folder} has no model to export ({source} is missing or holds no modules.json)")
     mode = run_mode(folder)
     holds_adapter = has_adapter_files(source)
-    if (_leaves_adapter(mode) or holds_adapter) and not merge:
+    trained_adapter = _leaves_adapter(mode) and (folder / ADAPTER_DIR).exists()  # none when the run kept the base
+    if (trained_adapter or holds_adapter) and not merge:
         raise ValueError(
             f"run {folder.name} trained a LoRA adapter: pass --merge to export the model with the adapter merged into "
             f"its weights (the adapter alone is in {folder / ADAPTER_DIR})"
@@ -112,8 +114,9 @@ def export_model(run: str | Path, out: str | Path, merge: bool = False, runs_dir
         ``out``.
 
     Raises:
-        ValueError: if ``out`` exists, the run cannot be resolved or has no ``model/``, or a LoRA run is exported
-            without ``merge``.
+        ValueError: if ``out`` exists, the run cannot be resolved or has no ``model/``, or a LoRA run that
+            shipped its adapter (``adapter/``, or one in ``model/``) is exported without ``merge`` (a LoRA run that
+            kept the base model is a plain copy).
         RuntimeError: if the written folder still holds an adapter (never expected).
     """
     target = Path(out)
