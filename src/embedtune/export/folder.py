@@ -4,9 +4,10 @@ What is exported, by the run's ``train.mode``:
 
 - ``full`` and ``head`` runs: a copy of the run's ``model/`` (already a plain model); ``--merge`` changes nothing.
 - ``lora`` runs: ``--merge`` is required, so that nobody mistakes the export for the adapter (that is the run's
-  ``adapter/``; a run that kept the base model has none and is copied as a full run). A LoRA run's ``model/`` already holds the merged model (see :mod:`embedtune.training.modes`), and is
-  copied; a model folder that still holds a PEFT adapter (``adapter_config.json``, as sentence-transformers saves a
-  model with an adapter) is loaded, merged (:func:`embedtune.models.lora.merge_lora`, PEFT's ``merge_and_unload``
+  ``adapter/``; a run that kept the base model has none and is copied as a full run). A LoRA run's ``model/``
+  already holds the merged model (see :mod:`embedtune.training.modes`), and is copied; a model folder that still
+  holds a PEFT adapter (``adapter_config.json``, as sentence-transformers saves a model with an adapter) is loaded,
+  merged (:func:`embedtune.models.lora.merge_lora`, PEFT's ``merge_and_unload``
   for an adapter injected into a transformers model) and saved.
 
 Either way the export holds no ``adapter_config.json`` and loads with ``SentenceTransformer(OUT)`` without ``peft``.
