@@ -50,8 +50,15 @@ def test_train_then_runs_list_show_compare_and_eval(tiny_model_dir, tiny_beir, t
     listing = capsys.readouterr().out
     assert "-first" in listing and "-second" in listing and "finished" in listing
 
+    assert main(["runs", "list", "--runs-dir", str(runs_dir)]) == 0  # after the action too, as other commands
+    assert capsys.readouterr().out == listing
+    assert main(["runs", "list", "--runs-dir", str(tmp_path / "elsewhere")]) == 2
+    assert "runs folder" in capsys.readouterr().err
+
     assert main(["runs", "--runs-dir", str(runs_dir), "show", "first"]) == 0
     shown = capsys.readouterr().out
+    assert main(["runs", "show", "first", "--runs-dir", str(runs_dir)]) == 0
+    assert capsys.readouterr().out == shown
     first = next(runs_dir.glob("*-first"))
     metrics = json.loads((first / "metrics.json").read_text())
     assert f"{metrics['report']['fine_tuned']['ndcg@10']:.4f}" in shown

@@ -14,12 +14,21 @@ def add_runs_command(commands: argparse._SubParsersAction) -> None:
     """Register ``embedtune runs`` and its actions."""
     runs = commands.add_parser("runs", help="List, show and compare run folders.", description="Read run folders.")
     runs.add_argument("--runs-dir", default="runs", help="Folder of run folders (default runs).")
+    # --runs-dir also after the action (`runs list --runs-dir X`), as other commands take it; SUPPRESS keeps the value
+    # given before the action when it is not repeated after it.
+    after = argparse.ArgumentParser(add_help=False)
+    after.add_argument("--runs-dir", default=argparse.SUPPRESS, help="Folder of run folders (default runs).")
     actions = runs.add_subparsers(dest="runs_command", required=True)
-    actions.add_parser("list", help="One line per run.", description="List runs, oldest first, with their status.")
-    show = actions.add_parser("show", help="Everything about one run.", description="Show one run.")
+    actions.add_parser(
+        "list", parents=[after], help="One line per run.", description="List runs, oldest first, with their status."
+    )
+    show = actions.add_parser("show", parents=[after], help="Everything about one run.", description="Show one run.")
     show.add_argument("run", help="Run folder, folder name or run name.")
     compare = actions.add_parser(
-        "compare", help="Config differences and metrics side by side.", description="Compare two or more runs."
+        "compare",
+        parents=[after],
+        help="Config differences and metrics side by side.",
+        description="Compare two or more runs.",
     )
     compare.add_argument("runs", nargs="+", help="Two or more runs.")
     compare.add_argument(
