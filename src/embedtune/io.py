@@ -59,13 +59,20 @@ def iter_text_lines(path: str | Path) -> Iterator[tuple[int, str]]:
 def parse_json(text: str, path: str | Path, line: int | None) -> Any:
     """Decode one JSON document, turning every decoding failure into a DataError at ``path:line``.
 
+    Args:
+        text: The JSON text: one line of a JSONL file, or a whole file.
+        path: The file it came from (named in errors).
+        line: The 1-based line ``text`` starts at, or ``None`` for a whole file (a decoding error then names the
+            line it occurred on).
+
     Raises:
         DataError: on malformed JSON, an integer literal past Python's digit limit, or nesting too deep to decode.
     """
     try:
         return json.loads(text)
     except json.JSONDecodeError as error:
-        raise DataError(path, line, None, f"malformed JSON: {error.msg} (column {error.colno})") from None
+        at = error.lineno if line is None else line + error.lineno - 1
+        raise DataError(path, at, None, f"malformed JSON: {error.msg} (column {error.colno})") from None
     except RecursionError:
         raise DataError(path, line, None, "malformed JSON: nested too deeply") from None
     except ValueError as error:  # e.g. an integer literal longer than Python's digit limit

@@ -437,8 +437,17 @@ def test_unreadable_files_are_data_errors(tmp_path: Path, content: bytes | None,
         source.write_bytes(content)
     with pytest.raises(DataError, match=message) as err:
         build_squad_beir(source, tmp_path / "out")
-    assert (err.value.path, err.value.line, err.value.field) == (source, None, None)
+    line = 1 if message == "malformed JSON" else None  # a decoding error names its line
+    assert (err.value.path, err.value.line, err.value.field) == (source, line, None)
     assert not (tmp_path / "out").exists()
+
+
+def test_a_json_error_past_the_first_line_names_its_line(tmp_path: Path) -> None:
+    source = tmp_path / "input.json"
+    source.write_text('{"data": [\n  {"title": "x",\n   "paragraphs": [}\n]}\n', encoding="utf-8")
+    with pytest.raises(DataError, match="malformed JSON") as err:
+        build_squad_beir(source, tmp_path / "out")
+    assert err.value.line == 3 and str(err.value).startswith(f"{source}:3: ")
 
 
 def test_korquad_dev_converts_with_counts_matching_the_file(tmp_path: Path) -> None:
