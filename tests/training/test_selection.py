@@ -44,6 +44,17 @@ def test_dev_history_reads_the_trainers_dev_entries_only():
     ]
 
 
+def test_dev_history_orders_metrics_as_configured_also_from_a_resumed_runs_sorted_log():
+    restored = {"step": 3, "epoch": 1.0, "eval_dev_map@100": 0.2, "eval_dev_mrr@10": 0.3, "eval_dev_ndcg@10": 0.4}
+    live = {"step": 6, "epoch": 2.0, "eval_dev_ndcg@10": 0.5, "eval_dev_map@100": 0.25, "eval_dev_mrr@10": 0.35}
+    restored["eval_dev_ndcg@10@64d"] = 0.1  # a Matryoshka dimension: not in eval.metrics, kept after them
+    history = dev_history([restored, live], "ndcg@10", ["nDCG@10", "MAP@100", "MRR@10"])
+    assert [list(entry) for entry in history] == [
+        ["step", "epoch", "ndcg@10", "map@100", "mrr@10", "ndcg@10@64d"],
+        ["step", "epoch", "ndcg@10", "map@100", "mrr@10"],
+    ]
+
+
 def comparison(base: list[float], tuned: list[float]):
     ids = [f"q{i}" for i in range(len(base))]
     return compare_per_query(dict(zip(ids, base, strict=True)), dict(zip(ids, tuned, strict=True)), "ndcg@10")

@@ -271,7 +271,7 @@ def _select_and_report(
 ) -> RunResult:
     """After training, in rank 0 only: select on dev, save ``model/``, evaluate it and write the run's records."""
     primary = config.train.primary_metric.lower()
-    history = dev_history(trainer.state.log_history, primary)
+    history = dev_history(trainer.state.log_history, primary, config.eval.metrics)
     base_model = load_base_model(config)
     with tempfile.TemporaryDirectory(prefix="embedtune-dev-") as scratch:
         tuned_cache = tuned_model_cache(config, final.cache, Path(scratch))
@@ -367,8 +367,9 @@ def _log_data_summary(data: PreparedData, report_test: bool) -> None:
         logger.info("eval.report_test=false: this run reports dev, the selection split, and never evaluates test")
     elif data.report_role == "selection":
         logger.warning(
-            "No test split (data.test_fraction=0 or data.eval_split=dev): final figures are on dev, the split that "
-            "selects the checkpoint, and are optimistic."
+            "Reporting on %s, the split that selects the checkpoint (data.eval_split=dev, or no test split with "
+            "data.test_fraction=0): its figures are optimistic.",
+            data.report.name,
         )
 
 

@@ -12,6 +12,7 @@ name the rule that decided.
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -90,21 +91,25 @@ class SelectionRule:
         return self.alpha is None or (comparison is not None and comparison.p_permutation < self.alpha)
 
 
-def dev_history(log_history: list[dict[str, Any]], primary: str) -> list[dict[str, Any]]:
+def dev_history(log_history: list[dict[str, Any]], primary: str, metrics: Sequence[str] = ()) -> list[dict[str, Any]]:
     """Extract the dev evaluations from the trainer's log history, in order.
 
     Args:
         log_history: ``trainer.state.log_history``; dev evaluations carry ``eval_dev_<metric>`` keys.
         primary: The primary metric, e.g. ``"ndcg@10"``.
+        metrics: The order of the metrics in each entry (``eval.metrics``; others follow as logged). A resumed run's
+            log history comes back from ``trainer_state.json`` with its keys sorted, so the order is set here.
 
     Returns:
         ``[{"step": int, "epoch": float, "<metric>": value, ...}]``; the first entry (step 0) is the untouched model.
     """
+    rank = {name.lower(): index for index, name in enumerate(metrics)}
     history = []
     for entry in log_history:
         if f"eval_dev_{primary}" in entry:
-            metrics = {k.removeprefix("eval_dev_"): v for k, v in entry.items() if k.startswith("eval_dev_")}
-            history.append({"step": entry["step"], "epoch": round(entry.get("epoch") or 0.0, 4), **metrics})
+            logged = [(k.removeprefix("eval_dev_"), v) for k, v in entry.items() if k.startswith("eval_dev_")]
+            logged.sort(key=lambda item: rank.get(item[0], len(rank)))  # stable: unranked keep their order
+            history.append({"step": entry["step"], "epoch": round(entry.get("epoch") or 0.0, 4), **dict(logged)})
     return history
 
 
