@@ -120,6 +120,18 @@ def test_existing_output_and_unreadable_data_fail_before_loading(exported, tmp_p
     assert not (tmp_path / "out").exists()
 
 
+def test_a_relative_data_path_that_leads_nowhere_from_here_says_where_it_was_recorded(
+    exported, tmp_path, monkeypatch, capsys
+):
+    model = SentenceTransformer(str(exported["run"] / "model"), device="cpu")
+    run = make_run(tmp_path / "runs", model, Path("beir"))  # trained from the folder holding beir/
+    monkeypatch.chdir(tmp_path)
+    assert main(["export", str(run), str(tmp_path / "out"), "--format", "onnx"]) == 2
+    error = capsys.readouterr().err
+    assert "recorded its data as 'beir', relative to the folder it was trained from" in error
+    assert len(error.strip().splitlines()) == 1 and not (tmp_path / "out").exists()
+
+
 def _no_model_load(*args, **kwargs):
     raise AssertionError("a model was loaded before the input was checked")
 
@@ -192,6 +204,7 @@ def test_cli_export_onnx_int8_and_options(exported, tmp_path, capsys):
 def test_lora_run_needs_merge_for_onnx_too(tiny_model_dir, tmp_path):
     folder = start_run(tmp_path / "runs", "lora", config={"train": {"mode": "lora"}}, data_hashes={}, command="t")
     shutil.copytree(tiny_model_dir, folder / "model")
+    (folder / "adapter").mkdir()  # it shipped its adapter
     with pytest.raises(ValueError, match="pass --merge"):
         export_onnx(folder, tmp_path / "out")
 

@@ -27,6 +27,7 @@ from sentence_transformers import SentenceTransformer
 from embedtune.cache.fingerprint import model_fingerprint
 from embedtune.config import config_from_dict
 from embedtune.data.prepare import prepare_data
+from embedtune.errors import DataError
 from embedtune.evaluation.retrieval_evaluator import subsample_corpus
 from embedtune.export.checks import ExportCheck, check_export
 from embedtune.export.folder import ExportSource, export_source, staging_folder
@@ -154,9 +155,19 @@ def run_dev_split(run: Path) -> EvalSplit:
 
     Raises:
         embedtune.errors.DataError: naming the file, if the run's data is missing or changed beyond use.
+        ValueError: if the run recorded a relative data path that does not lead to its data from here.
     """
     config = config_from_dict(read_run_record(run).config)
-    return prepare_data(config.data).dev
+    try:
+        return prepare_data(config.data).dev
+    except DataError as error:
+        recorded = Path(config.data.path)
+        if recorded.is_absolute() or recorded.exists():
+            raise
+        raise ValueError(
+            f"{error} (the run recorded its data as {str(recorded)!r}, relative to the folder it was trained from: "
+            "export from that folder)"
+        ) from None
 
 
 def _subsampled(split: EvalSplit, max_docs: int) -> EvalSplit:
