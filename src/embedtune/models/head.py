@@ -134,7 +134,7 @@ def apply_head(modules: list[nn.Module], embeddings: torch.Tensor, chunk: int = 
 
     The head always runs in its parameters' dtype, also inside an autocast context: head training scores its dev
     checkpoints that way (:class:`~embedtune.training.head_data.HeadOnCachedEmbeddings`), so selection, the report
-    and ``embedtune eval`` score the shipped head alike (in bf16 it moved dev nDCG@10 by ~0.02 on a SciFact slice).
+    and ``embedtune eval`` score the shipped head alike (in bf16 it moved dev nDCG@10 by ~0.002 on a SciFact slice).
 
     Args:
         modules: Modules that map ``{"sentence_embedding": (n, in_dim)}`` to ``{"sentence_embedding": (n, dim)}``
