@@ -67,6 +67,25 @@ def test_eval_split_train_is_refused_before_anything(tiny_beir, tmp_path, capsys
     assert_no_run_folder(tmp_path)
 
 
+@pytest.mark.parametrize(
+    ("settings", "message"),
+    [
+        (["loss.name=margin_mse"], "no training record has a hard negative"),
+        (["loss.name=cosent"], "trains on labelled pairs"),
+        (["eval.extra_datasets=/nonexistent-extra"], "nonexistent-extra"),
+        (["loss.guide=true", "loss.guide_model=/nonexistent-guide"], "nonexistent-guide"),
+    ],
+    ids=["teacher scores", "labelled pairs", "extra data set", "guide model"],
+)
+def test_check_refuses_what_the_run_refuses(settings, message, tiny_beir, tmp_path, capsys, no_model_loading):
+    options = ["--data", str(tiny_beir)] + [part for setting in settings for part in ("--set", setting)]
+    assert train(tmp_path, *options, "--check") == 2
+    checked = error_line(capsys)
+    assert train(tmp_path, *options) == 2
+    assert error_line(capsys) == checked and message in checked
+    assert_no_run_folder(tmp_path)
+
+
 def test_lone_surrogate_in_the_corpus_stops_before_the_run_folder(tiny_beir, tmp_path, capsys, no_model_loading):
     corpus = tiny_beir / "corpus.jsonl"
     lines = corpus.read_text().splitlines()

@@ -12,12 +12,10 @@ from typing import TYPE_CHECKING
 from embedtune.config import ExperimentConfig, build_config, config_from_dict
 from embedtune.data.beir import write_beir
 from embedtune.data.builders.stdlib_code import build_stdlib_retrieval_set
-from embedtune.data.curriculum import check_curriculum
-from embedtune.data.prepare import prepare_data
 from embedtune.evaluation.report import format_comparison
 from embedtune.evaluation.run_report import write_report
 from embedtune.model_paths import check_model_available
-from embedtune.runs import CHOSEN_BASE, STATUS_FINISHED, check_runs_dir, read_run_record
+from embedtune.runs import CHOSEN_BASE, STATUS_FINISHED, read_run_record
 from embedtune.runs.layout import REPORT_FILE
 from embedtune.runs.store import resolve_run
 from embedtune.runs.writer import check_resumable
@@ -139,12 +137,9 @@ def _resume(args: argparse.Namespace, settings_given: list[str]) -> int:
 
 def _check(config: ExperimentConfig) -> int:
     # imports torch: only when the command runs, so `embedtune --help` starts fast
-    from embedtune.training.mode import check_mode_libraries
+    from embedtune.training.preflight import check_run_inputs
 
-    check_mode_libraries(config)
-    data = prepare_data(config.data)
-    check_curriculum(config, data)
-    check_runs_dir(config.runs_dir)
+    data, _ = check_run_inputs(config)  # what a run checks before its model loads
     model = check_model_available(config.model.name_or_path)
     counts = ", ".join(f"{key} {value}" for key, value in data.counts.items())
     print(f"ok: {counts}\ndev: {data.dev.source}\nreported split '{data.report.name}': {data.report.source}")

@@ -28,7 +28,6 @@ class LossConfig:
     )
     teacher_scale: float = _setting(
         20.0,
-        "margin_mse, distill_kl: multiplier of teacher scores (20 for cosines, 1 for cross-encoder logits)."
         "margin_mse, distill_kl: multiplier of the teacher's scores (20 for cosines, 1 for cross-encoder logits).",
     )
     symmetric: bool = _setting(

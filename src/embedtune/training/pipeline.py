@@ -12,25 +12,20 @@ import shutil
 import sys
 import tempfile
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 from sentence_transformers import SentenceTransformer, SentenceTransformerTrainer
 
 from embedtune.cache import EmbeddingCache
-from embedtune.config import ConfigError, ExperimentConfig, LossConfig
-from embedtune.data.curriculum import check_curriculum
-from embedtune.data.eval_splits import load_extra_split
-from embedtune.data.pairs import RELEVANT_LABEL, pairs_as_training_examples
-from embedtune.data.prepare import EvalSplit, PreparedData, prepare_data
+from embedtune.config import ExperimentConfig
+from embedtune.data.prepare import EvalSplit, PreparedData
 from embedtune.evaluation.seen_unseen import seen_queries, split_comparison, training_positives
 from embedtune.io import file_sha256
 from embedtune.losses import matryoshka_dims
 from embedtune.losses.distributed import join_process_group
-from embedtune.losses.registry import objective_of, uses_guide_model
-from embedtune.model_paths import check_model_available
 from embedtune.models.loading import load_base_model
-from embedtune.runs import CHOSEN_BASE, Report, RunMetrics, Selection, check_runs_dir, fail_run, finish_run, start_run
+from embedtune.runs import CHOSEN_BASE, Report, RunMetrics, Selection, fail_run, finish_run, start_run
 from embedtune.runs.layout import ADAPTER_DIR, CHECKPOINTS_DIR, MODEL_DIR, TRAIN_LOG_FILE
 from embedtune.runs.outputs import (
     last_checkpoint,
@@ -41,9 +36,9 @@ from embedtune.runs.outputs import (
 from embedtune.runs.writer import check_resumable, is_main_process, resume_run, run_on_main_process
 from embedtune.training import mode, modes
 from embedtune.training.curriculum import curriculum_record
-from embedtune.training.dataset import check_teacher_scores, with_negatives
 from embedtune.training.final_eval import Figures, FinalEvaluation, per_query_record, score_distribution_record
 from embedtune.training.interpolation import interpolate_on_dev
+from embedtune.training.preflight import check_run_inputs
 from embedtune.training.run_records import loss_history, peak_memory_mb, write_run_report
 from embedtune.training.selection import decide_on_dev, dev_history
 
@@ -109,17 +104,9 @@ def run_training(config: ExperimentConfig, resume: Path | None = None) -> RunRes
     """
     started = time.time()
     join_process_group()  # torchrun / accelerate launch: rank 0 alone writes the run folder
-    mode.check_mode_libraries(config)  # e.g. a transformers that refuses the installed peft, before anything loads
-    data = prepare_data(config.data)
-    data = data if config.eval.report_test else data.without_test()  # a tune trial never sees test
-    data = fit_data_to_loss(config.loss, data)
-    check_curriculum(config, data)  # a bad phase or unscored data stops here, before any model loads
-    extra_splits = [load_extra_split(spec) for spec in config.eval.extra_datasets]
-    check_runs_dir(config.runs_dir)
+    data, extra_splits = check_run_inputs(config)  # everything `train --check` checks, before anything loads
     if resume is not None:
         check_resumable(resume)
-    if uses_guide_model(config.loss):
-        check_model_available(config.loss.guide_model)
     model = load_base_model(config)
     setup = mode.prepare_model_for_mode(model, config)  # LoRA / head; a bad target stops here
     data_hashes = {str(path): file_sha256(path) for path in data.files}
@@ -151,72 +138,6 @@ def run_training(config: ExperimentConfig, resume: Path | None = None) -> RunRes
         logging.getLogger().removeHandler(log_handler)
         log_handler.close()
     return result
-
-
-def fit_data_to_loss(loss: LossConfig, data: PreparedData) -> PreparedData:
-    """Check that the objective can train on the data, and shape labelled pairs for an InfoNCE-style objective.
-
-    A pair objective (cosent, cosine_mse) trains on the labelled pairs themselves. Any other objective trains on
-    :func:`~embedtune.data.pairs.pairs_as_training_examples` of them: per ``(text1, phase)``, the relevant pairs as
-    positives and the others as hard negatives, the phase kept for a curriculum. The pair diagnostics still use the
-    held-out pairs either way.
-
-    Returns:
-        ``data`` unchanged, or with ``train_examples`` built from ``train_pairs`` and ``train_pairs`` cleared.
-
-    Raises:
-        ConfigError: if a pair objective gets (query, positive, negatives) data, naming the setting; or when no
-            training pair of an InfoNCE-style run is labelled relevant; or when a distillation objective gets a
-            record without a teacher score (``pos_scores`` / ``neg_scores``), no record with a hard negative, or
-            labelled pairs (records without a hard negative are dropped for it, with a warning).
-    """
-    has_pairs = data.train_pairs is not None
-    if objective_of(loss).teacher_scores:
-        data = _fit_teacher_scores(loss, data)
-    if loss.uses_pairs and not has_pairs:
-        raise ConfigError(
-            f"loss.name: {loss.name} trains on labelled pairs; set data.train_file to a JSONL file of "
-            '{"text1", "text2", "label"} records'
-        )
-    if not has_pairs or loss.uses_pairs:
-        return data
-    examples = pairs_as_training_examples(data.train_pairs)
-    if not examples:
-        raise ConfigError(
-            f"loss.name: {loss.name} trains on (query, positive) rows, but no training pair is labelled >= "
-            f"{RELEVANT_LABEL}; use loss.name=cosent or cosine_mse"
-        )
-    logger.info(
-        "Labelled pairs with %s: %d pairs grouped into %d (query, positives, hard negatives) rows by text1 and phase",
-        loss.name,
-        len(data.train_pairs),
-        len(examples),
-    )
-    counts = dict(data.counts, train_examples=len(examples))
-    return replace(data, train_examples=examples, train_pairs=None, counts=counts)
-
-
-def _fit_teacher_scores(loss: LossConfig, data: PreparedData) -> PreparedData:
-    """Drop records without a hard negative (no margin to learn) and refuse any without teacher scores."""
-    try:
-        if data.train_pairs is not None:
-            raise ValueError("labelled pairs carry no teacher scores")
-        examples, dropped = with_negatives(data.train_examples)
-        mix = [replace(source, examples=with_negatives(source.examples)[0]) for source in data.mix]
-        dropped += sum(len(before.examples) - len(after.examples) for before, after in zip(data.mix, mix, strict=True))
-        if not examples:
-            raise ValueError("no training record has a hard negative")
-        check_teacher_scores(examples + [example for source in mix for example in source.examples])
-    except ValueError as error:
-        raise ConfigError(
-            f"loss.name: {loss.name} trains on teacher scores, but {error}; score the training file with "
-            "`embedtune mine --teacher MODEL` or give pos_scores/neg_scores in data.train_file"
-        ) from None
-    if dropped:
-        logger.warning(
-            "%s: dropped %d training records without a hard negative (nothing to distil)", loss.name, dropped
-        )
-    return replace(data, train_examples=examples, mix=mix, counts=dict(data.counts, train_examples=len(examples)))
 
 
 def _train_and_report(

@@ -28,7 +28,7 @@ from embedtune.models.loading import load_base_model
 from embedtune.runs import CHOSEN_FINE_TUNED, load_run
 from embedtune.runs.layout import MODEL_DIR
 from embedtune.training.final_eval import FinalEvaluation, per_query_record
-from embedtune.training.pipeline import fit_data_to_loss
+from embedtune.training.preflight import fit_data_to_loss
 from embedtune.tuning.objective import RUN_ATTR, SHIPS_ATTR
 
 logger = logging.getLogger(__name__)
