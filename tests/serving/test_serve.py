@@ -90,6 +90,9 @@ def test_search_embed_health_and_info_answer_like_the_retriever(index_dir, serve
         ("/search", {"query": "a", "queries": ["b"]}, "body", "exactly one of 'query'"),
         ("/search", {"query": "   "}, "query", "pattern"),
         ("/search", {"query": "a", "top_k": 0}, "top_k", "greater than or equal to 1"),
+        ("/search", {"query": "a", "top_k": "5"}, "top_k", "valid integer"),
+        ("/search", {"query": "a", "top_k": True}, "top_k", "valid integer"),
+        ("/search", {"query": "a", "top_k": 2.0}, "top_k", "valid integer"),
         ("/search", {"query": "a", "top_k": 6}, "top_k", "at most 5 allowed, got 6"),
         ("/search", {"queries": ["a", "b", "c"], "top_k": 1}, "queries", "at most 2 allowed, got 3"),
         ("/search", {"queries": []}, "queries", "at least 1 item"),
@@ -109,6 +112,18 @@ def test_a_bad_request_gets_422_naming_the_field(index_dir, serve_app, path, bod
     assert message in problem["msg"]
 
 
+def test_a_lone_surrogate_in_a_bad_request_gets_422_not_500(index_dir, serve_app):
+    url = serve_app(create_app(Retriever.load(index_dir, progress=False)))
+    headers = {"content-type": "application/json"}
+    for path, body in [
+        ("/search", rb'{"query": "a", "top_k": "\ud800"}'),
+        ("/embed", rb'{"texts": ["\ud800"], "role": 1}'),
+    ]:
+        response = httpx.post(url + path, content=body, headers=headers, timeout=30)
+        assert response.status_code == 422, response.text
+        assert {"top_k", "texts", "role"} & set(response.json()["detail"][0]["loc"])
+
+
 def test_malformed_json_is_a_4xx_not_a_crash(index_dir, serve_app):
     url = serve_app(create_app(Retriever.load(index_dir, progress=False)))
     response = httpx.post(url + "/search", content=b"{not json", headers={"content-type": "application/json"})
@@ -123,6 +138,8 @@ def test_with_an_api_key_every_request_needs_it(index_dir, serve_app):
     assert httpx.get(url + "/health", headers={"Authorization": "Bearer wrong-key-0123456789"}).status_code == 401
     assert httpx.post(url + "/search", json={"query": "fruit"}).status_code == 401
     assert httpx.get(url + "/health", headers={"Authorization": f"Bearer {KEY}"}).json() == {"status": "ok"}
+    for page in ("/docs", "/redoc", "/openapi.json"):  # FastAPI would serve them outside the key check
+        assert httpx.get(url + page, headers={"X-API-Key": KEY}).status_code == 404
     answer = httpx.post(url + "/search", json={"query": "fruit", "top_k": 1}, headers={"X-API-Key": KEY}, timeout=30)
     assert answer.status_code == 200 and len(answer.json()["hits"]) == 1
 

@@ -21,10 +21,14 @@ API key every request, ``/health`` included, needs ``Authorization: Bearer <key>
 from __future__ import annotations
 
 import hmac
+import json
 import threading
 from typing import Annotated, Any, Literal
 
-from fastapi import Depends, FastAPI, Header, HTTPException
+from fastapi import Depends, FastAPI, Header, HTTPException, Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from embedtune.search.retriever import Retriever, SearchHit
@@ -50,7 +54,7 @@ class SearchRequest(_Strict):
 
     query: NonEmptyText | None = None
     queries: list[NonEmptyText] | None = Field(default=None, min_length=1)
-    top_k: int = Field(default=DEFAULT_TOP_K, ge=1)
+    top_k: int = Field(default=DEFAULT_TOP_K, ge=1, strict=True)  # 5, not "5", 5.0 or true
 
     @model_validator(mode="after")
     def _one_of_query_or_queries(self) -> SearchRequest:
@@ -77,6 +81,17 @@ def _limit(name: str, size: int, limit: int) -> None:
         raise HTTPException(status_code=422, detail=detail)
 
 
+async def _validation_error(request: Request, error: Exception) -> Response:
+    """Answer a request that fails validation with FastAPI's 422 body, written as ASCII JSON.
+
+    The default handler echoes the offending input as UTF-8, which a lone surrogate (U+D800 sent as a JSON escape)
+    cannot be encoded in: the client got a 500. ASCII JSON escapes it again.
+    """
+    errors = error.errors() if isinstance(error, RequestValidationError) else []
+    content = json.dumps({"detail": jsonable_encoder(errors)}, ensure_ascii=True)
+    return Response(content, status_code=422, media_type="application/json")
+
+
 def create_app(
     retriever: Retriever,
     *,
@@ -89,7 +104,8 @@ def create_app(
 
     Args:
         retriever: The model and index to serve.
-        api_key: When given, every request must carry it (``Authorization: Bearer`` or ``X-API-Key``).
+        api_key: When given, every request must carry it (``Authorization: Bearer`` or ``X-API-Key``), and the
+            interactive docs (``/docs``, ``/redoc``, ``/openapi.json``) are not served.
         max_top_k: Largest ``top_k`` a search may ask for.
         max_batch: Most queries (``/search``) or texts (``/embed``) per request.
         index_label: How ``/info`` names the index (its folder).
@@ -118,7 +134,10 @@ def create_app(
             challenge = {"WWW-Authenticate": "Bearer"}
             raise HTTPException(status_code=401, detail="missing or wrong API key", headers=challenge)
 
-    app = FastAPI(title="embedtune serve", version=EMBEDTUNE_VERSION, dependencies=[Depends(authorised)])
+    # With a key, the interactive docs and the OpenAPI schema are off: FastAPI serves them outside the dependencies.
+    open_docs = {} if api_key is None else {"docs_url": None, "redoc_url": None, "openapi_url": None}
+    app = FastAPI(title="embedtune serve", version=EMBEDTUNE_VERSION, dependencies=[Depends(authorised)], **open_docs)
+    app.add_exception_handler(RequestValidationError, _validation_error)
 
     @app.get("/health")
     def health() -> dict[str, str]:
