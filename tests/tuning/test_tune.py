@@ -275,7 +275,9 @@ def test_bad_budget_or_space_stops_before_any_folder(tiny_model_dir, noise_beir,
     assert main([*common, "--space", str(space), "--set", "train.mode=lora"]) == 2
     error = capsys.readouterr().err
     assert error.count("\n") == 1 and str(space) in error and "lora.rank = 0" in error
-    assert not runs.exists()
+    assert main([*common, "--study", "../elsewhere"]) == 2
+    assert capsys.readouterr().err.startswith("error: study: must not contain '/'")
+    assert not runs.exists() and not (tmp_path / "elsewhere").exists()
 
 
 def test_tune_show_lists_trials_best_test_and_writes_figures(tiny_model_dir, noise_beir, tmp_path, capsys):

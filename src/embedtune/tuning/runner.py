@@ -74,7 +74,7 @@ def run_study(request: TuneRequest) -> TuneOutcome:
             that cannot be opened; before any trial.
         embedtune.errors.DataError: for malformed data, before any trial.
     """
-    config = config_from_dict(request.base)
+    config = config_from_dict({**request.base, "study": request.study})  # a bad --study stops before its folder
     space = request.space or default_space(config) + default_feature_params(config)
     where = request.space_file or f"default search space of train.mode {config.train.mode}"
     check_space(space, request.base, where)
