@@ -307,3 +307,29 @@ def test_dev_reports_are_numbered_by_evaluation_over_a_resumed_runs_whole_histor
     reporter.on_evaluate(None, SimpleNamespace(global_step=45, log_history=history), control, metrics={key: 0.4})
 
     assert trial_intermediate(study, trial) == {3: 0.4}  # the base model's (step 0) is not reported
+
+
+def test_a_setting_given_with_set_is_not_searched_and_an_explicit_space_may_not_vary_it(
+    tiny_model_dir, noise_beir, tmp_path, monkeypatch, capsys
+):
+    from embedtune.tuning import runner
+
+    searched: list[list[str]] = []
+    monkeypatch.setattr(
+        runner,
+        "_run_trials",
+        lambda study, request, space, budget: searched.append([param.key for param in space]) or [],
+    )
+    runs = tmp_path / "runs"
+    common = ["tune", "--model", str(tiny_model_dir), "--data", str(noise_beir), "--set", f"runs_dir={runs}"]
+    common += ["--set", "train.mode=head"]
+    assert main([*common, "--set", "train.epochs=1", "--study", "pinned"]) == 1  # no trial ran: exit 1
+    assert main([*common, "--study", "free"]) == 1
+    pinned, free = searched
+    assert "train.epochs" in free and pinned == [key for key in free if key != "train.epochs"]
+
+    space = tmp_path / "space.yaml"
+    space.write_text("train.epochs: {low: 1, high: 3}\n")
+    capsys.readouterr()
+    assert main([*common, "--set", "train.epochs=1", "--space", str(space), "--study", "clash"]) == 2
+    assert "train.epochs is searched, but --set (or a flag) fixes it" in capsys.readouterr().err

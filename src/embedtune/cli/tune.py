@@ -26,7 +26,13 @@ def add_tune_command(commands: argparse._SubParsersAction) -> None:
     tune.add_argument("--data", help="BEIR folder (corpus.jsonl, queries.jsonl, qrels/).")
     tune.add_argument("--train-file", help="JSONL training file.")
     tune.add_argument("--model", help="Base model folder or name.")
-    tune.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="Any setting of every trial.")
+    tune.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="Any setting of every trial; the default space then leaves it out (a --space that varies it is refused).",
+    )
     tune.add_argument("--budget", default="20m", help="Wall time this process may spend, e.g. 90s, 20m, 2h (20m).")
     tune.add_argument("--trials", type=int, help="Most trials this process runs (default: as the budget allows).")
     tune.add_argument("--space", help="YAML search space: setting: {low, high[, log, type]} or {choices: [...]}.")
@@ -46,6 +52,12 @@ def study_settings(args: argparse.Namespace) -> dict:
     base = load_config_file(args.config) if args.config is not None else {}
     flags = [f"{setting}={getattr(args, flag)}" for flag, setting in _FLAG_SETTINGS.items() if getattr(args, flag)]
     return apply_overrides(base, flags + args.set)
+
+
+def fixed_settings(args: argparse.Namespace) -> tuple[str, ...]:
+    """Return the setting keys given by a flag or ``--set``: the default search space leaves them as given."""
+    flags = [setting for flag, setting in _FLAG_SETTINGS.items() if getattr(args, flag)]
+    return tuple(dict.fromkeys(flags + [item.partition("=")[0].strip() for item in args.set]))
 
 
 def run_tune(args: argparse.Namespace) -> int:
@@ -69,6 +81,7 @@ def run_tune(args: argparse.Namespace) -> int:
         max_trials=args.trials,
         seed=args.seed,
         space_file=args.space,
+        fixed=fixed_settings(args),
     )
     outcome = run_study(request)
     print(trials_table(outcome.study))

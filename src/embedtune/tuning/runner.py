@@ -16,7 +16,7 @@ from typing import Any
 
 import optuna
 
-from embedtune.config import config_from_dict
+from embedtune.config import ConfigError, config_from_dict
 from embedtune.data.prepare import prepare_data
 from embedtune.model_paths import check_model_available
 from embedtune.training.mode import check_mode_libraries
@@ -42,6 +42,8 @@ class TuneRequest:
         max_trials: Most trials this process runs, or ``None``.
         seed: Seed of the sampler (``train.seed`` by default; each trial trains with ``train.seed``).
         space_file: Where ``space`` was read, for error messages.
+        fixed: Setting keys the user gave explicitly (a flag or ``--set``): the default space does not search them,
+            and an explicit ``space`` that varies one is refused.
     """
 
     base: dict[str, Any]
@@ -52,6 +54,7 @@ class TuneRequest:
     max_trials: int | None = None
     seed: int | None = None
     space_file: str | None = None
+    fixed: tuple[str, ...] = ()
 
 
 @dataclass
@@ -75,8 +78,11 @@ def run_study(request: TuneRequest) -> TuneOutcome:
         embedtune.errors.DataError: for malformed data, before any trial.
     """
     config = config_from_dict({**request.base, "study": request.study})  # a bad --study stops before its folder
-    space = request.space or default_space(config) + default_feature_params(config)
     where = request.space_file or f"default search space of train.mode {config.train.mode}"
+    space = request.space or _without_fixed(default_space(config) + default_feature_params(config), request.fixed)
+    clash = [param.key for param in space if param.key in request.fixed]
+    if clash:
+        raise ConfigError(f"{where}: {clash[0]} is searched, but --set (or a flag) fixes it; drop one of the two")
     check_space(space, request.base, where)
     check_feature_params(space, config, where)
     check_mode_libraries(config)
@@ -97,6 +103,15 @@ def run_study(request: TuneRequest) -> TuneOutcome:
     return TuneOutcome(
         optuna_study, folder, ran, winner, best.write_best_config(folder, winner), best.test_once(folder, winner)
     )
+
+
+def _without_fixed(space: list[Param], fixed: tuple[str, ...]) -> list[Param]:
+    """Drop the parameters the user fixed from a default space, saying so."""
+    kept = [param for param in space if param.key not in fixed]
+    if len(kept) < len(space):
+        pinned = ", ".join(param.key for param in space if param.key in fixed)
+        logger.info("Not searched, fixed by --set or a flag: %s", pinned)
+    return kept
 
 
 def _run_trials(optuna_study: optuna.Study, request: TuneRequest, space: list[Param], budget: Budget) -> list[int]:
