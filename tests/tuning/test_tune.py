@@ -102,6 +102,8 @@ def test_best_yaml_trains_the_best_trial_again(tiny_model_dir, noise_beir, tmp_p
     outcome = run_study(TuneRequest(base_settings(tiny_model_dir, noise_beir, runs), 600, "s", SPACE, max_trials=2))
 
     config = build_config(outcome.best_config)
+    header = outcome.best_config.read_text(encoding="utf-8").splitlines()[0]
+    assert f"reproduce from {Path.cwd()} with: embedtune train --config {outcome.best_config}" in header
     trial_run = load_run(outcome.best.user_attrs[RUN_ATTR])
     assert config.study is None and config.eval.report_test and config.name == "s-best"
     expected = {**trial_run.config, "name": "s-best", "study": None}

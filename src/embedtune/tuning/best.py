@@ -86,7 +86,11 @@ def best_config(trial: optuna.trial.FrozenTrial) -> dict[str, Any]:
 def write_best_config(folder: Path, trial: optuna.trial.FrozenTrial) -> Path:
     """Write ``best.yaml`` (see :func:`best_config`) into the study folder, atomically; returns its path."""
     path = folder / BEST_CONFIG_FILE
-    header = f"# Best trial {trial.number} (dev {trial.value:.4f}); reproduce with: embedtune train --config {path}\n"
+    # its relative paths (data, runs folder) are the study's, relative to the folder the study ran in
+    header = (
+        f"# Best trial {trial.number} (dev {trial.value:.4f}); reproduce from {Path.cwd()} with: "
+        f"embedtune train --config {path}\n"
+    )
     with atomic_file(path) as handle:
         handle.write(header + yaml.safe_dump(best_config(trial), sort_keys=False, allow_unicode=True))
     return path
