@@ -206,3 +206,15 @@ def test_a_missing_index_is_one_error_before_the_model_loads(tmp_path, capsys):
     code = main(["serve", str(tmp_path / "nope")])
     assert code == 2
     assert "nope" in capsys.readouterr().err
+
+
+def test_an_address_in_use_is_one_error_before_the_model_loads(index_dir, capsys, monkeypatch):
+    monkeypatch.setattr("embedtune.search.retriever.Retriever.load", lambda *a, **k: pytest.fail("model loaded"))
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        assert main(["serve", str(index_dir), "--port", str(port)]) == 2
+    assert capsys.readouterr().err.strip().splitlines() == [
+        f"error: --host 127.0.0.1 --port {port}: cannot listen there (Address already in use)"
+    ]

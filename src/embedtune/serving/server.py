@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+import socket
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -117,13 +118,41 @@ def build_server_app(settings: ServeSettings) -> FastAPI:
     )
 
 
+def bind_listening_socket(host: str, port: int) -> socket.socket:
+    """Bind ``host:port`` for uvicorn, so that an address in use stops the command before the model loads.
+
+    Raises:
+        ConfigError: naming the address, if it cannot be bound (in use, not an address of this machine, ...).
+    """
+    try:
+        info = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+        sock = socket.socket(info[0], socket.SOCK_STREAM)
+    except OSError as error:
+        raise ConfigError(f"--host {host}: not an address to listen on ({error.strerror or error})") from None
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn: a port in TIME_WAIT can be reused
+        sock.bind(info[4])
+    except OSError as error:
+        sock.close()
+        raise ConfigError(f"--host {host} --port {port}: cannot listen there ({error.strerror or error})") from None
+    sock.set_inheritable(True)
+    return sock
+
+
 def serve(settings: ServeSettings) -> None:
     """Serve the index until interrupted (Ctrl-C), on uvicorn.
 
     Raises:
-        See :func:`build_server_app`; an address already in use ends uvicorn with its own message.
+        See :func:`build_server_app` and :func:`bind_listening_socket` (an address in use: before the model loads).
     """
-    app = build_server_app(settings)
-    logger.info("Serving %s on http://%s:%d (docs: /docs)", settings.index_dir, settings.host, settings.port)
-    # log_config=None: uvicorn's loggers go to embedtune's console (its access lines with -v, warnings always)
-    uvicorn.run(app, host=settings.host, port=settings.port, log_config=None)
+    check_settings(settings)
+    sock = bind_listening_socket(settings.host, settings.port)
+    try:
+        app = build_server_app(settings)
+        docs = "" if settings.api_key_file is not None else " (docs: /docs)"
+        logger.info("Serving %s on http://%s:%d%s", settings.index_dir, settings.host, settings.port, docs)
+        # log_config=None: uvicorn's loggers go to embedtune's console (its access lines with -v, warnings always)
+        config = uvicorn.Config(app, host=settings.host, port=settings.port, log_config=None)
+        uvicorn.Server(config).run(sockets=[sock])
+    finally:
+        sock.close()
