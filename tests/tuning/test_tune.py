@@ -21,7 +21,14 @@ from embedtune.tuning import best
 from embedtune.tuning.objective import RUN_ATTR, SHIPS_ATTR, DevReporter, run_trial
 from embedtune.tuning.runner import TuneRequest, run_study
 from embedtune.tuning.space import CATEGORICAL, FLOAT, Param
-from embedtune.tuning.study import RESUME_OF_ATTR, claim, open_study, recover_dead_trials, study_folder
+from embedtune.tuning.study import (
+    RESUME_OF_ATTR,
+    claim,
+    finished_durations,
+    open_study,
+    recover_dead_trials,
+    study_folder,
+)
 
 SPACE = [
     Param("train.head_learning_rate", FLOAT, 1e-2, 1e-1, log=True),
@@ -207,6 +214,12 @@ def test_trials_left_running_by_a_dead_process_are_queued_again(tmp_path):
     queued = study.ask()  # the queued trial comes first, with the dead trial's values
     assert queued.user_attrs[RESUME_OF_ATTR] == dead.number
     assert queued.suggest_float("train.learning_rate", 1e-5, 1e-3) == rate
+
+    whole = study.ask()
+    whole.suggest_float("train.learning_rate", 1e-5, 1e-3)
+    study.tell(whole, 0.5)
+    study.tell(queued, 0.4)  # the resumed trial: only the remainder of its run
+    assert len(finished_durations(study)) == 1  # the budget's expectation counts whole trials only
 
 
 def test_a_study_reopened_with_other_settings_is_refused(tiny_model_dir, noise_beir, tmp_path):

@@ -155,10 +155,16 @@ def _alive(pid: Any) -> bool:
 
 
 def finished_durations(study: optuna.Study) -> list[float]:
-    """Wall seconds of the study's complete and pruned trials."""
+    """Wall seconds of the study's complete and pruned trials, a resumed trial's left out.
+
+    A trial that resumed a dead one (``resume_of``) lasted only the remainder of its run: counting it would make the
+    next trial look shorter than it will be (see :meth:`~embedtune.tuning.budget.Budget.fits`).
+    """
     states = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
     return [
         (trial.datetime_complete - trial.datetime_start).total_seconds()
         for trial in study.get_trials(deepcopy=False, states=states)
-        if trial.datetime_complete is not None and trial.datetime_start is not None
+        if trial.datetime_complete is not None
+        and trial.datetime_start is not None
+        and RESUME_OF_ATTR not in trial.user_attrs
     ]
