@@ -10,7 +10,7 @@ from embedtune.data.prepare import prepare_data
 from embedtune.losses import COMMON_SETTINGS, OBJECTIVES, build_loss, builder_of, ignored_settings
 from embedtune.losses.info_nce import InfoNCELoss
 from embedtune.losses.registry import names
-from embedtune.training import fine_tune, pipeline
+from embedtune.training import fine_tune, pipeline, preflight
 from embedtune.training.pipeline import run_training
 from tests.training.test_pipeline import tiny_config
 from tests.training.test_resume import child_env
@@ -85,7 +85,7 @@ def test_cli_refuses_mnrl_with_an_infonce_setting_before_any_model_loads(
         raise AssertionError("a model was loaded")
 
     monkeypatch.setattr(pipeline, "load_base_model", no_loading)
-    monkeypatch.setattr(pipeline, "check_model_available", no_loading)
+    monkeypatch.setattr(preflight, "check_model_available", no_loading)
     runs_dir = tmp_path / "runs"
     argv = ["train", "--data", str(tiny_beir), "--model", str(tiny_model_dir), "--runs-dir", str(runs_dir)]
     key = setting.split("=")[0]
