@@ -167,7 +167,10 @@ def _encode(
     """
     device = getattr(model, "device", None)  # None: a stand-in that answers from stored embeddings
     with inference_autocast(precision if devices is None and device is not None else "fp32", device or "cpu"):
-        encoder, head = split_head(model) if isinstance(model, SentenceTransformer) else (model, [])
+        # split only where it changes something: the cache keys the encoder part, and under autocast the head must
+        # still run in its own dtype; a plain fp32 encode (a served query) skips building the encoder part
+        split = isinstance(model, SentenceTransformer) and (cache is not None or precision != "fp32")
+        encoder, head = split_head(model) if split else (model, [])
         if head:
             embeddings = _encode(encoder, texts, role, batch_size, progress, cache, devices, precision)
             return _truncated(apply_head(head, embeddings), model.truncate_dim)
