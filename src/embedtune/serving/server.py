@@ -121,6 +121,13 @@ def build_server_app(settings: ServeSettings) -> FastAPI:
 def bind_listening_socket(host: str, port: int) -> socket.socket:
     """Bind ``host:port`` for uvicorn, so that an address in use stops the command before the model loads.
 
+    Args:
+        host: Address or host name to listen on (its first address is used).
+        port: TCP port, 1-65535.
+
+    Returns:
+        The bound (not yet listening) socket, inheritable; uvicorn listens on it (``Server.run(sockets=...)``).
+
     Raises:
         ConfigError: naming the address, if it cannot be bound (in use, not an address of this machine, ...).
     """
